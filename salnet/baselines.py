@@ -1,0 +1,21 @@
+"""Model-free saliency baselines: the centre bias every model must beat."""
+
+from __future__ import annotations
+
+import numpy as np
+
+CENTER_SIGMA = 0.25  # σ as a fraction of each side; a blob that covers the usual central fixation spread
+
+
+def center_bias(size: tuple[int, int], sigma: float = CENTER_SIGMA) -> np.ndarray:
+    """An anisotropic Gaussian centred on the image, σ = ``sigma`` × (H, W), peak 1.
+
+    Takes ``size`` = (H, W); returns float64 (H, W) in (0, 1]. Used as the default IG baseline and as the
+    prediction of the demo's baseline model.
+    """
+    H, W = int(size[0]), int(size[1])
+    if H < 1 or W < 1 or not sigma > 0:
+        raise ValueError(f"center_bias needs a positive size and sigma, got size={size}, sigma={sigma}")
+    y = (np.arange(H) + 0.5 - H / 2) / (sigma * H)
+    x = (np.arange(W) + 0.5 - W / 2) / (sigma * W)
+    return np.exp(-0.5 * (y[:, None] ** 2 + x[None, :] ** 2))

@@ -1,0 +1,96 @@
+"""The nine MIT saliency benchmark metrics, batched on torch tensors (CPU or CUDA, float64 default).
+
+Conventions (README "Metrics"): MIT MATLAB code by default, pysaliency's variant where they differ.
+``python -m salnet.metrics score ...`` scores saved predictions (see :mod:`salnet.metrics.score`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from salnet.metrics.auc import auc_borji, auc_judd, sauc
+from salnet.metrics.common import EPS, VARIANTS
+from salnet.metrics.distribution import cc, info_gain, kld, nss, sim
+from salnet.metrics.emd import emd
+from salnet.metrics.shuffled import other_fixations
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric's function, the ground truth it needs and its direction."""
+
+    name: str
+    fn: object
+    needs: str  # "fixations" | "gt_map" | "fixations+other" | "fixations+baseline"
+    higher_is_better: bool = True
+    random: bool = False
+    has_variant: bool = False
+
+
+METRICS: dict[str, Metric] = {
+    m.name: m
+    for m in (
+        Metric("auc_judd", auc_judd, "fixations", random=True),
+        Metric("auc_borji", auc_borji, "fixations", random=True),
+        Metric("sauc", sauc, "fixations+other", random=True, has_variant=True),
+        Metric("nss", nss, "fixations", has_variant=True),
+        Metric("cc", cc, "gt_map"),
+        Metric("sim", sim, "gt_map", has_variant=True),
+        Metric("kld", kld, "gt_map", higher_is_better=False),
+        Metric("emd", emd, "gt_map", higher_is_better=False),
+        Metric("ig", info_gain, "fixations+baseline", has_variant=True),
+    )
+}
+
+
+def check_names(names) -> list[str]:
+    """Validate metric names; unknown ones are an error listing the valid choices."""
+    names = list(names)
+    bad = [n for n in names if n not in METRICS]
+    if bad:
+        raise ValueError(f"unknown metric(s) {', '.join(bad)}; valid: {', '.join(METRICS)}")
+    return names
+
+
+def score_batch(
+    pred: torch.Tensor,
+    *,
+    fixations: torch.Tensor | None = None,
+    gt_map: torch.Tensor | None = None,
+    other: torch.Tensor | None = None,
+    baseline: torch.Tensor | None = None,
+    metrics=tuple(METRICS),
+    variant: str = "mit",
+    seed: int = 0,
+    keys=None,
+    dtype: torch.dtype = torch.float64,
+) -> dict[str, torch.Tensor]:
+    """Every requested metric on one batch of same-sized ground truth; returns name → (B,) values.
+
+    Metrics whose inputs are missing (no ``other`` for sAUC, no ``baseline`` for IG) are an error
+    naming the missing input. ``variant`` applies to the metrics that have one (sAUC, NSS, SIM, IG).
+    """
+    out = {}
+    given = {"fixations": fixations, "gt_map": gt_map, "other": other, "baseline": baseline}
+    for name in check_names(metrics):
+        m = METRICS[name]
+        needed = m.needs.split("+")
+        missing = [k for k in needed if given[k] is None]
+        if missing:
+            raise ValueError(f"metric {name} needs {' and '.join(missing)}, which was not given")
+        args = [given[k] for k in needed]
+        kw: dict = {"dtype": dtype}
+        if m.random:
+            kw.update(seed=seed, keys=keys)
+        if m.has_variant:
+            kw["variant"] = variant
+        out[name] = m.fn(pred, *args, **kw)
+    return out
+
+
+__all__ = [
+    "EPS", "METRICS", "VARIANTS", "Metric", "auc_borji", "auc_judd", "cc", "check_names", "emd",
+    "info_gain", "kld", "nss", "other_fixations", "sauc", "score_batch", "sim",
+]

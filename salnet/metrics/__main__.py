@@ -1,0 +1,56 @@
+"""``python -m salnet.metrics score --pred DIR --fixations DIR --maps DIR ...``: score saved predictions."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+
+from salnet.metrics import METRICS, VARIANTS
+from salnet.metrics.files import ScoreInputError
+from salnet.metrics.score import score_folders
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m salnet.metrics", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("score", help="score a folder of predictions (files matched by stem)")
+    s.add_argument("--pred", type=Path, required=True, help="predicted maps (.npy/.png/.jpg)")
+    s.add_argument("--fixations", type=Path, help="fixations: binary maps (.npy/.png/.jpg/.mat 'fixations') "
+                   "or .npy (N,2) int (y, x) points")
+    s.add_argument("--maps", type=Path, help="continuous ground-truth maps (.npy/.png/.jpg)")
+    s.add_argument("--baseline", type=Path, help="baseline map for IG (default: a centre-bias Gaussian)")
+    s.add_argument("--metrics", nargs="+", metavar="NAME", help=f"subset of: {' '.join(METRICS)}")
+    s.add_argument("--variant", choices=VARIANTS, default="mit",
+                   help="conventions where MIT and pysaliency differ (sAUC, NSS, SIM, IG); default mit")
+    s.add_argument("--seed", type=int, default=0, help="seed of the random metrics (per image, batch-independent)")
+    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    s.add_argument("--json", type=Path, help="write summary + per-image values as JSON")
+    s.add_argument("--csv", type=Path, help="write per-image values as CSV")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = score_folders(args.pred, args.fixations, args.maps, baseline=args.baseline, metrics=args.metrics,
+                               variant=args.variant, seed=args.seed, batch_size=args.batch_size, device=args.device)
+    except (ScoreInputError, ValueError, FileNotFoundError) as exn:
+        print(f"error: {exn}", file=sys.stderr)
+        return 2
+    print(f"{len(result.values)} images scored ({args.variant} conventions)")
+    print(result.table())
+    if args.json:
+        result.write_json(args.json)
+        print(f"wrote {args.json}")
+    if args.csv:
+        result.write_csv(args.csv)
+        print(f"wrote {args.csv}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

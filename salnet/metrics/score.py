@@ -1,0 +1,174 @@
+"""Score saved predictions against ground truth folders (files matched by stem).
+
+Used by ``python -m salnet.metrics score`` and by the demo. Values are per image, as the MIT benchmark
+averages them; the summary gives mean ± std over the images where a metric is defined and counts the
+undefined ones separately.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from salnet.baselines import center_bias
+from salnet.metrics import METRICS, check_names, other_fixations, score_batch
+from salnet.metrics.files import (
+    FIX_EXTS,
+    MAP_EXTS,
+    ScoreInputError,
+    index_dir,
+    read_fixations,
+    read_map,
+)
+
+
+@dataclass
+class ScoreResult:
+    """``values[stem][metric]`` per image (NaN = undefined) and the settings used."""
+
+    metrics: list[str]
+    values: dict[str, dict[str, float]]
+    settings: dict = field(default_factory=dict)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        out = {}
+        for m in self.metrics:
+            v = np.array([row[m] for row in self.values.values()], dtype=np.float64)
+            ok = v[~np.isnan(v)]
+            out[m] = {
+                "mean": float(ok.mean()) if ok.size else math.nan,
+                "std": float(ok.std()) if ok.size else math.nan,
+                "n": int(ok.size),
+                "undefined": int(v.size - ok.size),
+            }
+        return out
+
+    def table(self) -> str:
+        rows = [f"{'metric':<10} {'mean':>9}   {'std':>8} {'images':>7} {'undefined':>9}"]
+        for m, s in self.summary().items():
+            arrow = "↑" if METRICS[m].higher_is_better else "↓"
+            mean = "undefined" if s["n"] == 0 else f"{s['mean']:9.4f} ± {s['std']:8.4f}"
+            rows.append(f"{m + ' ' + arrow:<10} {mean:>20} {s['n']:>7} {s['undefined']:>9}")
+        return "\n".join(rows)
+
+    def write_json(self, path: Path) -> None:
+        per_image = {k: {m: (None if math.isnan(v) else v) for m, v in row.items()} for k, row in self.values.items()}
+        summ = {m: {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in s.items()}
+                for m, s in self.summary().items()}
+        Path(path).write_text(json.dumps({"settings": self.settings, "summary": summ, "per_image": per_image},
+                                         indent=2))
+
+    def write_csv(self, path: Path) -> None:
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["image", *self.metrics])
+            for stem, row in self.values.items():
+                w.writerow([stem, *("" if math.isnan(row[m]) else repr(row[m]) for m in self.metrics)])
+
+
+def _default_metrics(have_fix: bool, have_maps: bool) -> list[str]:
+    ok = []
+    for name, m in METRICS.items():
+        needs = set(m.needs.split("+")) - {"other", "baseline"}
+        if ("fixations" in needs and not have_fix) or ("gt_map" in needs and not have_maps):
+            continue
+        ok.append(name)
+    return ok
+
+
+def _check_partners(pred: dict, others: dict[str, dict]) -> None:
+    for what, files in others.items():
+        lonely_pred = sorted(set(pred) - set(files))
+        lonely_gt = sorted(set(files) - set(pred))
+        for stems, where, missing in ((lonely_pred, "predictions", what), (lonely_gt, what, "predictions")):
+            if stems:
+                shown = ", ".join(stems[:10]) + (f" … (+{len(stems) - 10})" if len(stems) > 10 else "")
+                raise ScoreInputError(f"{len(stems)} {where} without a partner in {missing}: {shown}; "
+                                      "files are matched by stem (name without extension)")
+
+
+def score_folders(
+    pred_dir: Path,
+    fixations_dir: Path | None = None,
+    maps_dir: Path | None = None,
+    *,
+    baseline: Path | None = None,
+    metrics: Sequence[str] | None = None,
+    variant: str = "mit",
+    seed: int = 0,
+    batch_size: int = 16,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float64,
+) -> ScoreResult:
+    """Score every prediction in ``pred_dir`` against its partners in ``fixations_dir``/``maps_dir``.
+
+    Without ``metrics``, every metric the given folders allow is computed. IG uses ``baseline`` (a map
+    file) or, by default, :func:`salnet.baselines.center_bias` at each image's size.
+    """
+    preds = index_dir(pred_dir, MAP_EXTS, "--pred")
+    fixf = index_dir(fixations_dir, FIX_EXTS, "--fixations")
+    mapf = index_dir(maps_dir, MAP_EXTS, "--maps")
+    if not fixf and not mapf:
+        raise ScoreInputError("give --fixations and/or --maps: there is no ground truth to score against")
+    names = _default_metrics(bool(fixf), bool(mapf)) if metrics is None else check_names(metrics)
+    for n in names:
+        need = METRICS[n].needs.split("+")
+        if "fixations" in need and not fixf:
+            raise ScoreInputError(f"metric {n} needs fixations: give --fixations DIR")
+        if "gt_map" in need and not mapf:
+            raise ScoreInputError(f"metric {n} needs ground-truth maps: give --maps DIR")
+    _check_partners(preds, {k: v for k, v in (("--fixations", fixf), ("--maps", mapf)) if v})
+    stems = sorted(preds)
+    gt_maps = {s: read_map(mapf[s]) for s in stems} if mapf else {}
+    fix_counts, points, sizes = {}, [], []
+    for s in stems:
+        if fixf:
+            c = read_fixations(fixf[s]).to_counts(gt_maps[s].shape if s in gt_maps else None)
+            if s in gt_maps and c.shape != gt_maps[s].shape:
+                raise ScoreInputError(f"{fixf[s]}: fixation map {c.shape} and ground-truth map {mapf[s].name} "
+                                      f"{gt_maps[s].shape} differ in size")
+            fix_counts[s] = c
+            yx = np.argwhere(c > 0)
+            points.append(np.repeat(yx, c[c > 0].astype(np.int64), axis=0))
+            sizes.append(c.shape)
+        else:
+            sizes.append(gt_maps[s].shape)
+    base = read_map(baseline) if baseline is not None else None
+    groups: dict[tuple, list[int]] = defaultdict(list)
+    pred_arrays = {s: read_map(preds[s]) for s in stems}
+    for i, s in enumerate(stems):
+        groups[(sizes[i], pred_arrays[s].shape)].append(i)
+    values: dict[str, dict[str, float]] = {s: {} for s in stems}
+    for (size, _), idx in groups.items():
+        for lo in range(0, len(idx), batch_size):
+            chunk = idx[lo : lo + batch_size]
+            batch_stems = [stems[i] for i in chunk]
+
+            def stack(arrs):
+                return torch.from_numpy(np.stack(arrs)).to(device=device, dtype=dtype)
+
+            kw = {"pred": stack([pred_arrays[s] for s in batch_stems])}
+            if fixf:
+                kw["fixations"] = stack([fix_counts[s] for s in batch_stems])
+            if mapf:
+                kw["gt_map"] = stack([gt_maps[s] for s in batch_stems])
+            if "sauc" in names:
+                kw["other"] = torch.stack([other_fixations(points, sizes, i, variant=variant, seed=seed,
+                                                           key=stems[i]) for i in chunk]).to(device, dtype)
+            if "ig" in names:
+                kw["baseline"] = stack([base if base is not None else center_bias(size)] * len(chunk))
+            out = score_batch(metrics=names, variant=variant, seed=seed, keys=batch_stems, dtype=dtype, **kw)
+            for m, v in out.items():
+                for s, x in zip(batch_stems, v.cpu().tolist()):
+                    values[s][m] = float(x)
+    settings = {"variant": variant, "seed": seed, "pred": str(pred_dir), "fixations": str(fixations_dir),
+                "maps": str(maps_dir), "baseline": str(baseline) if baseline else "center_bias"}
+    return ScoreResult(names, values, settings)
