@@ -19,3 +19,18 @@ def center_bias(size: tuple[int, int], sigma: float = CENTER_SIGMA) -> np.ndarra
     y = (np.arange(H) + 0.5 - H / 2) / (sigma * H)
     x = (np.arange(W) + 0.5 - W / 2) / (sigma * W)
     return np.exp(-0.5 * (y[:, None] ** 2 + x[None, :] ** 2))
+
+
+def write_center_bias(sizes: dict[str, tuple[int, int]], out_dir) -> list:
+    """Save the centre-bias prediction for each image ``stem → (H, W)`` as ``out_dir/stem.npy``;
+    returns the paths written."""
+    from pathlib import Path
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for stem, size in sorted(sizes.items()):
+        p = out / f"{stem}.npy"
+        np.save(p, center_bias(size))
+        paths.append(p)
+    return paths

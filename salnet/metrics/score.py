@@ -52,11 +52,11 @@ class ScoreResult:
         return out
 
     def table(self) -> str:
-        rows = [f"{'metric':<10} {'mean':>9}   {'std':>8} {'images':>7} {'undefined':>9}"]
+        rows = [f"{'metric':<12}{'mean ± std':>22}{'images':>8}{'undefined':>10}"]
         for m, s in self.summary().items():
             arrow = "↑" if METRICS[m].higher_is_better else "↓"
-            mean = "undefined" if s["n"] == 0 else f"{s['mean']:9.4f} ± {s['std']:8.4f}"
-            rows.append(f"{m + ' ' + arrow:<10} {mean:>20} {s['n']:>7} {s['undefined']:>9}")
+            mean = "undefined" if s["n"] == 0 else f"{s['mean']:.4f} ± {s['std']:.4f}"
+            rows.append(f"{m:<10}{arrow} {mean:>22}{s['n']:>8}{s['undefined']:>10}")
         return "\n".join(rows)
 
     def write_json(self, path: Path) -> None:
