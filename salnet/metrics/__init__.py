@@ -65,12 +65,15 @@ def score_batch(
     variant: str = "mit",
     seed: int = 0,
     keys=None,
+    n_splits: int = 100,
+    step: float = 0.1,
     dtype: torch.dtype = torch.float64,
 ) -> dict[str, torch.Tensor]:
     """Every requested metric on one batch of same-sized ground truth; returns name → (B,) values.
 
     Metrics whose inputs are missing (no ``other`` for sAUC, no ``baseline`` for IG) are an error
-    naming the missing input. ``variant`` applies to the metrics that have one (sAUC, NSS, SIM, IG).
+    naming the missing input. ``variant`` applies to the metrics that have one (sAUC, NSS, SIM, IG);
+    ``n_splits`` and ``step`` to AUC-Borji and sAUC (MIT defaults 100 and 0.1).
     """
     out = {}
     given = {"fixations": fixations, "gt_map": gt_map, "other": other, "baseline": baseline}
@@ -84,6 +87,8 @@ def score_batch(
         kw: dict = {"dtype": dtype}
         if m.random:
             kw.update(seed=seed, keys=keys)
+        if name in ("auc_borji", "sauc"):
+            kw.update(n_splits=n_splits, step=step)
         if m.has_variant:
             kw["variant"] = variant
         out[name] = m.fn(pred, *args, **kw)

@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--variant", choices=VARIANTS, default="mit",
                    help="conventions where MIT and pysaliency differ (sAUC, NSS, SIM, IG); default mit")
     s.add_argument("--seed", type=int, default=0, help="seed of the random metrics (per image, batch-independent)")
+    s.add_argument("--n-splits", type=int, default=100, help="random splits of AUC-Borji and sAUC (MIT: 100)")
+    s.add_argument("--step", type=float, default=0.1, help="threshold step of AUC-Borji and sAUC (MIT: 0.1)")
+    s.add_argument("--n-other", type=int, default=10, help="other images whose fixations are sAUC's negatives")
     s.add_argument("--batch-size", type=int, default=16)
     s.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     s.add_argument("--json", type=Path, help="write summary + per-image values as JSON")
@@ -37,7 +40,8 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         result = score_folders(args.pred, args.fixations, args.maps, baseline=args.baseline, metrics=args.metrics,
-                               variant=args.variant, seed=args.seed, batch_size=args.batch_size, device=args.device)
+                               variant=args.variant, seed=args.seed, n_splits=args.n_splits, step=args.step,
+                               n_other=args.n_other, batch_size=args.batch_size, device=args.device)
     except (ScoreInputError, ValueError, FileNotFoundError) as exn:
         print(f"error: {exn}", file=sys.stderr)
         return 2

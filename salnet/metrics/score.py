@@ -104,6 +104,9 @@ def score_folders(
     metrics: Sequence[str] | None = None,
     variant: str = "mit",
     seed: int = 0,
+    n_splits: int = 100,
+    step: float = 0.1,
+    n_other: int = 10,
     batch_size: int = 16,
     device: str = "cpu",
     dtype: torch.dtype = torch.float64,
@@ -161,14 +164,16 @@ def score_folders(
             if mapf:
                 kw["gt_map"] = stack([gt_maps[s] for s in batch_stems])
             if "sauc" in names:
-                kw["other"] = torch.stack([other_fixations(points, sizes, i, variant=variant, seed=seed,
-                                                           key=stems[i]) for i in chunk]).to(device, dtype)
+                kw["other"] = torch.stack([other_fixations(points, sizes, i, n_other=n_other, variant=variant,
+                                                           seed=seed, key=stems[i]) for i in chunk]).to(device, dtype)
             if "ig" in names:
                 kw["baseline"] = stack([base if base is not None else center_bias(size)] * len(chunk))
-            out = score_batch(metrics=names, variant=variant, seed=seed, keys=batch_stems, dtype=dtype, **kw)
+            out = score_batch(metrics=names, variant=variant, seed=seed, keys=batch_stems, n_splits=n_splits,
+                              step=step, dtype=dtype, **kw)
             for m, v in out.items():
                 for s, x in zip(batch_stems, v.cpu().tolist()):
                     values[s][m] = float(x)
-    settings = {"variant": variant, "seed": seed, "pred": str(pred_dir), "fixations": str(fixations_dir),
+    settings = {"variant": variant, "seed": seed, "n_splits": n_splits, "step": step, "n_other": n_other,
+                "pred": str(pred_dir), "fixations": str(fixations_dir),
                 "maps": str(maps_dir), "baseline": str(baseline) if baseline else "center_bias"}
     return ScoreResult(names, values, settings)
