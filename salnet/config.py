@@ -1,0 +1,244 @@
+"""Typed experiment configs: dataclasses ↔ YAML, dotted overrides, a content hash as the run id.
+
+    cfg = Config()                                   # SalGAN defaults (DESIGN.md §2)
+    cfg = apply_overrides(cfg, ["train.alpha=0.1", "data.batch_size=16"])
+    run_id = config_hash(cfg)                        # 12 hex chars, stable across processes
+    save_config(cfg, run_dir / "config.yaml", extra={"git_sha": ..., "seed": cfg.train.seed})
+    cfg = load_config(run_dir / "config.yaml")       # unknown keys are errors
+
+Unknown keys (in YAML or overrides) are errors that name the closest valid key; values are checked
+against the field's type (int, float, bool, str, tuples, dicts, optional fields).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config key or value is invalid; the message says which and what is valid."""
+
+
+@dataclass
+class DataConfig:
+    shards: str = "shards/synthetic"  # folder with {split}-NNNNNN.tar + manifest.json ("synthetic" = generated)
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+    input_size: tuple[int, int] = (192, 256)  # (H, W) of the network input: SalGAN 192×256, loss study 300×400
+    batch_size: int = 32
+    workers: int = 4
+    flip: bool = True  # random horizontal flip (image and targets alike)
+    max_bad_fraction: float = 0.01  # a run whose corrupt-sample fraction exceeds this stops with an error
+    val_subset: int = 500  # images scored each epoch (a fixed subset); the full split at the end
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "salgan"  # salgan | aspp
+    width: float = 1.0  # channel multiplier (tests and debug runs use a tiny network)
+    weights: str | None = None  # VGG-16 encoder weights: a torchvision-format file, "torchvision", or None
+
+
+@dataclass
+class TrainConfig:
+    procedure: str = "salgan"  # salgan: bootstrap then adversarial | content: one content loss throughout
+    epochs: int = 120
+    bootstrap_epochs: int = 15  # SalGAN: content-loss (BCE/4) epochs before the adversarial stage
+    alpha: float = 0.05  # SalGAN G loss = alpha·BCE/4 + BCE(D(I, Ŝ), 1)
+    loss: dict[str, Any] = field(default_factory=lambda: {"bce_pool4": 1.0})  # content loss spec (losses.build)
+    optimizer: str = "adagrad"  # adversarial stage (G and D): adagrad; content procedure: sgd
+    lr: float = 3e-4
+    lr_d: float = 3e-4
+    bootstrap_optimizer: str = "nesterov"  # released SalGAN code: Nesterov momentum 0.5, lr 1e-3
+    bootstrap_lr: float = 1e-3
+    momentum: float = 0.5
+    weight_decay: float = 1e-4
+    seed: int = 0
+    best_metric: str = "cc"  # validation metric that picks the `best` checkpoint
+    bf16: bool = True  # autocast on GPU
+    channels_last: bool = True
+    compile: bool = False
+    keep_last: int = 3  # checkpoints kept besides latest/best
+    max_steps: int | None = None  # stop early (debug runs)
+
+
+@dataclass
+class Config:
+    name: str = "salgan"
+    out_dir: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+# ---------------------------------------------------------------------------- dict ↔ dataclass
+
+
+def to_dict(cfg) -> dict:
+    """Plain nested dict (tuples as lists), ready for YAML/JSON."""
+
+    def plain(v):
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(cfg)
+
+
+def _closest(key: str, valid: list[str]) -> str:
+    near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    return f"; did you mean {near[0]!r}?" if near else f"; valid keys: {', '.join(valid)}"
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """``value`` checked against (and where lossless, converted to) the annotated type ``tp``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except ConfigError as exn:
+                errors.append(str(exn))
+        raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise ConfigError(f"{where}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported field type {tp}")
+
+
+def from_dict(cls, data: dict, where: str = ""):
+    """Build dataclass ``cls`` from a nested dict; unknown keys and ill-typed values are errors."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if key not in fields:
+            raise ConfigError(f"unknown config key {path!r}{_closest(key, list(fields))}")
+        tp = hints[key]
+        kwargs[key] = from_dict(tp, value, path) if dataclasses.is_dataclass(tp) else _coerce(value, tp, path)
+    return cls(**kwargs)
+
+
+def all_keys(cfg) -> list[str]:
+    """Every dotted key of ``cfg`` (leaves), e.g. ``train.alpha``."""
+    out = []
+    for f in dataclasses.fields(cfg):
+        v = getattr(cfg, f.name)
+        out += [f"{f.name}.{k}" for k in all_keys(v)] if dataclasses.is_dataclass(v) else [f.name]
+    return out
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply ``key.sub=value`` strings (values parsed as YAML: ``0.1``, ``true``, ``[192, 256]``,
+    ``{kld: 10, cc: -2}``); returns a new config. ``train.loss.kld=10`` sets one entry of a dict field."""
+    data = to_dict(cfg)
+    valid = all_keys(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.sub=value")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exn:
+            raise ConfigError(f"override {item!r}: cannot parse value ({exn})") from exn
+        parts = key.split(".")
+        node = data
+        for i, part in enumerate(parts[:-1]):
+            prefix = ".".join(parts[: i + 1])
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(f"unknown config key {key!r}{_closest(key, valid)}")
+            node = node[part]
+            if prefix in valid:  # a dict-valued field: the rest of the key is an entry of it
+                node[".".join(parts[i + 1:])] = value
+                break
+        else:
+            if not isinstance(node, dict) or parts[-1] not in node:
+                raise ConfigError(f"unknown config key {key!r}{_closest(key, valid)}")
+            node[parts[-1]] = value
+    return from_dict(type(cfg), data)
+
+
+# ---------------------------------------------------------------------------- hash and YAML
+
+
+def config_hash(cfg) -> str:
+    """12 hex chars of sha256 over the canonical JSON of the config: the run id (dora-style)."""
+    blob = json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+def save_config(cfg, path: Path, extra: dict | None = None) -> None:
+    """Write ``config.yaml``: the config plus a ``meta`` block (run id, and e.g. git SHA, seed, versions)."""
+    doc = {"config": to_dict(cfg), "meta": {"run_id": config_hash(cfg), **(extra or {})}}
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+    tmp.replace(path)
+
+
+def load_config(path: Path, cls=Config):
+    """Read a config written by :func:`save_config` (or a bare mapping of config keys)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exn:
+        raise ConfigError(f"{path}: not valid YAML ({exn})") from exn
+    if isinstance(doc, dict) and "config" in doc:
+        doc = doc["config"]
+    return from_dict(cls, doc or {})
