@@ -242,3 +242,23 @@ def load_config(path: Path, cls=Config):
     if isinstance(doc, dict) and "config" in doc:
         doc = doc["config"]
     return from_dict(cls, doc or {})
+
+
+def loss_study() -> Config:
+    """Bruckert et al.'s setting (DESIGN.md §3): ASPP network at 300×400, SGD lr 1e-3, batch 60, LC1."""
+    return Config(
+        name="loss_study",
+        data=DataConfig(input_size=(300, 400), batch_size=60),
+        model=ModelConfig(arch="aspp"),
+        train=TrainConfig(procedure="content", epochs=30, bootstrap_epochs=0, optimizer="sgd", lr=1e-3,
+                          momentum=0.9, loss={"kld": 10.0, "cc": -2.0, "nss": -1.0}),
+    )
+
+
+PRESETS = {"salgan": Config, "loss_study": loss_study}
+
+# Debug mode: the same code path on a tiny network and generated data, a few steps on a CPU.
+DEBUG_OVERRIDES = [
+    "model.width=0.0625", "data.input_size=[64, 96]", "data.batch_size=4", "data.workers=0",
+    "data.val_subset=8", "train.epochs=2", "train.bootstrap_epochs=1", "train.bf16=false",
+]

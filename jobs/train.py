@@ -1,0 +1,77 @@
+"""Train one run: SalGAN (bootstrap + adversarial) or the loss study (content loss), single process or DDP.
+
+    python jobs/train.py [--preset salgan|loss_study] [--config FILE] [--run-dir DIR] [--no-resume]
+                         [--debug] [key.sub=value ...]
+
+The run folder (default runs/<name>-<config hash>) gets config.yaml, checkpoints, metrics.jsonl and
+TensorBoard events; a run restarted with the same config resumes from its latest checkpoint.
+--debug: one process, tiny width, synthetic data (generated into runs/debug-data on first use), two short
+epochs — the same code path as a cluster run. Under torchrun or a multi-task Slurm step it runs DDP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from salnet.config import DEBUG_OVERRIDES, PRESETS, ConfigError, apply_overrides, load_config
+
+DEBUG_DATA = Path("runs/debug-data/synthetic")
+
+
+def ensure_synthetic_shards(out: Path, train: int = 32, val: int = 8, size=(64, 96)) -> Path:
+    """Pack a small synthetic dataset into ``out`` once (debug runs)."""
+    from salnet.data import get_reader
+    from salnet.data.shards import pack
+    from salnet.data.synthetic import write_synthetic
+
+    if (out / "manifest.json").exists():
+        return out
+    raw = out.parent / "raw"
+    write_synthetic(raw, {"train": train, "val": val}, size=size)
+    pack(get_reader("synthetic", raw), out, ["train", "val"], shard_size_mb=1.0)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. train.alpha=0.1")
+    ap.add_argument("--preset", choices=sorted(PRESETS), default="salgan")
+    ap.add_argument("--config", type=Path, help="a config.yaml (overrides apply on top)")
+    ap.add_argument("--run-dir", type=Path)
+    ap.add_argument("--no-resume", action="store_true", help="start over even if the run folder has checkpoints")
+    ap.add_argument("--debug", action="store_true", help="tiny network, synthetic data, two short epochs")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_config(args.config) if args.config else PRESETS[args.preset]()
+        overrides = list(args.overrides)
+        if args.debug:
+            overrides = [*DEBUG_OVERRIDES, f"data.shards={DEBUG_DATA}", *overrides]
+        cfg = apply_overrides(cfg, overrides)
+    except ConfigError as exn:
+        print(f"error: {exn}", file=sys.stderr)
+        return 2
+    if args.debug and Path(cfg.data.shards) == DEBUG_DATA:
+        ensure_synthetic_shards(DEBUG_DATA, size=tuple(cfg.data.input_size))
+    if not (Path(cfg.data.shards) / "manifest.json").exists():
+        print(f"error: no shards at {cfg.data.shards} (manifest.json missing); pack a dataset with "
+              f"`python jobs/pack.py DATASET --root RAW --out {cfg.data.shards}`", file=sys.stderr)
+        return 2
+    from salnet.train.loop import Trainer
+
+    if args.no_resume and args.run_dir and args.run_dir.exists():
+        for p in args.run_dir.glob("*.pt"):
+            p.unlink()
+    trainer = Trainer(cfg, run_dir=args.run_dir, resume=not args.no_resume)
+    if trainer.env.is_main:
+        print(f"run folder: {trainer.run_dir}  (tensorboard --logdir {trainer.run_dir / 'tb'})", flush=True)
+    result = trainer.fit()
+    if trainer.env.is_main:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""The training loop of both papers: content-loss training, SalGAN's bootstrap + adversarial stages,
+per-epoch validation, atomic checkpoints with exact resume, preemption, TensorBoard, metrics.jsonl.
+
+    trainer = Trainer(cfg)            # run folder runs/<name>-<config hash>; resumes from latest.pt
+    result = trainer.fit()            # {"status": "done"|"preempted"|"stopped", "val": {...}, ...}
+
+Resume is exact: a checkpoint holds both networks, all optimisers, epoch, step, the position in the
+epoch and every RNG state; the loader's order is a function of (seed, epoch), so the resumed run skips
+the batches already done and continues with the same random state.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from salnet.config import Config, config_hash, save_config, to_dict
+from salnet.data.loader import LoaderConfig, TrainLoader, ValLoader
+from salnet.metrics import METRICS
+from salnet.train import steps
+from salnet.train.build import build_content_loss, build_discriminator, build_generator, build_optimizers
+from salnet.train.checkpoint import CheckpointManager, rng_state, set_rng_state
+from salnet.train.distributed import DistEnv, barrier, device_for, init_distributed, seed_everything
+from salnet.train.tensorboard import Board, panel
+from salnet.train.validate import validate
+
+LOG_EVERY = 10
+PANEL_SIZE = 4
+
+
+def git_sha() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def versions() -> dict[str, str]:
+    import numpy
+    import scipy
+
+    import salnet
+
+    return {"salnet": salnet.__version__, "torch": str(torch.__version__), "numpy": numpy.__version__,
+            "scipy": scipy.__version__}
+
+
+class StopFlag:
+    """Set by SIGUSR2/SIGTERM (preemption; NCCL owns SIGUSR1) or by code; read at step boundaries."""
+
+    def __init__(self):
+        self.reason: str | None = None
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGUSR2, signal.SIGTERM):
+                signal.signal(sig, lambda s, _f: self.set(signal.Signals(s).name))
+
+    def set(self, reason: str) -> None:
+        self.reason = reason
+
+
+def run_dir_for(cfg: Config) -> Path:
+    return Path(cfg.out_dir) / f"{cfg.name}-{config_hash(cfg)}"
+
+
+class Trainer:
+    def __init__(self, cfg: Config, run_dir: Path | None = None, resume: bool = True, env: DistEnv | None = None):
+        self.cfg = cfg
+        self.env = env or init_distributed()
+        self.device = device_for(self.env)
+        seed_everything(cfg.train.seed, self.env.rank)
+        self.run_dir = Path(run_dir) if run_dir else run_dir_for(cfg)
+        self.G = build_generator(cfg).to(self.device)
+        self.D = build_discriminator(cfg)
+        if self.D is not None:
+            self.D = self.D.to(self.device)
+        if self.device.type == "cuda" and cfg.train.channels_last:
+            self.G = self.G.to(memory_format=torch.channels_last)
+            torch.backends.cudnn.benchmark = True
+        self.opts = build_optimizers(cfg, self.G, self.D)
+        d = cfg.data
+        lcfg = LoaderConfig(size=tuple(d.input_size), batch_size=d.batch_size, workers=d.workers, flip=d.flip,
+                            seed=cfg.train.seed, max_bad_fraction=d.max_bad_fraction)
+        rw = {"rank": self.env.rank, "world_size": self.env.world_size}
+        self.train_loader = TrainLoader(d.shards, d.train_split, lcfg, **rw)
+        self.val_loader = ValLoader(d.shards, d.val_split, LoaderConfig(**{**lcfg.__dict__, "flip": False}), **rw)
+        self.loss = build_content_loss(cfg, self._center_bias()).to(self.device)
+        self.g_train = DDP(self.G) if self.env.distributed else self.G
+        self.d_train = DDP(self.D) if self.env.distributed and self.D is not None else self.D
+        self.ckpt = CheckpointManager(self.run_dir, cfg.train.keep_last)
+        self.epoch = self.batch_in_epoch = self.step = 0
+        self.best: float | None = None
+        self.stop = StopFlag()
+        self.resumed = False
+        if resume:
+            self._resume()
+
+    # ------------------------------------------------------------------ state
+
+    def _center_bias(self):
+        """Mean training map at the output size, for the centre-bias regulariser (only when the spec uses it)."""
+        spec = self.cfg.train.loss
+        if not (isinstance(spec, dict) and "center_bias" in spec):
+            return None
+        from salnet.losses import center_bias_map
+
+        probe = self.G(torch.zeros(1, 3, *self.cfg.data.input_size, device=self.device)).logits
+        maps = (m for b in ValLoader(self.cfg.data.shards, self.cfg.data.train_split,
+                                     LoaderConfig(size=tuple(self.cfg.data.input_size), batch_size=16, workers=0,
+                                                  flip=False), rank=0, world_size=1)
+                for m in b["map"])
+        return center_bias_map(maps, tuple(probe.shape[-2:])).to(self.device)
+
+    def state_dict(self) -> dict:
+        return {"G": self.G.state_dict(), "D": self.D.state_dict() if self.D is not None else {},
+                "opts": {k: o.state_dict() for k, o in self.opts.items()},
+                "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
+                "best": self.best, "rng": rng_state(), "run_id": config_hash(self.cfg)}
+
+    def _resume(self) -> None:
+        state = self.ckpt.load(map_location=self.device)
+        if state is None:
+            return
+        if state.get("run_id") != config_hash(self.cfg):
+            raise ValueError(f"{self.ckpt.latest()}: checkpoint of run {state.get('run_id')}, this config is "
+                             f"{config_hash(self.cfg)}; use another run folder or --no-resume")
+        self.G.load_state_dict(state["G"])
+        if self.D is not None:
+            self.D.load_state_dict(state["D"])
+        for k, o in self.opts.items():
+            o.load_state_dict(state["opts"][k])
+        self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
+        self.best = state["best"]
+        self._rng_after_skip = state["rng"]
+        self.resumed = True
+
+    def save(self, is_best: bool = False) -> None:
+        if self.env.is_main:
+            self.ckpt.save(self.state_dict(), self.step, is_best=is_best)
+        barrier()
+
+    # ------------------------------------------------------------------ training
+
+    def stage(self, epoch: int) -> str:
+        t = self.cfg.train
+        if t.procedure == "content":
+            return "content"
+        return "bootstrap" if epoch < t.bootstrap_epochs else "adversarial"
+
+    def train_step(self, batch: dict, stage: str) -> dict:
+        batch = {k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+        t = self.cfg.train
+        if stage == "content":
+            return steps.content_step(self.g_train, self.opts["g"], self.loss, batch, self.device, t.bf16)
+        if stage == "bootstrap":
+            return steps.content_step(self.g_train, self.opts["boot"], self.loss, batch, self.device, t.bf16)
+        # the released SalGAN code alternates: even batches update D, odd batches update G
+        # (D's forward in the G step uses the bare module: D is not updated there, so DDP must not wait
+        # for its gradients; G's forward in the D step runs without gradients)
+        if self.step % 2 == 0:
+            return steps.discriminator_step(self.G, self.d_train, self.opts["d"], batch, self.device, t.bf16)
+        return steps.generator_step(self.g_train, self.D, self.opts["g"], self.loss, batch, t.alpha,
+                                    self.device, t.bf16)
+
+    def fit(self) -> dict:
+        t = self.cfg.train
+        self.stop.install()
+        board = Board(self.run_dir / "tb", enabled=self.env.is_main)
+        if self.env.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            save_config(self.cfg, self.run_dir / "config.yaml", extra={
+                "git_sha": git_sha(), "seed": t.seed, "versions": versions(), "world_size": self.env.world_size})
+        status = "done"
+        try:
+            while self.epoch < t.epochs:
+                status = self._epoch(board)
+                if status != "done":
+                    return {"status": status, "epoch": self.epoch, "step": self.step, "run_dir": str(self.run_dir)}
+            final, _ = validate(self.G, self.val_loader, self.device, seed=t.seed)
+            if self.env.is_main:
+                (self.run_dir / "final.json").write_text(json.dumps({"val": final, "step": self.step}, indent=2))
+                board.hparams({**to_dict(self.cfg.train), "arch": self.cfg.model.arch, "width": self.cfg.model.width},
+                              {k: v for k, v in final.items() if k in METRICS})
+            return {"status": status, "val": final, "epoch": self.epoch, "step": self.step,
+                    "run_dir": str(self.run_dir)}
+        finally:
+            board.close()
+
+    def _epoch(self, board: Board) -> str:
+        t = self.cfg.train
+        stage = self.stage(self.epoch)
+        self.train_loader.set_epoch(self.epoch)
+        it = iter(self.train_loader)
+        for _ in range(self.batch_in_epoch):  # resume mid-epoch: the order is a function of (seed, epoch)
+            next(it)
+        if self.resumed:
+            set_rng_state(self._rng_after_skip)
+            self.resumed = False
+        sums: dict[str, torch.Tensor] = {}
+        n, t0, imgs = 0, time.perf_counter(), 0
+        for batch in it:
+            out = self.train_step(batch, stage)
+            self.batch_in_epoch += 1
+            self.step += 1
+            imgs += len(batch["id"]) * self.env.world_size
+            for k, v in out.items():
+                sums[k] = sums.get(k, 0) + v
+            n += 1
+            if self.step % LOG_EVERY == 0:
+                dt = time.perf_counter() - t0
+                logged = {k: v.item() for k, v in out.items()}  # the only host sync: every LOG_EVERY steps
+                logged["throughput/img_per_s"] = imgs / dt
+                for k, o in self.opts.items():
+                    logged[f"lr/{k}"] = o.param_groups[0]["lr"]
+                if self.device.type == "cuda":
+                    logged["gpu/max_mem_GiB"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+                board.scalars(logged, self.step)
+                t0, imgs = time.perf_counter(), 0
+            if self.stop.reason or (t.max_steps is not None and self.step >= t.max_steps):
+                self.save()
+                return "preempted" if self.stop.reason else "stopped"
+        train_means = {k: (v / max(n, 1)).item() for k, v in sums.items()}
+        val, kept = validate(self.G, self.val_loader, self.device, max_images=self.cfg.data.val_subset,
+                             seed=t.seed, keep=PANEL_SIZE)
+        board.scalars({f"val/{k}": v for k, v in val.items() if k in METRICS}, self.step)
+        board.scalars({f"epoch/{k}": v for k, v in train_means.items()}, self.step)
+        if kept:
+            board.image("val/panel (image | prediction | ground truth)", panel(kept), self.step)
+        is_best = self._is_best(val)
+        if self.env.is_main:
+            with open(self.run_dir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps({"epoch": self.epoch, "step": self.step, "stage": stage, "train": train_means,
+                                    "val": val, "time": time.time()}) + "\n")
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self.save(is_best=is_best)
+        board.flush()
+        return "done"
+
+    def _is_best(self, val: dict) -> bool:
+        name = self.cfg.train.best_metric
+        if name not in METRICS:
+            raise ValueError(f"train.best_metric {name!r} is not a metric; choose one of {', '.join(METRICS)}")
+        if name not in val:
+            return False
+        v = val[name] if METRICS[name].higher_is_better else -val[name]
+        if self.best is None or v > self.best:
+            self.best = v
+            return True
+        return False

@@ -1,0 +1,85 @@
+"""Validation with the nine benchmark metrics at each image's original resolution (MIT convention).
+
+Each rank scores its share of the split (the validation loader reads every sample exactly once across
+ranks); per-metric sums and counts of defined values are all-reduced, so the means equal a
+single-process evaluation of the same model. sAUC draws its negatives from the fixations of other
+validation images, read once from the shards (fixations and sizes only, no image decoding).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from salnet.baselines import center_bias
+from salnet.metrics import METRICS, other_fixations, score_batch
+from salnet.train.distributed import all_reduce_sum
+
+DEFAULT_METRICS = tuple(METRICS)
+
+
+def split_fixations(records) -> tuple[dict[str, int], list[np.ndarray], list[tuple[int, int]]]:
+    """From (id, points (N,≥2) (y, x, …), (H, W)) records → (index by id, point arrays, sizes)."""
+    index, points, sizes = {}, [], []
+    for i, (sid, pts, size) in enumerate(records):
+        index[sid] = i
+        points.append(np.asarray(pts)[:, :2].astype(np.int64))
+        sizes.append(tuple(int(s) for s in size))
+    return index, points, sizes
+
+
+def counts_map(points: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    c = np.zeros(size, dtype=np.float64)
+    if len(points):
+        np.add.at(c, (points[:, 0], points[:, 1]), 1.0)
+    return torch.from_numpy(c)
+
+
+@torch.no_grad()
+def validate(G: nn.Module, loader, device: torch.device, *, shuffle_pool=None, metrics=DEFAULT_METRICS,
+             max_images: int | None = None, seed: int = 0, keep: int = 0) -> tuple[dict[str, float], list]:
+    """Score ``G`` on the batches of ``loader`` (validation batches with ``map_orig`` and ``points``).
+
+    ``shuffle_pool``: (index by id, points, sizes) of the whole split for sAUC (None: sAUC left out).
+    ``max_images``: score only the first images of this rank's share (the fixed per-epoch subset).
+    ``keep``: return that many (image, prediction, ground truth) triples for the TensorBoard panel.
+    Returns ({metric: mean over images where defined}, kept samples).
+    """
+    names = [m for m in metrics if m != "sauc" or shuffle_pool is not None]
+    sums = torch.zeros(len(names), dtype=torch.float64)
+    counts = torch.zeros(len(names), dtype=torch.float64)
+    kept, seen = [], 0
+    was_training = G.training
+    G.eval()
+    try:
+        for batch in loader:
+            pred = G(batch["image"].to(device)).prob.float().cpu()
+            for i, sid in enumerate(batch["id"]):
+                if max_images is not None and seen >= max_images:
+                    break
+                seen += 1
+                gt = batch["map_orig"][i].double()
+                size = tuple(gt.shape[-2:])
+                fix = counts_map(batch["points"][i].numpy()[:, :2], size)
+                kw = {"fixations": fix[None], "gt_map": gt.reshape(1, *size),
+                      "baseline": torch.from_numpy(center_bias(size))[None]}
+                if shuffle_pool is not None:
+                    index, points, sizes = shuffle_pool
+                    kw["other"] = other_fixations(points, sizes, index[sid], seed=seed, key=sid)[None]
+                vals = score_batch(pred[i:i + 1].double(), metrics=names, seed=seed, keys=[sid], **kw)
+                for j, n in enumerate(names):
+                    v = vals[n][0]
+                    if not torch.isnan(v):
+                        sums[j] += v
+                        counts[j] += 1
+                if len(kept) < keep:
+                    kept.append((batch["image"][i], pred[i], batch["map"][i]))
+            if max_images is not None and seen >= max_images:
+                break
+    finally:
+        G.train(was_training)
+    sums, counts = all_reduce_sum(sums.to(device)).cpu(), all_reduce_sum(counts.to(device)).cpu()
+    out = {n: (sums[j] / counts[j]).item() for j, n in enumerate(names) if counts[j] > 0}
+    out["images"] = int(counts.max().item()) if len(names) else 0
+    return out, kept
