@@ -71,6 +71,7 @@ class TrainConfig:
     compile: bool = False
     keep_last: int = 3  # checkpoints kept besides latest/best
     max_steps: int | None = None  # stop early (debug runs)
+    log_every: int = 10  # steps between logged training scalars (the only host synchronisation)
 
 
 @dataclass

@@ -29,9 +29,8 @@ from salnet.train.build import build_content_loss, build_discriminator, build_ge
 from salnet.train.checkpoint import CheckpointManager, rng_state, set_rng_state
 from salnet.train.distributed import DistEnv, barrier, device_for, init_distributed, seed_everything
 from salnet.train.tensorboard import Board, panel
-from salnet.train.validate import validate
+from salnet.train.validate import fixation_pool, validate
 
-LOG_EVERY = 10
 PANEL_SIZE = 4
 
 
@@ -94,6 +93,7 @@ class Trainer:
         self.train_loader = TrainLoader(d.shards, d.train_split, lcfg, **rw)
         self.val_loader = ValLoader(d.shards, d.val_split, LoaderConfig(**{**lcfg.__dict__, "flip": False}), **rw)
         self.loss = build_content_loss(cfg, self._center_bias()).to(self.device)
+        self.pool = fixation_pool(d.shards, d.val_split)  # sAUC negatives: other images' fixations
         self.g_train = DDP(self.G) if self.env.distributed else self.G
         self.d_train = DDP(self.D) if self.env.distributed and self.D is not None else self.D
         self.ckpt = CheckpointManager(self.run_dir, cfg.train.keep_last)
@@ -185,7 +185,7 @@ class Trainer:
                 status = self._epoch(board)
                 if status != "done":
                     return {"status": status, "epoch": self.epoch, "step": self.step, "run_dir": str(self.run_dir)}
-            final, _ = validate(self.G, self.val_loader, self.device, seed=t.seed)
+            final, _ = validate(self.G, self.val_loader, self.device, shuffle_pool=self.pool, seed=t.seed)
             if self.env.is_main:
                 (self.run_dir / "final.json").write_text(json.dumps({"val": final, "step": self.step}, indent=2))
                 board.hparams({**to_dict(self.cfg.train), "arch": self.cfg.model.arch, "width": self.cfg.model.width},
@@ -205,8 +205,10 @@ class Trainer:
         if self.resumed:
             set_rng_state(self._rng_after_skip)
             self.resumed = False
-        sums: dict[str, torch.Tensor] = {}
-        n, t0, imgs = 0, time.perf_counter(), 0
+        sums: dict[str, torch.Tensor] = {}  # epoch sums per key (SalGAN's D and G steps alternate)
+        seen: dict[str, int] = {}
+        window: dict[str, list] = {}  # since the last log
+        t0, imgs = time.perf_counter(), 0
         for batch in it:
             out = self.train_step(batch, stage)
             self.batch_in_epoch += 1
@@ -214,23 +216,25 @@ class Trainer:
             imgs += len(batch["id"]) * self.env.world_size
             for k, v in out.items():
                 sums[k] = sums.get(k, 0) + v
-            n += 1
-            if self.step % LOG_EVERY == 0:
+                seen[k] = seen.get(k, 0) + 1
+                window.setdefault(k, []).append(v)
+            if self.step % t.log_every == 0:
                 dt = time.perf_counter() - t0
-                logged = {k: v.item() for k, v in out.items()}  # the only host sync: every LOG_EVERY steps
+                # the only host synchronisation: once every log_every steps
+                logged = {k: torch.stack(v).mean().item() for k, v in window.items()}
                 logged["throughput/img_per_s"] = imgs / dt
                 for k, o in self.opts.items():
                     logged[f"lr/{k}"] = o.param_groups[0]["lr"]
                 if self.device.type == "cuda":
                     logged["gpu/max_mem_GiB"] = torch.cuda.max_memory_allocated(self.device) / 2**30
                 board.scalars(logged, self.step)
-                t0, imgs = time.perf_counter(), 0
+                window, t0, imgs = {}, time.perf_counter(), 0
             if self.stop.reason or (t.max_steps is not None and self.step >= t.max_steps):
                 self.save()
                 return "preempted" if self.stop.reason else "stopped"
-        train_means = {k: (v / max(n, 1)).item() for k, v in sums.items()}
-        val, kept = validate(self.G, self.val_loader, self.device, max_images=self.cfg.data.val_subset,
-                             seed=t.seed, keep=PANEL_SIZE)
+        train_means = {k: (v / seen[k]).item() for k, v in sums.items()}
+        val, kept = validate(self.G, self.val_loader, self.device, shuffle_pool=self.pool,
+                             max_images=self.cfg.data.val_subset, seed=t.seed, keep=PANEL_SIZE)
         board.scalars({f"val/{k}": v for k, v in val.items() if k in METRICS}, self.step)
         board.scalars({f"epoch/{k}": v for k, v in train_means.items()}, self.step)
         if kept:

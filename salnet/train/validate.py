@@ -29,6 +29,29 @@ def split_fixations(records) -> tuple[dict[str, int], list[np.ndarray], list[tup
     return index, points, sizes
 
 
+def fixation_pool(folder, split: str):
+    """The ``shuffle_pool`` of :func:`validate` for a packed split: every sample's fixations and size,
+    read from the shards without decoding images or maps (unreadable records are left out)."""
+    import io
+    import json
+    import tarfile
+
+    from salnet.data.loader import shard_list
+    from salnet.data.shards import iter_tar
+
+    records = []
+    for path, _ in shard_list(folder, split):
+        try:
+            for rec in iter_tar(path):
+                if "json" in rec and "fix.npy" in rec:
+                    info = json.loads(rec["json"])
+                    pts = np.load(io.BytesIO(rec["fix.npy"]), allow_pickle=False)
+                    records.append((info["id"], pts, (info["height"], info["width"])))
+        except (tarfile.TarError, OSError, EOFError):
+            continue  # a truncated shard: the loader counts its losses; its readable samples are kept
+    return split_fixations(records)
+
+
 def counts_map(points: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     c = np.zeros(size, dtype=np.float64)
     if len(points):
