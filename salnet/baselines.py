@@ -34,3 +34,25 @@ def write_center_bias(sizes: dict[str, tuple[int, int]], out_dir) -> list:
         np.save(p, center_bias(size))
         paths.append(p)
     return paths
+
+
+class CenterBiasModel:
+    """The centre bias as a saliency "network" (same call convention as the models: ``model(image)`` with
+    image (B,3,H,W) → an object with ``logits`` and ``prob`` (B,1,H,W)), to validate it like a model."""
+
+    training = False
+
+    def __call__(self, image):
+        import torch
+
+        from salnet.models.salgan import SaliencyOutput
+
+        p = torch.from_numpy(center_bias(tuple(image.shape[-2:]))).to(image.device, torch.float32)
+        p = p.expand(image.shape[0], 1, *p.shape)
+        return SaliencyOutput(torch.logit(p.clamp(1e-6, 1 - 1e-6)), p)
+
+    def eval(self):
+        return self
+
+    def train(self, mode: bool = True):
+        return self

@@ -48,6 +48,7 @@ class ModelConfig:
     arch: str = "salgan"  # salgan | aspp
     width: float = 1.0  # channel multiplier (tests and debug runs use a tiny network)
     weights: str | None = None  # VGG-16 encoder weights: a torchvision-format file, "torchvision", or None
+    freeze: tuple[str, ...] = ("conv1", "conv2", "conv3")  # frozen encoder blocks (SalGAN: conv1–conv3)
 
 
 @dataclass
@@ -124,6 +125,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
     if origin is tuple:
         args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]: any length
+            if not isinstance(value, list | tuple):
+                raise ConfigError(f"{where}: expected a list, got {value!r}")
+            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
         if not isinstance(value, list | tuple) or len(value) != len(args):
             raise ConfigError(f"{where}: expected a list of {len(args)} values, got {value!r}")
         return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))

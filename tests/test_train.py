@@ -90,3 +90,23 @@ def test_tensorboard_and_run_files(shards, tmp_path):
     img = ev.Images(ev.Tags()["images"][0])[-1]
     assert (img.width, img.height) == (3 * 48, 4 * 32)  # 4 rows of image | prediction | ground truth
     assert result["val"]["images"] == 8 and set(result["val"]) >= {"auc_judd", "sauc", "nss", "cc", "emd", "ig"}
+
+
+def test_learns_to_beat_the_centre_bias(tmp_path):
+    """Content training at tiny width on synthetic data beats the centre bias on CC and NSS (val split)."""
+    from salnet.baselines import CenterBiasModel
+    from salnet.data.loader import LoaderConfig, ValLoader
+    from salnet.train.validate import fixation_pool, validate
+
+    write_synthetic(tmp_path / "raw", {"train": 160, "val": 40}, size=(64, 96))
+    pack(get_reader("synthetic", tmp_path / "raw"), tmp_path / "shards", ["train", "val"], shard_size_mb=0.5)
+    cfg = apply_overrides(Config(), [
+        "model.width=0.125", "model.freeze=[]", "data.input_size=[64, 96]", "data.batch_size=8", "data.workers=0",
+        "data.val_subset=40", "train.procedure=content", "train.epochs=4", "train.optimizer=adam", "train.lr=3e-3",
+        "train.loss={kld: 1, cc: -1}", "train.bf16=false", f"data.shards={tmp_path / 'shards'}"])
+    model = Trainer(cfg, run_dir=tmp_path / "run").fit()["val"]
+    loader = ValLoader(tmp_path / "shards", "val", LoaderConfig(size=(64, 96), batch_size=8, workers=0, flip=False))
+    base, _ = validate(CenterBiasModel(), loader, torch.device("cpu"),
+                       shuffle_pool=fixation_pool(tmp_path / "shards", "val"))
+    assert base["images"] == model["images"] == 40
+    assert model["cc"] > base["cc"] + 0.1 and model["nss"] > base["nss"] + 0.3, (model, base)

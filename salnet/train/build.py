@@ -25,7 +25,7 @@ def build_generator(cfg: Config) -> nn.Module:
     """The saliency network: ``Generator`` (arch salgan) or ``ASPPNet`` (arch aspp)."""
     m = cfg.model
     if m.arch == "salgan":
-        return Generator(width=m.width, weights=m.weights)
+        return Generator(width=m.width, weights=m.weights, freeze=m.freeze)
     if m.arch == "aspp":
         from salnet.models.aspp import ASPPNet
 

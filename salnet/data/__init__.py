@@ -1,0 +1,36 @@
+"""Datasets: raw-release readers, the synthetic dataset, WebDataset shards and the streaming loader.
+
+``get_reader(name, root)`` opens a raw release by dataset name (see ``READERS``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from salnet.data.base import Reader
+from salnet.data.cat2000 import CAT2000
+from salnet.data.mit300 import MIT300
+from salnet.data.mit1003 import MIT1003
+from salnet.data.osie import OSIE
+from salnet.data.salicon import Salicon
+from salnet.data.sample import Sample
+from salnet.data.synthetic import Synthetic, make_synthetic, true_density, write_synthetic
+
+READERS: dict[str, type[Reader]] = {
+    r.name: r for r in (Salicon, MIT1003, MIT300, CAT2000, OSIE, Synthetic)
+}
+
+
+def get_reader(name: str, root: str | Path) -> Reader:
+    """The reader of dataset ``name`` on the raw release at ``root``.
+
+    ValueError for an unknown name (listing the known ones); FileNotFoundError when root's layout
+    is not the dataset's (naming what is missing).
+    """
+    key = name.lower()
+    if key not in READERS:
+        raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(READERS))}")
+    return READERS[key](root)
+
+
+__all__ = ["READERS", "Reader", "Sample", "get_reader", "make_synthetic", "true_density", "write_synthetic"]

@@ -1,0 +1,86 @@
+"""OSIE (Xu et al. 2014): 700 images (800x600), 15 observers, real eye tracking.
+
+Layout: data/stimuli/*.jpg and data/eye/fixations.mat: a (700, 1) struct array with ``img`` (file name)
+and ``subjects`` (one struct per observer: ``fix_x``, ``fix_y`` sub-pixel 1-based, ``fix_duration``).
+No maps in the release: built from the fixations with sigma 24 px. One split, "all". Records whose
+image is absent from data/stimuli (partial copies) are skipped and counted in ``missing_images``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+
+from salnet.data.base import Reader, ext_of, image_files, require
+from salnet.data.maps import blur_fixations, make_points, one_based_to_index, quantize16
+from salnet.data.sample import Sample, image_size, read_bytes
+
+SIGMA = 24.0  # pixels at 800x600 (dataset documentation)
+
+
+def _vector(v) -> np.ndarray:
+    return np.atleast_1d(np.asarray(v, np.float64)).ravel()
+
+
+def load_osie_fixations(path: Path) -> dict[str, list[tuple[np.ndarray, np.ndarray]]]:
+    """fixations.mat -> {image file name: [(fix_x, fix_y) float64 1-based per observer]}."""
+    try:
+        mat = scipy.io.loadmat(path, squeeze_me=True, struct_as_record=False)
+    except Exception as exn:
+        raise ValueError(f"{path}: unreadable .mat file ({exn})") from exn
+    if "fixations" not in mat:
+        raise ValueError(f"{path}: no 'fixations' variable")
+    out = {}
+    for rec in np.atleast_1d(mat["fixations"]).ravel():
+        subjects = np.atleast_1d(rec.subjects).ravel()
+        out[str(rec.img)] = [(_vector(s.fix_x), _vector(s.fix_y)) for s in subjects]
+    return out
+
+
+class OSIE(Reader):
+    name = "osie"
+    splits = ("all",)
+    layout_help = "Expected data/stimuli/*.jpg and data/eye/fixations.mat."
+
+    def check_layout(self) -> None:
+        require(self.root, "data/stimuli", "data/eye/fixations.mat", help=self.layout_help)
+        self._fix = None
+        self.missing_images = 0
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_fix"] = None
+        return state
+
+    def fixations(self) -> dict:
+        if self._fix is None:
+            self._fix = load_osie_fixations(self.root / "data" / "eye" / "fixations.mat")
+        return self._fix
+
+    def _index(self, split: str) -> dict[str, Path]:
+        files = {p.name: p for p in image_files(self.root / "data" / "stimuli")}
+        fix = self.fixations()
+        self.missing_images = sum(1 for name in fix if name not in files)
+        extra = sorted(set(files) - set(fix))
+        if extra:
+            raise ValueError(f"{self.name}: images without fixation records in fixations.mat: {extra[:5]}")
+        return {Path(n).stem: files[n] for n in fix if n in files}
+
+    def size_hint(self, split: str, id: str) -> int:
+        return self.index(split)[id].stat().st_size + 250_000
+
+    def load(self, split: str, id: str) -> Sample:
+        path = self.index(split)[id]
+        data = read_bytes(path)
+        h, w = image_size(data, str(path))
+        rows, dropped = [], 0
+        for obs, (fx, fy) in enumerate(self.fixations()[path.name]):
+            pts, d = make_points(one_based_to_index(fy), one_based_to_index(fx), obs, (h, w))
+            rows.append(pts)
+            dropped += d
+        fix = np.concatenate(rows) if rows else np.zeros((0, 3), np.int32)
+        smap = quantize16(blur_fixations(fix, (h, w), SIGMA))
+        meta = {"map_source": "fixations", "sigma": SIGMA, "dropped_fixations": dropped, "observers": len(rows)}
+        return Sample(self.name, split, id, data, ext_of(path), h, w, smap, fix, meta)

@@ -1,0 +1,97 @@
+"""The loss-study network of Bruckert et al. 2019 (../shared/DESIGN.md §3).
+
+Frozen VGG-16 features pool3 (256 ch, 1/8), pool4 (512 ch, 1/16) and conv5_3 (512 ch, 1/16, after
+ReLU) are brought to the pool3 resolution (bilinear upsampling of the two 1/16 maps) and concatenated
+(1280 ch) → dropout 0.25 → 3×3 conv 1280→128 + ReLU → ASPP: four 3×3 convs, 32 ch, dilation 1/3/6/12,
++ ReLU, concatenated (128 ch) → 1×1 conv → 1 map → fixed 5×5 Gaussian (σ = 1) → logits.
+
+Choices the paper leaves open, made here and documented:
+- The channel-reduction conv is 3×3: this is what gives the paper's "≈1.62 M trainable parameters"
+  (1,474,688 + ASPP 147,584 + 129 = 1,622,401; a 1×1 reduction would give 311,681).
+- The dropout "on top" sits on the concatenated encoder features, the input of the trained head.
+- The final 1×1 conv has no ReLU: its output are logits and the losses apply the sigmoid they need;
+  the Gaussian smooths these logits, with replicated borders.
+
+Output size for input (H, W): (⌊H/8⌋, ⌊W/8⌋), i.e. 37×50 at the paper's 300×400 (H×W) input.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from salnet.models.salgan import SaliencyOutput
+from salnet.models.vgg import VGG16Features, WeightsSpec, scaled
+
+ASPP_INPUT_SIZE = (300, 400)  # (H, W)
+ASPP_DILATIONS = (1, 3, 6, 12)
+TAPS = ("pool3", "pool4", "conv5_3")
+
+
+def gaussian_kernel(size: int = 5, sigma: float = 1.0) -> Tensor:
+    """Normalised 2-D Gaussian, float32 (1,1,size,size), sum 1 (MATLAB fspecial('gaussian'))."""
+    r = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma**2))
+    return (g / g.sum()).float().view(1, 1, size, size)
+
+
+def output_size(input_size: tuple[int, int]) -> tuple[int, int]:
+    """Logit map size (h, w) of ``ASPPNet`` for an input of size (H, W)."""
+    return input_size[0] // 8, input_size[1] // 8
+
+
+class ASPPNet(nn.Module):
+    """Loss-study saliency network.
+
+    Args:
+        width: channel multiplier of encoder and head (1.0 = the paper's network).
+        weights: VGG-16 weights: None (random, warns), a torchvision-format file, or "torchvision".
+        dropout: dropout rate on the encoder features (paper: 0.25).
+
+    ``forward(image)``: image float (B,3,H,W) RGB in [0,1], H, W ≥ 32 (paper 300×400) →
+    ``SaliencyOutput`` with logits (B,1,⌊H/8⌋,⌊W/8⌋). The VGG encoder is frozen and kept in eval mode.
+    """
+
+    def __init__(self, width: float = 1.0, weights: WeightsSpec = None, dropout: float = 0.25) -> None:
+        super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"ASPPNet dropout must be in [0, 1), got {dropout}")
+        self.encoder = VGG16Features(
+            width=width, weights=weights, freeze=("conv1", "conv2", "conv3", "conv4", "conv5"), last="conv5_3"
+        )
+        feat = scaled(256, width) + 2 * scaled(512, width)  # 1280 at width 1
+        red, branch = scaled(128, width), scaled(32, width)
+        self.dropout = nn.Dropout(dropout)
+        self.reduce = nn.Conv2d(feat, red, kernel_size=3, padding=1)
+        self.aspp = nn.ModuleList(
+            nn.Conv2d(red, branch, kernel_size=3, padding=d, dilation=d) for d in ASPP_DILATIONS
+        )
+        self.output = nn.Conv2d(branch * len(ASPP_DILATIONS), 1, kernel_size=1)
+        self.register_buffer("gaussian", gaussian_kernel(5, 1.0), persistent=False)
+        for m in [self.reduce, *self.aspp, self.output]:
+            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5))  # PyTorch's default, explicit
+            nn.init.zeros_(m.bias)
+
+    def train(self, mode: bool = True) -> ASPPNet:
+        super().train(mode)
+        self.encoder.eval()  # frozen: no dropout/BN inside, but keep it explicit for future encoders
+        return self
+
+    def forward(self, image: Tensor) -> SaliencyOutput:
+        if image.ndim != 4 or image.shape[1] != 3:
+            raise ValueError(f"ASPPNet expects images (B,3,H,W) in [0,1], got shape {tuple(image.shape)}")
+        if min(image.shape[-2:]) < 32:
+            raise ValueError(f"ASPPNet input {tuple(image.shape[-2:])} (H, W) must be at least 32×32")
+        taps = self.encoder.taps(image, TAPS)
+        size = taps["pool3"].shape[-2:]
+        deep = [F.interpolate(taps[n], size=size, mode="bilinear", align_corners=False) for n in TAPS[1:]]
+        x = self.dropout(torch.cat([taps["pool3"], *deep], dim=1))
+        x = F.relu(self.reduce(x))
+        x = torch.cat([F.relu(conv(x)) for conv in self.aspp], dim=1)
+        x = self.output(x)
+        # Replicate padding: zero padding would pull the border logits towards 0 (probability 0.5).
+        logits = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), self.gaussian.to(x.dtype))
+        return SaliencyOutput(logits, torch.sigmoid(logits))
