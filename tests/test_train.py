@@ -110,3 +110,24 @@ def test_learns_to_beat_the_centre_bias(tmp_path):
                        shuffle_pool=fixation_pool(tmp_path / "shards", "val"))
     assert base["images"] == model["images"] == 40
     assert model["cc"] > base["cc"] + 0.1 and model["nss"] > base["nss"] + 0.3, (model, base)
+
+
+@pytest.mark.filterwarnings("ignore:VGG-16 has RANDOM weights")
+def test_loss_study_procedure_with_lc2_and_centre_bias(tmp_path):
+    """Bruckert et al.'s ASPP network on LC2 + R (DF, GM, SIG-MSE, centre bias) trains end to end."""
+    # the perceptual losses pool 5 times: the output (input / 8) must be at least 32×32
+    write_synthetic(tmp_path / "raw", {"train": 4, "val": 2}, size=(256, 256))
+    pack(get_reader("synthetic", tmp_path / "raw"), tmp_path / "shards", ["train", "val"], shard_size_mb=0.5)
+    cfg = apply_overrides(Config(), [
+        "model.arch=aspp", "model.width=0.0625", "data.input_size=[256, 256]", "data.batch_size=2", "data.workers=0",
+        "train.procedure=content", "train.optimizer=sgd", "train.lr=1e-3", "train.epochs=1", "train.bf16=false",
+        "train.loss={kld: 10, cc: -2, nss: -1, df: 1, gm: 1, sig_mse: {weight: 1, lambda: 0.55}, center_bias: 0.1}",
+        f"data.shards={tmp_path / 'shards'}"])
+    trainer = Trainer(cfg, run_dir=tmp_path / "run")
+    before = {k: v.clone() for k, v in trainer.G.state_dict().items()}
+    result = trainer.fit()
+    assert result["status"] == "done" and result["step"] == 2
+    changed = [k for k, v in trainer.G.state_dict().items() if not torch.equal(v, before[k])]
+    assert changed and all(not k.startswith("encoder.") for k in changed)  # the VGG stays frozen
+    line = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
+    assert set(line["train"]) >= {"content/kld", "content/df", "content/gm", "content/sig_mse", "content/center_bias"}
