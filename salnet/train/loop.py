@@ -96,6 +96,9 @@ class Trainer:
         self.pool = fixation_pool(d.shards, d.val_split)  # sAUC negatives: other images' fixations
         self.g_train = DDP(self.G) if self.env.distributed else self.G
         self.d_train = DDP(self.D) if self.env.distributed and self.D is not None else self.D
+        if cfg.train.compile:
+            self.g_train = torch.compile(self.g_train)
+            self.d_train = torch.compile(self.d_train) if self.d_train is not None else None
         self.ckpt = CheckpointManager(self.run_dir, cfg.train.keep_last)
         self.epoch = self.batch_in_epoch = self.step = 0
         self.best: float | None = None
@@ -158,6 +161,8 @@ class Trainer:
 
     def train_step(self, batch: dict, stage: str) -> dict:
         batch = {k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
+        if self.device.type == "cuda" and self.cfg.train.channels_last:
+            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
         t = self.cfg.train
         if stage == "content":
             return steps.content_step(self.g_train, self.opts["g"], self.loss, batch, self.device, t.bf16)
