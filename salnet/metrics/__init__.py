@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from salnet.metrics.auc import auc_borji, auc_judd, sauc
-from salnet.metrics.common import EPS, VARIANTS
+from salnet.metrics.common import EPS, VARIANTS, as_batch, resize_to, validated_inputs
 from salnet.metrics.distribution import cc, info_gain, kld, nss, sim
 from salnet.metrics.emd import emd
 from salnet.metrics.shuffled import other_fixations
@@ -76,23 +76,36 @@ def score_batch(
     ``n_splits`` and ``step`` to AUC-Borji and sAUC (MIT defaults 100 and 0.1).
     """
     out = {}
-    given = {"fixations": fixations, "gt_map": gt_map, "other": other, "baseline": baseline}
-    for name in check_names(metrics):
-        m = METRICS[name]
-        needed = m.needs.split("+")
-        missing = [k for k in needed if given[k] is None]
-        if missing:
-            raise ValueError(f"metric {name} needs {' and '.join(missing)}, which was not given")
-        args = [given[k] for k in needed]
-        kw: dict = {"dtype": dtype}
-        if m.random:
-            kw.update(seed=seed, keys=keys)
-        if name in ("auc_borji", "sauc"):
-            kw.update(n_splits=n_splits, step=step)
-        if m.has_variant:
-            kw["variant"] = variant
-        out[name] = m.fn(pred, *args, **kw)
+    names = check_names(metrics)
+    # check every input for NaN/inf once and resize the prediction once, then let the metrics skip both
+    # (EMD resizes the original prediction itself, to its own small grid, as EMD.m does)
+    pred = as_batch(pred, "pred", dtype)
+    if baseline is not None and baseline.ndim == 2:  # one baseline for the whole batch
+        baseline = baseline.expand(pred.shape[0], *baseline.shape)
+    given = {k: (None if v is None else as_batch(v, k, dtype))
+             for k, v in {"fixations": fixations, "gt_map": gt_map, "other": other, "baseline": baseline}.items()}
+    target = given["fixations"] if given["fixations"] is not None else given["gt_map"]
+    resized = resize_to(pred, target.shape[-2:]) if target is not None else pred
+    with validated_inputs():
+        for name in names:
+            out[name] = _call(METRICS[name], name, resized if name != "emd" else pred, given, variant, seed, keys,
+                              n_splits, step, dtype)
     return out
+
+
+def _call(m: Metric, name, pred, given, variant, seed, keys, n_splits, step, dtype) -> torch.Tensor:
+    needed = m.needs.split("+")
+    missing = [k for k in needed if given[k] is None]
+    if missing:
+        raise ValueError(f"metric {name} needs {' and '.join(missing)}, which was not given")
+    kw: dict = {"dtype": dtype}
+    if m.random:
+        kw.update(seed=seed, keys=keys)
+    if name in ("auc_borji", "sauc"):
+        kw.update(n_splits=n_splits, step=step)
+    if m.has_variant:
+        kw["variant"] = variant
+    return m.fn(pred, *[given[k] for k in needed], **kw)
 
 
 __all__ = [

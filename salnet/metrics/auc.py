@@ -16,11 +16,12 @@ import torch
 from salnet.metrics.common import (
     as_batch,
     check_variant,
+    constant_maps,
     generator,
     image_seeds,
+    nan_where,
     pack_at_fixations,
     resize_to,
-    spread_or_nan,
 )
 
 JUDD_JITTER = 1e-7  # MIT AUC_Judd: saliencyMap + rand(size)/10000000
@@ -49,17 +50,16 @@ def matlab_thresholds(step: float, dtype: torch.dtype) -> torch.Tensor:
 
 
 def _prepare(pred, fixations, dtype):
-    """Flat resized prediction S (B,N), fixation counts (B,N), and S's min and spread (B,) with the
-    spread NaN for a constant map. MIT min–max normalises S; AUCs only need it at the sampled pixels,
-    so callers normalise small gathered arrays instead of the whole map."""
+    """Flat resized prediction S (B,N) and fixation counts (B,H,W)."""
     fix = as_batch(fixations, "fixations", dtype)
-    S = resize_to(as_batch(pred, "pred", dtype), fix.shape[-2:]).flatten(1)
+    return resize_to(as_batch(pred, "pred", dtype), fix.shape[-2:]).flatten(1), fix
+
+
+def _range(S):
+    """min (B,) and max − min (B,), NaN for a constant map. MIT min–max normalises S; AUCs only need the
+    normalised values at the sampled pixels, so callers normalise small gathered arrays, not the map."""
     lo, hi = S.aminmax(dim=1)
-    return S, fix, lo, spread_or_nan(hi - lo, S)
-
-
-def _nan_where(auc: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
-    return torch.where(bad, torch.full_like(auc, float("nan")), auc)
+    return lo, nan_where(hi - lo, constant_maps(lo, hi))
 
 
 def auc_judd(
@@ -77,15 +77,14 @@ def auc_judd(
     The jitter U(0,1)·1e-7 is added to the raw map before normalising, as in MATLAB; the min–max
     normalisation itself cannot change the ranking, so it is not applied (only its 0/0 check).
     """
-    S, fix, _, _ = _prepare(pred, fixations, dtype)
+    S, fix = _prepare(pred, fixations, dtype)
     B, N = S.shape
     if jitter:
         H, W = fix.shape[-2:]
         noise = torch.stack([torch.rand(H * W, generator=generator(s), dtype=torch.float32)
                              for s in image_seeds(seed, fix, keys)])
         S = S.add(noise.to(S.device), alpha=JUDD_JITTER)
-    lo, hi = S.aminmax(dim=1)
-    constant = spread_or_nan(hi - lo, S).isnan()
+    constant = constant_maps(*S.aminmax(dim=1))
     valid, nf, _, (vals,) = pack_at_fixations(fix.flatten(1), S)
     # #(S >= θ) for every fixated θ without sorting the N pixels: bucket each pixel by how many
     # thresholds lie at or below it (searchsorted, O(N log F)), then count the buckets
@@ -103,17 +102,30 @@ def auc_judd(
     fp = torch.where(valid, (above - idd) / (N - nfd), torch.ones_like(above))
     zero, one = torch.zeros_like(tp[:, :1]), torch.ones_like(tp[:, :1])
     auc = _trapz(torch.cat([zero, fp, one], 1), torch.cat([zero, tp, one], 1))
-    return _nan_where(auc, (nf == 0) | constant)
+    return nan_where(auc, (nf == 0) | constant)
+
+
+def _count_at_or_above(x: torch.Tensor, valid: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
+    """#(x ≥ T[t]) over the last axis for each ascending threshold T[t], valid entries only: one
+    bucketize pass instead of one comparison pass per threshold. x (..., K), valid alike → (..., len(T))."""
+    nb = len(T) + 1
+    b = torch.bucketize(x, T, right=True)  # number of thresholds ≤ x, in 0..len(T)
+    b = torch.where(valid, b, torch.zeros_like(b))  # invalid entries: below every threshold
+    rows = b.reshape(-1, b.shape[-1])
+    offs = torch.arange(rows.shape[0], device=x.device)[:, None] * nb
+    hist = torch.bincount((rows + offs).flatten(), minlength=rows.shape[0] * nb).view(rows.shape[0], nb)
+    above = hist.flip(1).cumsum(1).flip(1)[:, 1:]  # entries with at least t+1 thresholds at or below them
+    return above.view(*x.shape[:-1], len(T))
 
 
 def _stepped_auc(pos: torch.Tensor, pos_valid: torch.Tensor, neg: torch.Tensor, neg_valid: torch.Tensor,
                  step: float) -> torch.Tensor:
     """Mean over splits of the stepped-threshold AUC. pos (B,F), neg (B,S,K) in [0,1]; masks alike. → (B,)"""
-    T = matlab_thresholds(step, pos.dtype).to(pos.device).flip(0)  # descending, as fliplr(0:step:max)
+    T = matlab_thresholds(step, pos.dtype).to(pos.device)  # ascending; the ROC walks it descending
     npos = pos_valid.sum(1, keepdim=True).to(pos.dtype)
     nneg = neg_valid.sum(-1, keepdim=True).to(pos.dtype)
-    tp = torch.stack([((pos >= t) & pos_valid).sum(1) for t in T], -1) / npos  # (B,T)
-    fp = torch.stack([((neg >= t) & neg_valid).sum(-1) for t in T], -1) / nneg  # (B,S,T)
+    tp = (_count_at_or_above(pos, pos_valid, T) / npos).flip(-1)  # (B,T), thresholds descending
+    fp = (_count_at_or_above(neg, neg_valid.expand_as(neg), T) / nneg).flip(-1)  # (B,S,T)
     tp = tp[:, None, :].expand_as(fp)
     zero, one = torch.zeros_like(fp[..., :1]), torch.ones_like(fp[..., :1])
     auc = _trapz(torch.cat([zero, fp, one], -1), torch.cat([zero, tp, one], -1))
@@ -132,7 +144,8 @@ def auc_borji(
 ) -> torch.Tensor:
     """AUC-Borji (MIT ``AUC_Borji.m``): per split, Nfix negatives drawn uniformly with replacement from
     all pixels; thresholds ``0:step:max``; mean over ``n_splits``. Returns (B,) in [0, 1]."""
-    S, fix, lo, spread = _prepare(pred, fixations, dtype)
+    S, fix = _prepare(pred, fixations, dtype)
+    lo, spread = _range(S)
     valid, nf, _, (pos,) = pack_at_fixations(fix.flatten(1), S)
     B, N = S.shape
     F = pos.shape[1]
@@ -146,7 +159,7 @@ def auc_borji(
         return (x - lo.view(-1, *[1] * (x.ndim - 1))) / spread.view(-1, *[1] * (x.ndim - 1))
 
     auc = _stepped_auc(norm(pos), valid, norm(neg), valid[:, None, :], step)
-    return _nan_where(auc, (nf == 0) | spread.isnan())
+    return nan_where(auc, (nf == 0) | spread.isnan())
 
 
 def _exact_auc(pos: torch.Tensor, wpos: torch.Tensor, neg: torch.Tensor, wneg: torch.Tensor) -> torch.Tensor:
@@ -180,7 +193,8 @@ def sauc(
     Returns (B,) in [0, 1]; NaN where the image or the other images have no fixations.
     """
     check_variant(variant)
-    S, fix, lo, spread = _prepare(pred, fixations, dtype)
+    S, fix = _prepare(pred, fixations, dtype)
+    lo, spread = _range(S)
     oth = as_batch(other, "other", dtype)
     if oth.shape != fix.shape:
         raise ValueError(f"other {tuple(oth.shape)} must have the fixations' shape {tuple(fix.shape)}")
@@ -210,4 +224,4 @@ def sauc(
     neg = torch.gather(S, 1, idx.to(S.device).flatten(1)).view(B, n_splits, K)
     pos, neg = (pos - lo[:, None]) / spread[:, None], (neg - lo[:, None, None]) / spread[:, None, None]
     auc = _stepped_auc(pos, valid, neg, kvalid.to(S.device)[:, None, :], step)
-    return _nan_where(auc, (nf == 0) | (nloc == 0) | spread.isnan())
+    return nan_where(auc, (nf == 0) | (nloc == 0) | spread.isnan())

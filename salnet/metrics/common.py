@@ -14,6 +14,8 @@ is reported as undefined, never averaged, by :mod:`salnet.metrics.score`.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 from collections.abc import Sequence
 
@@ -32,6 +34,20 @@ def check_variant(variant: str) -> str:
     return variant
 
 
+_VALIDATED: contextvars.ContextVar[bool] = contextvars.ContextVar("salnet_metrics_validated", default=False)
+
+
+@contextlib.contextmanager
+def validated_inputs():
+    """Inside, :func:`as_batch` skips the NaN/inf scan: ``score_batch`` checks every input once and then
+    calls the nine metrics on the same tensors."""
+    token = _VALIDATED.set(True)
+    try:
+        yield
+    finally:
+        _VALIDATED.reset(token)
+
+
 def as_batch(x: torch.Tensor, name: str, dtype: torch.dtype) -> torch.Tensor:
     """(B,H,W) or (B,1,H,W) → (B,H,W) in ``dtype``; rejects other shapes and non-finite values."""
     if not torch.is_tensor(x):
@@ -43,7 +59,7 @@ def as_batch(x: torch.Tensor, name: str, dtype: torch.dtype) -> torch.Tensor:
     x = x.to(dtype)
     # a sum is finite iff no element is NaN/inf (barring overflow, which the full check then reports);
     # one reduction instead of an elementwise mask over every pixel
-    if not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
+    if not _VALIDATED.get() and not torch.isfinite(x.sum()) and not torch.isfinite(x).all():
         bad = (~torch.isfinite(x)).flatten(1).any(1).nonzero().flatten().tolist()
         raise ValueError(f"{name} contains NaN or inf values (batch items {bad}); fix the maps before scoring")
     return x
@@ -57,21 +73,24 @@ def resize_to(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 CONSTANT_RTOL = 1e-12  # spread below this fraction of the magnitude = a constant map (resize rounding noise)
 
 
-def spread_or_nan(spread: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``spread`` (B,) or (B,1,...) of the images ``x`` (B,...), NaN where an image is constant. A constant
-    map resized bicubically is constant only up to rounding (~1e-17); dividing by that noise would turn it
-    into an arbitrary map. (aminmax is a reduction: no full-size temporary.)"""
-    lo, hi = x.flatten(1).aminmax(dim=1)
-    mag = torch.maximum(lo.abs(), hi.abs()).reshape(spread.shape)
-    return torch.where(spread > CONSTANT_RTOL * mag, spread, torch.full_like(spread, float("nan")))
+def constant_maps(lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: the maps whose values (min ``lo``, max ``hi``) are constant. A constant map resized
+    bicubically is constant only up to rounding (~1e-17); dividing by that noise would turn it into an
+    arbitrary map, so such spreads count as zero."""
+    return (hi - lo) <= CONSTANT_RTOL * torch.maximum(lo.abs(), hi.abs())
+
+
+def nan_where(x: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
+    """``x`` (B, ...) with NaN where ``bad`` (B,) is true."""
+    bad = bad.reshape(-1, *[1] * (x.ndim - 1))
+    return torch.where(bad, torch.full_like(x, float("nan")), x)
 
 
 def minmax(x: torch.Tensor) -> torch.Tensor:
     """Per image (x - min) / (max - min); a constant image becomes NaN (0/0), as in MATLAB."""
-    flat = x.flatten(1)
-    lo = flat.min(1).values[:, None, None]
-    hi = flat.max(1).values[:, None, None]
-    return (x - lo) / spread_or_nan(hi - lo, x)
+    lo, hi = x.flatten(1).aminmax(dim=1)
+    spread = nan_where(hi - lo, constant_maps(lo, hi))
+    return (x - lo.view(-1, 1, 1)) / spread.view(-1, 1, 1)
 
 
 def sum_normalise(x: torch.Tensor) -> torch.Tensor:
@@ -84,9 +103,9 @@ def sum_normalise(x: torch.Tensor) -> torch.Tensor:
 def standardise(x: torch.Tensor, ddof: int) -> torch.Tensor:
     """Per image (x - mean) / std with ``ddof`` (MATLAB std: 1; numpy/pysaliency: 0); constant → NaN."""
     flat = x.flatten(1)
-    mean = flat.mean(1)[:, None, None]
-    std = flat.std(1, correction=ddof)[:, None, None]
-    return (x - mean) / spread_or_nan(std, x)
+    std, mean = torch.std_mean(flat, dim=1, correction=ddof)
+    std = nan_where(std, constant_maps(*flat.aminmax(dim=1)))
+    return (x - mean.view(-1, 1, 1)) / std.view(-1, 1, 1)
 
 
 def to_density(x: torch.Tensor) -> torch.Tensor:

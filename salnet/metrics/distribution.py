@@ -12,10 +12,11 @@ from salnet.metrics.common import (
     EPS,
     as_batch,
     check_variant,
+    constant_maps,
     mean_at_fixations,
+    nan_where,
     pack_at_fixations,
     resize_to,
-    spread_or_nan,
     sum_normalise,
 )
 
@@ -37,8 +38,9 @@ def nss(pred: torch.Tensor, fixations: torch.Tensor, *, variant: str = "mit",
     p, f = _pair(pred, fixations, "fixations", dtype)
     p, f = p.flatten(1), f.flatten(1)
     std, mean = torch.std_mean(p, dim=1, correction=1 if variant == "mit" else 0)
+    std = nan_where(std, constant_maps(*p.aminmax(dim=1)))
     valid, nf, counts, (vals,) = pack_at_fixations(f, p)  # standardise only the fixated values
-    z = (vals - mean[:, None]) / spread_or_nan(std, p)[:, None]
+    z = (vals - mean[:, None]) / std[:, None]
     return mean_at_fixations(z, counts, valid, nf, variant)
 
 
@@ -51,7 +53,8 @@ def cc(pred: torch.Tensor, gt_map: torch.Tensor, *, dtype: torch.dtype = torch.f
     sg, mg = torch.std_mean(g, dim=1, correction=0)
     # E[pg] − E[p]E[g] with the dot product as a batched matmul: no full-size temporaries
     cov = torch.bmm(p[:, None, :], g[:, :, None]).flatten() / p.shape[1] - mp * mg
-    return cov / (spread_or_nan(sp, p) * spread_or_nan(sg, g))
+    constant = constant_maps(*p.aminmax(dim=1)) | constant_maps(*g.aminmax(dim=1))
+    return nan_where(cov / (sp * sg), constant)
 
 
 def sim(pred: torch.Tensor, gt_map: torch.Tensor, *, variant: str = "mit",
@@ -73,8 +76,8 @@ def sim(pred: torch.Tensor, gt_map: torch.Tensor, *, variant: str = "mit",
         total = x.sum(1)
         if variant == "mit":
             zero = (lo == 0) & (hi == 0)  # MATLAB's `if any(map(:))`: an all-zero map stays zero
-            spread = spread_or_nan(hi - lo, x)  # NaN for a constant non-zero map, as MATLAB's 0/0
-            denom = torch.where(zero, torch.ones_like(total), torch.where(spread.isnan(), spread, total - n * lo))
+            # a constant non-zero map is NaN, as MATLAB's 0/0
+            denom = torch.where(zero, torch.ones_like(total), nan_where(total - n * lo, constant_maps(lo, hi)))
         else:  # pysaliency density: shift only when negative; a zero-sum map becomes uniform
             lo = lo.clamp(max=0)
             denom = total - n * lo
@@ -127,11 +130,10 @@ def info_gain(pred: torch.Tensor, fixations: torch.Tensor, baseline: torch.Tenso
     def prob_at_fixations(x, vals):
         # normalised map only where it is needed: x' = (x - lo) / Σ(x - lo) with lo = min (mit) or
         # min(min, 0) (pysaliency density); a zero-sum density is uniform
-        lo = x.min(1).values
+        lo, hi = x.aminmax(dim=1)
         if variant == "mit":
             # Σ minmax(x) = (Σx − n·lo)/(hi − lo); NaN for a constant map as in MATLAB's 0/0
-            spread = spread_or_nan(x.max(1).values - lo, x)
-            denom = torch.where(spread.isnan(), spread, x.sum(1) - n * lo)
+            denom = nan_where(x.sum(1) - n * lo, constant_maps(lo, hi))
         else:
             lo = lo.clamp(max=0)
             denom = x.sum(1) - n * lo
