@@ -168,13 +168,14 @@ class Trainer:
             return steps.content_step(self.g_train, self.opts["g"], self.loss, batch, self.device, t.bf16)
         if stage == "bootstrap":
             return steps.content_step(self.g_train, self.opts["boot"], self.loss, batch, self.device, t.bf16)
-        # the released SalGAN code alternates: even batches update D, odd batches update G
-        # (D's forward in the G step uses the bare module: D is not updated there, so DDP must not wait
-        # for its gradients; G's forward in the D step runs without gradients)
-        if self.step % 2 == 0:
-            return steps.discriminator_step(self.G, self.d_train, self.opts["d"], batch, self.device, t.bf16)
-        return steps.generator_step(self.g_train, self.D, self.opts["g"], self.loss, batch, t.alpha,
-                                    self.device, t.bf16)
+        # the released SalGAN code alternates batch by batch, "train generator with one batch and
+        # discriminator with next batch", starting with G. D's forward in the G step uses the bare module:
+        # D is not updated there, so DDP must not wait for its gradients.
+        adversarial_step = self.step - t.bootstrap_epochs * len(self.train_loader)
+        if adversarial_step % 2 == 0:
+            return steps.generator_step(self.g_train, self.D, self.opts["g"], self.loss, batch, t.alpha,
+                                        self.device, t.bf16)
+        return steps.discriminator_step(self.G, self.d_train, self.opts["d"], batch, self.device, t.bf16)
 
     def fit(self) -> dict:
         t = self.cfg.train
