@@ -26,9 +26,10 @@ def _band(n_in: int, n_out: int, method: str) -> list[tuple[torch.Tensor, torch.
 
 
 @lru_cache(maxsize=64)
-def _block(n_in: int, n_out: int, method: str) -> torch.Tensor | None:
-    """The (block_out, block_in) weights when imresize's matrix is block-diagonal with one repeated
-    block (area shrinking by a rational factor: 640 -> 256 is 5 -> 2 repeated 128 times), else None."""
+def _block(n_in: int, n_out: int, method: str) -> tuple[int, list[list[tuple[int, float]]]] | None:
+    """(block_in, per block output: [(input offset, weight)]) when imresize's matrix is block-diagonal
+    with one repeated block (area shrinking by a rational factor: 640 -> 256 is 5 -> 2 repeated 128
+    times), else None."""
     g = math.gcd(n_in, n_out)
     if method != "area" or n_out > n_in or n_in // g > 16:
         return None
@@ -36,23 +37,25 @@ def _block(n_in: int, n_out: int, method: str) -> torch.Tensor | None:
     b = m[: n_out // g, : n_in // g]
     if not torch.allclose(m, torch.block_diag(*[b] * g), rtol=0, atol=1e-12):  # equal up to rounding
         return None
-    return b.float().contiguous()
+    terms = [[(i, float(b[o, i])) for i in range(b.shape[1]) if b[o, i] != 0] for o in range(b.shape[0])]
+    return b.shape[1], terms
 
 
 def _resize_axis(x: torch.Tensor, dim: int, n_out: int, method: str) -> torch.Tensor:
     n_in = x.shape[dim]
     block = _block(n_in, n_out, method)
     if block is not None:  # output o of each block = sum of a few strided input slices
-        bo, bi = block.shape
+        bi, terms = block
         xb = x.unflatten(dim, (n_in // bi, bi))
-        outs = []
-        for o in range(bo):
-            terms = [(i, float(block[o, i])) for i in range(bi) if block[o, i] != 0]
-            acc = xb.select(dim + 1, terms[0][0]) * terms[0][1]
-            for i, w in terms[1:]:
-                acc.add_(xb.select(dim + 1, i), alpha=w)
-            outs.append(acc)
-        return torch.stack(outs, dim + 1).flatten(dim, dim + 1)
+        shape = list(xb.shape)
+        shape[dim + 1] = len(terms)
+        out = torch.empty(shape, dtype=torch.float32)
+        for o, taps in enumerate(terms):
+            target = out.select(dim + 1, o)
+            torch.mul(xb.select(dim + 1, taps[0][0]), taps[0][1], out=target)
+            for i, w in taps[1:]:
+                target.add_(xb.select(dim + 1, i), alpha=w)
+        return out.flatten(dim, dim + 1)
     taps = _band(n_in, n_out, method)
     shape = [1] * x.ndim
     shape[dim] = -1
@@ -63,9 +66,10 @@ def _resize_axis(x: torch.Tensor, dim: int, n_out: int, method: str) -> torch.Te
 
 
 def band_resize(x: torch.Tensor, size: tuple[int, int], method: str, channels_last: bool = False) -> torch.Tensor:
-    """salnet.imresize.imresize(x, size, method) for float32 (C, H, W), or (H, W, C) when channels_last,
+    """salnet.imresize.imresize(x, size, method) for (C, H, W), or (H, W, C) when channels_last,
     computed on the band of nonzero weights (same weights; float32 summation order differs, ~1e-7).
-    Returns the same layout as x."""
+    x: float32, or uint8 (gathered as bytes, weighted into float32). Returns float32 in x's layout
+    (x itself when the size already matches)."""
     hdim, wdim = (0, 1) if channels_last else (x.ndim - 2, x.ndim - 1)
     if (x.shape[hdim], x.shape[wdim]) == tuple(size):
         return x

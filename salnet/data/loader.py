@@ -105,7 +105,9 @@ class Transform:
         smap = torch.from_numpy(map_to_float(decode_gray(rec["map.png"])))[None]
         pts = sample.fixations.astype(np.int64)
         fix = torch.from_numpy(fixation_map(pts, (sample.height, sample.width), self.size))[None]
-        image = band_resize(rgb.float(), self.size, self.resize, channels_last=True)  # HWC: fast selects
+        # uint8 HWC in: the first pass gathers bytes and its weights make floats (no full-size float copy)
+        image = band_resize(rgb, self.size, self.resize, channels_last=True)
+        image = image.float() if image.dtype == torch.uint8 else image  # same size: no resize happened
         image = (image.permute(2, 0, 1) / 255.0).clamp_(0, 1).contiguous()
         smap_small = band_resize(smap, self.size, self.resize).clamp(0, 1)
         if flip:  # flipped after resizing, all three alike (a flipped point grid would not align)
@@ -206,7 +208,7 @@ class TrainStream(IterableDataset):
 
 
 class BadFractionError(RuntimeError):
-    pass
+    """More corrupt or lost samples than LoaderConfig.max_bad_fraction allows."""
 
 
 class _Accounting:

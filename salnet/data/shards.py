@@ -18,6 +18,7 @@ import json
 import os
 import re
 import tarfile
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
@@ -172,14 +173,30 @@ def plan_shards(reader: Reader, splits: list[str], shard_size_mb: float) -> list
     return plans
 
 
-def pack_one(reader: Reader, out: Path, plan: ShardPlan) -> dict:
-    """Pack one planned shard unless its record shows it done; returns its record."""
-    rec_path = out / STATE_DIR / f"{plan.name}.json"
-    tar_path = out / plan.name
+def finished_record(out: Path, name: str) -> dict | None:
+    """The record of a finished shard (its tar present with the recorded size), else None."""
+    rec_path, tar_path = out / STATE_DIR / f"{name}.json", out / name
     if rec_path.is_file() and tar_path.is_file():
-        rec = json.loads(rec_path.read_text())
+        try:
+            rec = json.loads(rec_path.read_text())
+        except ValueError:
+            return None
         if rec.get("bytes") == tar_path.stat().st_size:
             return rec
+    return None
+
+
+def pending(out: str | Path, plans: list[ShardPlan]) -> list[ShardPlan]:
+    """The planned shards not finished yet."""
+    return [p for p in plans if finished_record(Path(out), p.name) is None]
+
+
+def pack_one(reader: Reader, out: Path, plan: ShardPlan) -> dict:
+    """Pack one planned shard unless it is finished; returns its record."""
+    done = finished_record(out, plan.name)
+    if done is not None:
+        return done
+    rec_path, tar_path = out / STATE_DIR / f"{plan.name}.json", out / plan.name
     members = []
     for i in plan.ids:
         try:
@@ -189,7 +206,9 @@ def pack_one(reader: Reader, out: Path, plan: ShardPlan) -> dict:
     sha, nbytes = write_tar(tar_path, members)
     rec = {"name": plan.name, "split": plan.split, "count": len(plan.ids), "bytes": nbytes, "sha256": sha,
            "first": plan.ids[0], "last": plan.ids[-1]}
-    rec_path.write_text(json.dumps(rec, sort_keys=True) + "\n")
+    tmp = rec_path.with_name(rec_path.name + ".tmp")
+    tmp.write_text(json.dumps(rec, sort_keys=True) + "\n")
+    os.replace(tmp, rec_path)  # atomic: a record exists only for a complete shard
     return rec
 
 
@@ -249,8 +268,10 @@ def pack_shards(reader: Reader, out: str | Path, plans: list[ShardPlan], workers
             if bar:
                 bar.update(rec["count"])
     else:
-        with get_context("spawn").Pool(workers) as pool:
-            for rec in pool.imap_unordered(_pack_task, tasks):
+        # spawn: safe after torch/threads in the parent; a worker that cannot start raises
+        # BrokenProcessPool instead of being respawned forever (multiprocessing.Pool's behaviour)
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            for rec in pool.map(_pack_task, tasks):
                 records.append(rec)
                 if bar:
                     bar.update(rec["count"])
@@ -275,11 +296,11 @@ def finalize(out: str | Path) -> dict:
     config, plans = load_plan(out)
     shards, missing = [], []
     for p in plans:
-        rec_path = out / STATE_DIR / f"{p.name}.json"
-        if not rec_path.is_file() or not (out / p.name).is_file():
+        rec = finished_record(out, p.name)
+        if rec is None:
             missing.append(p.name)
-            continue
-        shards.append(json.loads(rec_path.read_text()))
+        else:
+            shards.append(rec)
     if missing:
         raise ValueError(f"{out}: {len(missing)} shard(s) not packed yet ({missing[:3]}...); run the packing again "
                          "to resume")

@@ -1,0 +1,211 @@
+"""The streaming loader: epoch coverage across ranks and workers, fixed batch counts on uneven shards,
+validation exactly once, exact values against the raw data, flips, and corrupt/truncated shards."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from salnet.data import get_reader, write_synthetic
+from salnet.data.fastresize import band_resize
+from salnet.data.loader import BadFractionError, LoaderConfig, TrainLoader, Transform, ValLoader, epoch_order
+from salnet.data.maps import fixation_map
+from salnet.data.shards import iter_tar, pack
+from salnet.data.synthetic import Synthetic
+from salnet.imresize import imresize
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+RAW = (32, 48)
+
+
+def packed(tmp: Path, counts: dict, per_shard: int, reader_cls=Synthetic, seed: int = 0) -> Path:
+    """Synthetic shards of exactly per_shard samples (size hints fixed at 1000 bytes)."""
+    write_synthetic(tmp / "raw", counts, size=RAW, seed=seed)
+    reader = reader_cls(tmp / "raw")
+    reader.size_hint = lambda split, id: 1000
+    pack(reader, tmp / "shards", shard_size_mb=per_shard * 1000 / 1e6 + 1e-9)
+    return tmp / "shards"
+
+
+def cfg(**kw) -> LoaderConfig:
+    base = dict(size=(24, 32), batch_size=4, workers=2, shuffle_buffer=5, min_seen_for_check=10_000)
+    return LoaderConfig(**{**base, **kw})
+
+
+def epoch_ids(folder, c, world, epoch, split="train"):
+    per_rank = []
+    for rank in range(world):
+        loader = TrainLoader(folder, split, c, rank=rank, world_size=world)
+        loader.set_epoch(epoch)
+        batches = list(loader)
+        assert len(batches) == len(loader)
+        per_rank.append([i for b in batches for i in b["id"]])
+    return per_rank
+
+
+def test_two_ranks_two_workers_cover_an_epoch_disjointly(tmp_path):
+    folder = packed(tmp_path, {"train": 64}, per_shard=8)
+    c = cfg()
+    e0 = epoch_ids(folder, c, 2, 0)
+    assert [len(r) for r in e0] == [32, 32]
+    assert not set(e0[0]) & set(e0[1]) and sorted(e0[0] + e0[1]) == [f"{i:06d}" for i in range(64)]
+    e1 = epoch_ids(folder, c, 2, 1)
+    assert sorted(e1[0] + e1[1]) == sorted(e0[0] + e0[1]) and e1 != e0  # reshuffled, still a partition
+    assert epoch_ids(folder, c, 2, 1) == e1  # deterministic given (seed, epoch)
+
+
+def test_shard_order_is_a_function_of_seed_and_epoch_only():
+    shards = [f"s{i}" for i in range(10)]
+    assert epoch_order(shards, 0, 3) == epoch_order(list(shards), 0, 3)
+    assert sorted(epoch_order(shards, 0, 3)) == shards and epoch_order(shards, 0, 3) != epoch_order(shards, 0, 4)
+
+
+def test_fewer_shards_than_slots_split_by_sample(tmp_path):
+    folder = packed(tmp_path, {"train": 16}, per_shard=16)
+    ids = epoch_ids(folder, cfg(batch_size=2), 2, 0)
+    assert sorted(ids[0] + ids[1]) == [f"{i:06d}" for i in range(16)]
+
+
+def test_uneven_shards_give_every_rank_the_same_batch_count(tmp_path):
+    folder = packed(tmp_path, {"train": 20}, per_shard=8)  # shards of 8, 8, 4
+    c = cfg(batch_size=3, workers=1)
+    for epoch in range(3):
+        ids = epoch_ids(folder, c, 2, epoch)
+        assert [len(r) for r in ids] == [9, 9]  # 20 // (2 x 3) = 3 batches each, whatever shards they got
+
+
+def test_validation_reads_each_sample_once_with_exact_values(tmp_path):
+    folder = packed(tmp_path, {"val": 20}, per_shard=7)
+    raw = get_reader("synthetic", tmp_path / "raw")
+    seen = []
+    for rank in range(3):
+        for b in ValLoader(folder, "val", cfg(batch_size=3), rank=rank, world_size=3):
+            seen += b["id"]
+            for k, id in enumerate(b["id"]):
+                s = raw.load("val", id)
+                rgb = torch.from_numpy(np.array(Image.open(io.BytesIO(s.image)))).permute(2, 0, 1).double()
+                ref = imresize(rgb, (24, 32), "area") / 255
+                assert torch.allclose(b["image"][k].double(), ref, atol=1e-5)
+                assert torch.equal(b["map_orig"][k], torch.from_numpy(s.map.astype(np.float32) / 65535)[None])
+                assert torch.equal(b["points"][k], torch.from_numpy(s.fixations.astype(np.int64)))
+                assert torch.equal(b["fixations"][k, 0], torch.from_numpy(fixation_map(s.fixations, RAW, (24, 32))))
+    assert sorted(seen) == [f"{i:06d}" for i in range(20)]
+
+
+def test_native_size_round_trip_is_exact(tmp_path):
+    folder = packed(tmp_path, {"val": 5}, per_shard=5)
+    raw = get_reader("synthetic", tmp_path / "raw")
+    for b in ValLoader(folder, "val", cfg(size=RAW, batch_size=5, workers=0), rank=0, world_size=1):
+        for k, id in enumerate(b["id"]):
+            s = raw.load("val", id)
+            pixels = np.asarray(Image.open(io.BytesIO(s.image))).transpose(2, 0, 1)
+            assert torch.equal(b["image"][k], torch.from_numpy(pixels.astype(np.float32)) / 255)
+            assert torch.equal(b["map"][k, 0], torch.from_numpy(s.map.astype(np.float32) / 65535))
+            ys, xs = np.nonzero(b["fixations"][k, 0].numpy())
+            assert set(zip(ys, xs)) == {(y, x) for y, x, _ in s.fixations}
+
+
+def test_flip_applies_to_image_map_and_fixations_alike(tmp_path):
+    folder = packed(tmp_path, {"train": 2}, per_shard=2)
+    rec = next(iter_tar(folder / "train-000000.tar"))
+    t = Transform((24, 32), "area", keep_original=False)
+    a, b = t(rec, flip=False), t(rec, flip=True)
+    for k in ("image", "map", "fixations"):
+        assert torch.equal(b[k], a[k].flip(-1))
+    assert a["fixations"].sum() > 0 and not torch.equal(a["image"], b["image"])
+
+
+def test_shared_salicon_val_round_trip_at_native_size(tmp_path):
+    root = SHARED / "data" / "salicon-2014-examples"
+    if not root.exists():
+        pytest.skip(f"shared sample {root} absent (the repo's sibling ../shared/data)")
+    reader = get_reader("salicon", root)
+    pack(reader, tmp_path, ["val"], shard_size_mb=2)
+    n = 0
+    for b in ValLoader(tmp_path, "val", cfg(size=(480, 640), batch_size=2, workers=0), rank=0, world_size=1):
+        for k, id in enumerate(b["id"]):
+            s = reader.load("val", id)
+            pixels = np.asarray(Image.open(root / "images" / "val2014examples" / f"{id}.jpg").convert("RGB"))
+            assert torch.equal(b["image"][k], torch.from_numpy(pixels.transpose(2, 0, 1).astype(np.float32)) / 255)
+            assert torch.equal(b["points"][k], torch.from_numpy(s.fixations.astype(np.int64)))
+            assert torch.equal(b["map"][k, 0], torch.from_numpy(s.map.astype(np.float32) / 65535))
+            n += 1
+    assert n == 10
+
+
+class JpegSynthetic(Synthetic):
+    """Synthetic samples re-encoded as JPEG; sample 000003 carries a corrupt JPEG."""
+
+    def load(self, split, id):
+        s = super().load(split, id)
+        buf = io.BytesIO()
+        Image.open(io.BytesIO(s.image)).save(buf, format="JPEG", quality=90)
+        s.image, s.image_ext = buf.getvalue(), "jpg"
+        if id == "000003":
+            s.image = s.image[:200] + b"\x00garbage" * 20
+        return s
+
+
+def corrupted(tmp_path) -> Path:
+    """16 samples in 2 shards: one corrupt JPEG in the first, the second cut inside its 4th sample."""
+    folder = packed(tmp_path, {"val": 16, "train": 16}, per_shard=8, reader_cls=JpegSynthetic)
+    for split in ("val", "train"):
+        tar = folder / f"{split}-000001.tar"
+        with tarfile.open(tar) as tf:
+            members = tf.getmembers()
+        cut = next(m for m in members if m.name.endswith("000011.json")).offset_data + 5
+        tar.write_bytes(tar.read_bytes()[:cut])
+    return folder
+
+
+def test_truncated_tar_and_corrupt_jpeg_are_skipped_and_counted(tmp_path):
+    folder = corrupted(tmp_path)
+    loader = ValLoader(folder, "val", cfg(max_bad_fraction=0.5), rank=0, world_size=1)
+    ids = [i for b in loader for i in b["id"]]
+    # shard 0: 7 good + the corrupt JPEG; shard 1: 000008-000010 intact, 000011 cut, 000012-000015 lost
+    assert sorted(ids) == [f"{i:06d}" for i in (0, 1, 2, 4, 5, 6, 7, 8, 9, 10)]
+    assert loader.stats == {"good": 10, "bad": 6}
+    with pytest.raises(BadFractionError, match="6 of 16 samples corrupt or lost"):
+        list(ValLoader(folder, "val", cfg(max_bad_fraction=0.2), rank=0, world_size=1))
+
+
+def test_training_skips_bad_samples_and_stops_past_the_threshold(tmp_path):
+    folder = corrupted(tmp_path)
+    loader = TrainLoader(folder, "train", cfg(max_bad_fraction=0.5, workers=0, batch_size=2), rank=0, world_size=1)
+    batches = list(loader)
+    assert len(batches) == 8 and all(len(b["id"]) == 2 and "000003" not in b["id"] for b in batches)
+    assert loader.stats["bad"] >= 6 and loader.stats["good"] == 16
+    strict = TrainLoader(folder, "train", cfg(max_bad_fraction=0.2, workers=0, batch_size=2), rank=0, world_size=1)
+    with pytest.raises(BadFractionError, match="max_bad_fraction 20.0%"):
+        list(strict)
+
+
+@pytest.mark.parametrize("src, dst, method", [
+    ((480, 640), (192, 256), "area"),  # periodic blocks (5 -> 2)
+    ((480, 640), (300, 400), "area"),
+    ((675, 1024), (192, 256), "area"),  # no short period: banded taps
+    ((48, 64), (96, 128), "area"),  # enlarging
+    ((480, 640), (300, 400), "bicubic"),
+])
+def test_band_resize_equals_imresize(src, dst, method):
+    x = torch.rand(3, *src, generator=torch.Generator().manual_seed(0))
+    ref = imresize(x.double(), dst, method)
+    assert torch.allclose(band_resize(x, dst, method).double(), ref, atol=2e-6)
+    hwc = band_resize(x.permute(1, 2, 0).contiguous(), dst, method, channels_last=True)
+    assert torch.allclose(hwc.permute(2, 0, 1).double(), ref, atol=2e-6)
+
+
+def test_fast_decode_stays_close_to_the_exact_path(tmp_path):
+    folder = packed(tmp_path, {"train": 2}, per_shard=2, reader_cls=JpegSynthetic)
+    rec = next(iter_tar(folder / "train-000000.tar"))
+    exact = Transform((8, 12), "area", keep_original=False)(rec, flip=False)
+    fast = Transform((8, 12), "area", keep_original=False, fast_decode=True)(rec, flip=False)
+    assert exact["image"].shape == fast["image"].shape == (3, 8, 12)
+    assert (exact["image"] - fast["image"]).abs().mean() < 0.02
+    assert torch.equal(exact["map"], fast["map"]) and torch.equal(exact["fixations"], fast["fixations"])
