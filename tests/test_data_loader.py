@@ -13,12 +13,11 @@ import torch
 from PIL import Image
 
 from salnet.data import get_reader, write_synthetic
-from salnet.data.fastresize import band_resize
 from salnet.data.loader import BadFractionError, LoaderConfig, TrainLoader, Transform, ValLoader, epoch_order
 from salnet.data.maps import fixation_map
 from salnet.data.shards import iter_tar, pack
 from salnet.data.synthetic import Synthetic
-from salnet.imresize import imresize
+from salnet.imresize import band_resize, imresize
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 RAW = (32, 48)

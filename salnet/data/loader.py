@@ -27,10 +27,10 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from salnet.data.fastresize import band_resize
 from salnet.data.maps import fixation_map
 from salnet.data.sample import decode_gray, decode_rgb, map_to_float
 from salnet.data.shards import decode_record, iter_tar, read_manifest
+from salnet.imresize import band_resize
 
 # what a corrupt sample raises: PIL (OSError, SyntaxError for broken headers), zlib, numpy/json
 # (ValueError), a missing member (KeyError); anything else is a bug and propagates
