@@ -194,3 +194,10 @@ def test_grey_release_image_keeps_its_bytes(tmp_path):
     s = get_reader("mit300", tmp_path).load("test", "g")
     assert s.image == data and (s.height, s.width) == (48, 64)
     assert Image.open(io.BytesIO(s.image)).mode == "L"
+
+
+def test_osie_train_val_partition_of_the_shared_100():
+    r = get_reader("osie", need(DATA / "osie"))
+    train, val = set(r.ids("train")), set(r.ids("val"))
+    assert (len(train), len(val)) == (80, 20) and not train & val and train | val == set(r.ids("all"))
+    assert r.ids("val") == get_reader("osie", DATA / "osie").ids("val")  # deterministic

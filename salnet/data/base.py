@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from salnet.data.sample import IMAGE_EXTS, Sample
 
 
@@ -64,6 +66,26 @@ class Reader:
 
     def _index(self, split: str) -> dict[str, Path]:
         raise NotImplementedError
+
+
+def seeded_split(ids, split: str, sizes: dict[str, int], full: int, seed: int) -> list[str]:
+    """The ids of ``split`` in a deterministic partition of ``ids`` (sorted, then a seeded permutation).
+
+    ``sizes`` are the split sizes of the full release of ``full`` images (e.g. MIT1003's 500/200/rest);
+    a partial copy gets proportional sizes; the last split takes the remainder. "all" is every id.
+    """
+    ids = sorted(ids)
+    if split == "all":
+        return ids
+    n = len(ids)
+    order = np.random.default_rng(seed).permutation(n)
+    names, start = list(sizes), 0
+    for i, name in enumerate(names):
+        stop = n if i == len(names) - 1 else start + round(n * sizes[name] / full)
+        if name == split:
+            return sorted(ids[j] for j in order[start:stop])
+        start = stop
+    raise ValueError(f"unknown split {split!r}; choose one of {[*names, 'all']}")
 
 
 def require(root: Path, *relpaths: str, help: str = "") -> None:

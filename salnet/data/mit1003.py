@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from salnet.data.base import Reader, ext_of, image_files
+from salnet.data.base import Reader, ext_of, image_files, seeded_split
 from salnet.data.maps import points_from_binary
 from salnet.data.sample import Sample, decode_gray, image_size, read_bytes
 
@@ -40,18 +40,6 @@ def load_binary_mat(path: Path, size: tuple[int, int]) -> np.ndarray:
         shapes = {k: getattr(v, "shape", None) for k, v in found.items()}
         raise ValueError(f"{path}: expected one binary map of size {size}, found variables {shapes}")
     return cands[0]
-
-
-def seeded_split(ids: list[str], split: str) -> list[str]:
-    """The ids of one split of the loss study's MIT1003 partition (deterministic)."""
-    ids = sorted(ids)
-    if split == "all":
-        return ids
-    n = len(ids)
-    n_train, n_val = round(n * N_TRAIN / FULL), round(n * N_VAL / FULL)
-    order = np.random.default_rng(SPLIT_SEED).permutation(n)
-    parts = {"train": order[:n_train], "val": order[n_train:n_train + n_val], "test": order[n_train + n_val:]}
-    return sorted(ids[i] for i in parts[split])
 
 
 class MIT1003(Reader):
@@ -79,7 +67,8 @@ class MIT1003(Reader):
 
     def _index(self, split: str) -> dict[str, Path]:
         files = {p.stem: p for p in image_files(self._stimuli())}
-        return {i: files[i] for i in seeded_split(list(files), split)}
+        sizes = {"train": N_TRAIN, "val": N_VAL, "test": FULL - N_TRAIN - N_VAL}
+        return {i: files[i] for i in seeded_split(list(files), split, sizes, FULL, SPLIT_SEED)}
 
     def size_hint(self, split: str, id: str) -> int:
         return 2 * self.index(split)[id].stat().st_size

@@ -2,7 +2,9 @@
 
 Layout: data/stimuli/*.jpg and data/eye/fixations.mat: a (700, 1) struct array with ``img`` (file name)
 and ``subjects`` (one struct per observer: ``fix_x``, ``fix_y`` sub-pixel 1-based, ``fix_duration``).
-No maps in the release: built from the fixations with sigma 24 px. One split, "all". Records whose
+No maps in the release: built from the fixations with sigma 24 px. The release has no split: "train" and
+"val" are a seeded 80/20 partition of the images present (560/140 of the full 700; 80/20 of the shared
+100), "all" is every image. Records whose
 image is absent from data/stimuli (partial copies) are skipped and counted in ``missing_images``.
 """
 
@@ -13,11 +15,13 @@ from pathlib import Path
 import numpy as np
 import scipy.io
 
-from salnet.data.base import Reader, ext_of, image_files, require
+from salnet.data.base import Reader, ext_of, image_files, require, seeded_split
 from salnet.data.maps import blur_fixations, make_points, one_based_to_index, quantize16
 from salnet.data.sample import Sample, image_size, read_bytes
 
 SIGMA = 24.0  # pixels at 800x600 (dataset documentation)
+FULL, SPLIT_SEED = 700, 700
+SPLIT_SIZES = {"train": 560, "val": 140}
 
 
 def _vector(v) -> np.ndarray:
@@ -41,7 +45,7 @@ def load_osie_fixations(path: Path) -> dict[str, list[tuple[np.ndarray, np.ndarr
 
 class OSIE(Reader):
     name = "osie"
-    splits = ("all",)
+    splits = ("train", "val", "all")
     layout_help = "Expected data/stimuli/*.jpg and data/eye/fixations.mat."
 
     def check_layout(self) -> None:
@@ -66,7 +70,8 @@ class OSIE(Reader):
         extra = sorted(set(files) - set(fix))
         if extra:
             raise ValueError(f"{self.name}: images without fixation records in fixations.mat: {extra[:5]}")
-        return {Path(n).stem: files[n] for n in fix if n in files}
+        present = {Path(n).stem: files[n] for n in fix if n in files}
+        return {i: present[i] for i in seeded_split(list(present), split, SPLIT_SIZES, FULL, SPLIT_SEED)}
 
     def size_hint(self, split: str, id: str) -> int:
         return self.index(split)[id].stat().st_size + 250_000
