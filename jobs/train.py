@@ -43,6 +43,8 @@ def main(argv=None) -> int:
     ap.add_argument("--run-dir", type=Path)
     ap.add_argument("--no-resume", action="store_true", help="start over even if the run folder has checkpoints")
     ap.add_argument("--debug", action="store_true", help="tiny network, synthetic data, two short epochs")
+    ap.add_argument("--compare-center-bias", action="store_true",
+                    help="after training, score the centre-bias baseline on the same validation split")
     args = ap.parse_args(argv)
     try:
         cfg = load_config(args.config) if args.config else PRESETS[args.preset]()
@@ -68,6 +70,18 @@ def main(argv=None) -> int:
     if trainer.env.is_main:
         print(f"run folder: {trainer.run_dir}  (tensorboard --logdir {trainer.run_dir / 'tb'})", flush=True)
     result = trainer.fit()
+    if args.compare_center_bias and result["status"] == "done":
+        from salnet.baselines import CenterBiasModel
+        from salnet.train.validate import validate
+
+        base, _ = validate(CenterBiasModel(), trainer.val_loader, trainer.device, shuffle_pool=trainer.pool,
+                           seed=cfg.train.seed)
+        result["center_bias"] = base
+        if trainer.env.is_main:
+            print(f"{'metric':<10}{'model':>10}{'centre bias':>13}")
+            for k in base:
+                if k != "images":
+                    print(f"{k:<10}{result['val'][k]:>10.4f}{base[k]:>13.4f}")
     if trainer.env.is_main:
         print(json.dumps(result, indent=2))
     return 0
