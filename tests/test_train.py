@@ -90,6 +90,15 @@ def test_tensorboard_and_run_files(shards, tmp_path):
     img = ev.Images(ev.Tags()["images"][0])[-1]
     assert (img.width, img.height) == (3 * 48, 4 * 32)  # 4 rows of image | prediction | ground truth
     assert result["val"]["images"] == 8 and set(result["val"]) >= {"auc_judd", "sauc", "nss", "cc", "emd", "ig"}
+    # hparams: the run's settings with its final metrics (the full validation split)
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    hp = ev.PluginTagToContent("hparams")
+    assert "_hparams_/session_start_info" in hp
+    info = plugin_data_pb2.HParamsPluginData.FromString(hp["_hparams_/session_start_info"]).session_start_info
+    assert info.hparams["alpha"].number_value == pytest.approx(cfg.train.alpha)
+    assert info.hparams["arch"].string_value == "salgan"
+    assert [e.value for e in ev.Scalars("hparam/cc")] == pytest.approx([result["val"]["cc"]], abs=1e-6)
 
 
 def test_learns_to_beat_the_centre_bias(tmp_path):
