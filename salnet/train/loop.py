@@ -27,7 +27,14 @@ from salnet.metrics import METRICS
 from salnet.train import steps
 from salnet.train.build import build_content_loss, build_discriminator, build_generator, build_optimizers
 from salnet.train.checkpoint import CheckpointManager, rng_state, set_rng_state
-from salnet.train.distributed import DistEnv, barrier, device_for, init_distributed, seed_everything
+from salnet.train.distributed import (
+    DistEnv,
+    all_reduce_sum,
+    barrier,
+    device_for,
+    init_distributed,
+    seed_everything,
+)
 from salnet.train.tensorboard import Board, panel
 from salnet.train.validate import fixation_pool, validate
 
@@ -53,14 +60,19 @@ def versions() -> dict[str, str]:
 
 
 class StopFlag:
-    """Set by SIGUSR2/SIGTERM (preemption; NCCL owns SIGUSR1) or by code; read at step boundaries."""
+    """Set by SIGUSR2/SIGTERM (preemption; NCCL owns SIGUSR1) or by code; read at step boundaries.
+
+    The handlers it replaces are kept in ``previous`` so a job wrapper can hand over afterwards (submitit's
+    requeue handler, called once the checkpoint is safely written)."""
 
     def __init__(self):
         self.reason: str | None = None
+        self.previous: dict = {}
 
     def install(self) -> None:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGUSR2, signal.SIGTERM):
+                self.previous.setdefault(sig, signal.getsignal(sig))
                 signal.signal(sig, lambda s, _f: self.set(signal.Signals(s).name))
 
     def set(self, reason: str) -> None:
@@ -235,9 +247,12 @@ class Trainer:
                     logged["gpu/max_mem_GiB"] = torch.cuda.max_memory_allocated(self.device) / 2**30
                 board.scalars(logged, self.step)
                 window, t0, imgs = {}, time.perf_counter(), 0
-            if self.stop.reason or (t.max_steps is not None and self.step >= t.max_steps):
+            if self._should_stop(log_step=self.step % t.log_every == 0):
                 self.save()
-                return "preempted" if self.stop.reason else "stopped"
+                return "preempted"
+            if t.max_steps is not None and self.step >= t.max_steps:
+                self.save()
+                return "stopped"
         train_means = {k: (v / seen[k]).item() for k, v in sums.items()}
         val, kept = validate(self.G, self.val_loader, self.device, shuffle_pool=self.pool,
                              max_images=self.cfg.data.val_subset, seed=t.seed, keep=PANEL_SIZE)
@@ -255,6 +270,19 @@ class Trainer:
         self.save(is_best=is_best)
         board.flush()
         return "done"
+
+    def _should_stop(self, log_step: bool) -> bool:
+        """A preemption signal seen by any rank stops all ranks at the same step: with DDP the ranks agree
+        by an all-reduce on logging steps only (a host sync), so the stop may wait up to log_every steps."""
+        if not self.env.distributed:
+            return self.stop.reason is not None
+        if not log_step:
+            return False
+        flag = torch.tensor([1.0 if self.stop.reason else 0.0], device=self.device)
+        if all_reduce_sum(flag).item() > 0:
+            self.stop.reason = self.stop.reason or "peer"
+            return True
+        return False
 
     def _is_best(self, val: dict) -> bool:
         name = self.cfg.train.best_metric

@@ -1,0 +1,66 @@
+"""Training jobs on the real local Slurm through submitit: a 2-task DDP job, and a job preempted with
+``job._interrupt()`` (SIGUSR2), requeued and resumed, ending with the weights of an uninterrupted job."""
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from salnet.config import DEBUG_OVERRIDES, Config, apply_overrides, to_dict
+from salnet.data import get_reader
+from salnet.data.shards import pack
+from salnet.data.synthetic import write_synthetic
+from salnet.train.checkpoint import load_checkpoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "jobs"))
+from submission import TrainJob, make_executor  # noqa: E402
+
+pytestmark = [pytest.mark.slurm, pytest.mark.filterwarnings("ignore:VGG-16 has RANDOM weights")]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synth")
+    write_synthetic(root / "raw", {"train": 24, "val": 6}, size=(32, 48))
+    pack(get_reader("synthetic", root / "raw"), root / "shards", ["train", "val"], shard_size_mb=0.05)
+    return root / "shards"
+
+
+def config(shards, *extra):
+    return to_dict(apply_overrides(Config(), [*DEBUG_OVERRIDES, f"data.shards={shards}", "data.input_size=[32, 48]",
+                                              "data.batch_size=2", "train.log_every=1", *extra]))
+
+
+def test_two_task_ddp_job(slurm, shards, tmp_path):
+    ex = make_executor(tmp_path / "logs", "slurm", partition="cpu", tasks_per_node=2, cpus_per_task=1, time_min=10,
+                       mem_gb=2)
+    job = ex.submit(TrainJob(), config(shards), str(tmp_path / "run"))
+    results = job.results()  # one per task
+    assert len(results) == 2 and all(r["status"] == "done" for r in results)
+    assert results[0]["val"] == results[1]["val"] and results[0]["val"]["images"] == 6
+    assert results[0]["step"] == 2 * 24 // (2 * 2)  # 2 epochs × 6 batches per rank
+    assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") == 2  # rank 0 writes, once
+
+
+def test_preempted_job_is_requeued_and_resumes_exactly(slurm, shards, tmp_path):
+    cfg = config(shards, "train.epochs=6", "train.bootstrap_epochs=2")
+    ex = make_executor(tmp_path / "logs", "slurm", partition="cpu", cpus_per_task=1, time_min=10, mem_gb=2)
+    full = ex.submit(TrainJob(), cfg, str(tmp_path / "full"))  # same resources: same float results
+    cut = ex.submit(TrainJob(), cfg, str(tmp_path / "cut"))
+    deadline = time.time() + 240
+    while not (tmp_path / "cut" / "latest.pt").exists():  # wait until it has trained for a while
+        assert time.time() < deadline and not cut.done(), cut.stderr()
+        time.sleep(0.2)
+    cut._interrupt()  # SIGUSR2, as Slurm sends before preemption
+    assert full.result()["status"] == "done"
+    result = cut.result()
+    assert result["status"] == "done" and result["step"] == 6 * 12
+    log = cut.stdout() + cut.stderr()
+    assert "Requeued" in log or "requeue" in log.lower(), log[-2000:]
+    a = load_checkpoint(tmp_path / "full" / "latest.pt")
+    b = load_checkpoint(tmp_path / "cut" / "latest.pt")
+    for net in ("G", "D"):
+        for k in a[net]:
+            assert torch.equal(a[net][k], b[net][k]), f"{net}.{k}"
