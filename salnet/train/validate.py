@@ -8,12 +8,14 @@ validation images, read once from the shards (fixations and sizes only, no image
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
 
 from salnet.baselines import center_bias
-from salnet.metrics import METRICS, other_fixations, score_batch
+from salnet.metrics import METRICS, check_names, other_fixations, score_batch
 from salnet.train.distributed import all_reduce_sum
 
 DEFAULT_METRICS = tuple(METRICS)
@@ -59,49 +61,58 @@ def counts_map(points: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy(c)
 
 
-@torch.no_grad()
-def validate(G: nn.Module, loader, device: torch.device, *, shuffle_pool=None, metrics=DEFAULT_METRICS,
-             max_images: int | None = None, seed: int = 0, keep: int = 0) -> tuple[dict[str, float], list]:
-    """Score ``G`` on the batches of ``loader`` (validation batches with ``map_orig`` and ``points``).
-
-    ``shuffle_pool``: (index by id, points, sizes) of the whole split for sAUC (None: sAUC left out).
-    ``max_images``: score only the first images of this rank's share (the fixed per-epoch subset).
-    ``keep``: return that many (image, prediction, ground truth) triples for the TensorBoard panel.
-    Returns ({metric: mean over images where defined}, kept samples).
-    """
-    names = [m for m in metrics if m != "sauc" or shuffle_pool is not None]
-    sums = torch.zeros(len(names), dtype=torch.float64)
-    counts = torch.zeros(len(names), dtype=torch.float64)
-    kept, seen = [], 0
+def score_images(G: nn.Module, loader, device: torch.device, *, shuffle_pool=None, metrics=DEFAULT_METRICS,
+                 seed: int = 0, max_images: int | None = None, kept: list | None = None, keep: int = 0):
+    """Yield one row per image of ``loader`` (validation batches with ``map_orig`` and ``points``):
+    ``{"id", "height", "width", metric: float (NaN where undefined)}``, scored at the image's original
+    resolution. sAUC is left out when ``shuffle_pool`` is None; ``max_images`` stops early; the first
+    ``keep`` (image, prediction, ground truth) triples are appended to ``kept`` (TensorBoard panel)."""
+    names = [m for m in check_names(metrics) if m != "sauc" or shuffle_pool is not None]
+    seen = 0
     was_training = G.training
     G.eval()
     try:
         for batch in loader:
-            pred = G(batch["image"].to(device)).prob.float().cpu()
+            with torch.no_grad():  # not across the yields: the caller's code must keep its grad mode
+                pred = G(batch["image"].to(device)).prob.float().cpu()
             for i, sid in enumerate(batch["id"]):
                 if max_images is not None and seen >= max_images:
-                    break
+                    return
                 seen += 1
                 gt = batch["map_orig"][i].double()
                 size = tuple(gt.shape[-2:])
-                fix = counts_map(batch["points"][i].numpy()[:, :2], size)
-                kw = {"fixations": fix[None], "gt_map": gt.reshape(1, *size),
-                      "baseline": torch.from_numpy(center_bias(size))[None]}
+                kw = {"fixations": counts_map(batch["points"][i].numpy()[:, :2], size)[None],
+                      "gt_map": gt.reshape(1, *size), "baseline": torch.from_numpy(center_bias(size))[None]}
                 if shuffle_pool is not None:
                     index, points, sizes = shuffle_pool
                     kw["other"] = other_fixations(points, sizes, index[sid], seed=seed, key=sid)[None]
                 vals = score_batch(pred[i:i + 1].double(), metrics=names, seed=seed, keys=[sid], **kw)
-                for j, n in enumerate(names):
-                    v = vals[n][0]
-                    if not torch.isnan(v):
-                        sums[j] += v
-                        counts[j] += 1
-                if len(kept) < keep:
+                if kept is not None and len(kept) < keep:
                     kept.append((batch["image"][i], pred[i], batch["map"][i]))
-            if max_images is not None and seen >= max_images:
-                break
+                yield {"id": sid, "height": size[0], "width": size[1], **{n: float(vals[n][0]) for n in names}}
     finally:
         G.train(was_training)
+
+
+def validate(G: nn.Module, loader, device: torch.device, *, shuffle_pool=None, metrics=DEFAULT_METRICS,
+             max_images: int | None = None, seed: int = 0, keep: int = 0) -> tuple[dict[str, float], list]:
+    """Score ``G`` on this rank's share of ``loader`` and average over all ranks.
+
+    ``shuffle_pool``: (index by id, points, sizes) of the whole split for sAUC (None: sAUC left out).
+    ``max_images``: score only the first images of this rank's share (the fixed per-epoch subset).
+    ``keep``: return that many (image, prediction, ground truth) triples for the TensorBoard panel.
+    Returns ({metric: mean over images where defined, "images": count}, kept samples).
+    """
+    names = [m for m in check_names(metrics) if m != "sauc" or shuffle_pool is not None]
+    sums = torch.zeros(len(names), dtype=torch.float64)
+    counts = torch.zeros(len(names), dtype=torch.float64)
+    kept: list = []
+    for row in score_images(G, loader, device, shuffle_pool=shuffle_pool, metrics=names, seed=seed,
+                            max_images=max_images, kept=kept, keep=keep):
+        for j, n in enumerate(names):
+            if not math.isnan(row[n]):
+                sums[j] += row[n]
+                counts[j] += 1
     sums, counts = all_reduce_sum(sums.to(device)).cpu(), all_reduce_sum(counts.to(device)).cpu()
     out = {n: (sums[j] / counts[j]).item() for j, n in enumerate(names) if counts[j] > 0}
     out["images"] = int(counts.max().item()) if len(names) else 0

@@ -1,0 +1,222 @@
+"""Saliency maps for arbitrary images from a trained run, with SalGAN's released post-processing.
+
+    model, cfg = load_model("runs/salgan-1a2b3c4d5e6f")          # best.pt, else latest.pt
+    maps = predict_maps(model, [rgb_uint8, ...], cfg.data.input_size)
+    Path("a.png").write_bytes(map_png(maps[0]))
+
+Post-processing as released (imatge-upc/salgan ``utils.predict``, DESIGN.md §2): the image is resized
+to the network input with INTER_AREA, the prediction is resized back to the image size bicubically,
+blurred with ``cv2.GaussianBlur(m, (5, 5), 0)`` and clipped. Two deliberate differences: the resize back
+is MATLAB ``imresize`` bicubic (the metrics' convention, :mod:`salnet.imresize`) rather than OpenCV's
+INTER_CUBIC, and the map stays float until it is written (the released code rounds to uint8 first).
+
+The blur: for an odd ``ksize`` <= 7 and ``sigma <= 0`` OpenCV does NOT use its σ formula
+(0.3·((ksize−1)·0.5 − 1) + 0.8 = 1.1 for ksize 5); ``getGaussianKernel`` returns a fixed table, for
+ksize 5 the binomial kernel [1, 4, 6, 4, 1] / 16 (smooth.dispatch.cpp, ``getGaussianKernelBitExact``).
+That is a discrete Gaussian of variance 1 (σ = 1), applied separably with OpenCV's default border,
+BORDER_REFLECT_101 (``dcb|abcd|cba``). This module implements that exact kernel.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from salnet.config import Config, ConfigError, config_hash, load_config
+from salnet.imresize import imresize
+from salnet.train.checkpoint import BEST, LATEST, load_checkpoint
+
+# cv2.GaussianBlur(img, (5, 5), 0): OpenCV's fixed 5-tap table, C(4, k) / 16
+BLUR_KERNEL = (0.0625, 0.25, 0.375, 0.25, 0.0625)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def resolve_checkpoint(path: str | Path, which: str = "best") -> tuple[Path, Path]:
+    """(checkpoint file, config.yaml) for a run folder or a checkpoint file inside one.
+
+    A run folder gives ``best.pt`` (``which="best"``, falling back to ``latest.pt``) or ``latest.pt``
+    (``which="latest"``); a ``.pt`` file uses the ``config.yaml`` of its folder. Missing pieces raise
+    FileNotFoundError naming the path and what to pass instead.
+    """
+    path = Path(path)
+    if which not in ("best", "latest"):
+        raise ValueError(f"which={which!r}: choose 'best' or 'latest'")
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such run folder or checkpoint file")
+    if path.is_dir():
+        order = (BEST, LATEST) if which == "best" else (LATEST,)
+        found = [path / n for n in order if (path / n).exists()]
+        if not found:
+            raise FileNotFoundError(f"{path}: no {' or '.join(order)} in this run folder (has training saved "
+                                    "a checkpoint yet? pass a ckpt-*.pt file to use another one)")
+        ckpt, run = found[0], path
+    else:
+        ckpt, run = path, path.parent
+    config = run / "config.yaml"
+    if not config.is_file():
+        raise FileNotFoundError(f"{config}: missing; a checkpoint is read with the config.yaml of its run "
+                                f"folder, so keep {ckpt.name} inside the run folder it was trained in")
+    return ckpt, config
+
+
+def load_model(path: str | Path, which: str = "best",
+               device: str | torch.device = "cpu") -> tuple[nn.Module, Config]:
+    """The trained generator of a run folder (best.pt, else latest.pt) or of a checkpoint file, with its
+    config.
+
+    The encoder is built without its pretrained VGG file (the checkpoint holds every weight), so a run
+    trained on a cluster loads where that file is absent. Returns (model in eval mode on ``device``,
+    the run's Config). A checkpoint that does not fit the config raises ValueError naming both files.
+    """
+    from salnet.train.build import build_generator
+
+    ckpt, config = resolve_checkpoint(path, which)
+    try:
+        cfg = load_config(config)
+    except ConfigError as exn:
+        raise ValueError(f"{config}: {exn}") from exn
+    state = load_checkpoint(ckpt, map_location="cpu")
+    if not isinstance(state, dict) or not isinstance(state.get("G"), dict):
+        raise ValueError(f"{ckpt}: not a salnet training checkpoint (no generator state 'G')")
+    if state.get("run_id") not in (None, config_hash(cfg)):
+        warnings.warn(f"{ckpt}: saved by run {state['run_id']}, but {config} hashes to {config_hash(cfg)} "
+                      "(config edited after training?); loading anyway", UserWarning, stacklevel=2)
+    bare = copy.deepcopy(cfg)
+    bare.model.weights = None
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="VGG-16 has RANDOM weights")
+        model = build_generator(bare)
+    try:
+        model.load_state_dict(state["G"], strict=True)
+    except RuntimeError as exn:
+        lines = str(exn).strip().splitlines()
+        detail = lines[1].strip() if len(lines) > 1 else lines[0]
+        raise ValueError(f"{ckpt}: its generator does not match {config} (model.arch={cfg.model.arch}, "
+                         f"model.width={cfg.model.width}): {detail}; use the config.yaml of the run that "
+                         "saved it") from exn
+    return model.to(device).eval(), cfg
+
+
+# ---------------------------------------------------------------- post-processing
+
+
+def reflect101_index(n: int, pad: int, device=None) -> Tensor:
+    """Indices of a length-``n`` axis padded by ``pad`` on both sides with OpenCV's BORDER_REFLECT_101
+    (``dcb|abcd|cba``, reflected again as often as needed; length 1 repeats its one pixel)."""
+    i = torch.arange(-pad, n + pad, device=device)
+    if n == 1:
+        return torch.zeros_like(i)
+    period = 2 * (n - 1)
+    i = torch.remainder(i, period)
+    return torch.where(i >= n, period - i, i)
+
+
+def blur5(m: Tensor) -> Tensor:
+    """``cv2.GaussianBlur(m, (5, 5), 0)`` on float maps: separable [1, 4, 6, 4, 1] / 16, BORDER_REFLECT_101.
+
+    m: (..., H, W) float; returns the same shape and dtype."""
+    shape = m.shape
+    x = m.reshape(-1, 1, *shape[-2:])
+    k = torch.tensor(BLUR_KERNEL, dtype=x.dtype, device=x.device)
+    x = x.index_select(-2, reflect101_index(shape[-2], 2, x.device))
+    x = x.index_select(-1, reflect101_index(shape[-1], 2, x.device))
+    x = F.conv2d(x, k.view(1, 1, 5, 1))
+    x = F.conv2d(x, k.view(1, 1, 1, 5))
+    return x.reshape(shape)
+
+
+def postprocess(prob: Tensor, size: tuple[int, int]) -> Tensor:
+    """Network output (..., h, w) in [0, 1] → map at the image size (..., H, W): MATLAB-bicubic resize,
+    the 5×5 blur, clip to [0, 1] (the released SalGAN inference, DESIGN.md §2)."""
+    return blur5(imresize(prob, tuple(size), "bicubic")).clamp_(0, 1)
+
+
+def as_image_tensor(image: np.ndarray, name: str = "image", device=None) -> Tensor:
+    """uint8 RGB (H, W, 3) → float (3, H, W) in [0, 1] on ``device`` (moved as bytes); anything else is a
+    ValueError naming ``name``."""
+    a = np.asarray(image)
+    if a.dtype != np.uint8 or a.ndim != 3 or a.shape[2] != 3 or min(a.shape[:2]) < 1:
+        raise ValueError(f"{name}: expected a uint8 RGB array (H, W, 3), got {a.dtype} {a.shape}; "
+                         "convert with PIL Image.convert('RGB') and np.asarray")
+    a = np.ascontiguousarray(a) if a.flags.writeable else a.copy()  # torch warns on read-only arrays
+    return torch.from_numpy(a).to(device).permute(2, 0, 1).float() / 255.0
+
+
+@torch.no_grad()
+def predict_maps(model: nn.Module, images: Sequence[np.ndarray], input_size: tuple[int, int],
+                 device: str | torch.device | None = None, batch_size: int = 8) -> list[Tensor]:
+    """Saliency maps of ``images`` at each image's own size.
+
+    images: uint8 RGB arrays (H, W, 3) of any (mixed) sizes. Each is resized to ``input_size`` (H, W)
+    with INTER_AREA from [0, 1] floats (as the training loader does), run through ``model`` in batches
+    of ``batch_size`` on ``device`` (default: the model's device; resizing and blurring run there too),
+    then post-processed (:func:`postprocess`). Returns one float32 CPU tensor (1, H, W) in [0, 1] per
+    image, in order.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if device is None:
+        device = next(model.parameters(), torch.empty(0)).device
+    device = torch.device(device)
+    size = (int(input_size[0]), int(input_size[1]))
+    was_training = model.training
+    model.eval()
+    out: list[Tensor] = []
+    try:
+        for start in range(0, len(images), batch_size):
+            chunk = [as_image_tensor(im, f"images[{start + i}]", device)
+                     for i, im in enumerate(images[start:start + batch_size])]
+            x = torch.stack([imresize(t, size, "area").clamp_(0, 1) for t in chunk])
+            prob = model(x).prob.float()
+            for t, p in zip(chunk, prob):
+                out.append(postprocess(p, tuple(t.shape[-2:])).cpu())
+    finally:
+        model.train(was_training)
+    return out
+
+
+# ---------------------------------------------------------------- PNG output
+
+
+def map_to_uint8(m: Tensor) -> np.ndarray:
+    """Map (1, H, W) or (H, W) in [0, 1] → uint8 (H, W), rounded to nearest (what the PNG stores)."""
+    a = m.detach().reshape(m.shape[-2:]).double().clamp(0, 1).cpu().numpy()
+    return np.rint(a * 255.0).astype(np.uint8)
+
+
+def _png(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def map_png(m: Tensor) -> bytes:
+    """The 8-bit grayscale PNG file of a map (1, H, W) or (H, W) in [0, 1]."""
+    return _png(map_to_uint8(m))
+
+
+def overlay_rgb(image: np.ndarray, m: Tensor, alpha: float = 0.5) -> np.ndarray:
+    """Heat map of ``m`` (1, H, W) blended over ``image`` uint8 (H, W, 3) → uint8 (H, W, 3) (the same
+    colour ramp as the TensorBoard panels, :func:`salnet.train.tensorboard.overlay`)."""
+    from salnet.train.tensorboard import overlay
+
+    img = as_image_tensor(image)
+    rgb = overlay(img, m.detach().reshape(1, *m.shape[-2:]).cpu().float(), alpha).clamp(0, 1)
+    return np.rint(rgb.permute(1, 2, 0).double().numpy() * 255.0).astype(np.uint8)
+
+
+def overlay_png(image: np.ndarray, m: Tensor, alpha: float = 0.5) -> bytes:
+    """The RGB PNG file of :func:`overlay_rgb`."""
+    return _png(overlay_rgb(image, m, alpha))

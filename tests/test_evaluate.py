@@ -1,0 +1,107 @@
+"""evaluate_run on a tiny run trained here: its means equal salnet.train.validate.validate and the run's
+own final.json, and its per-image rows equal an independent numpy computation from the raw samples."""
+
+import io
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from salnet.config import DEBUG_OVERRIDES, Config, apply_overrides
+from salnet.data import get_reader
+from salnet.data.loader import LoaderConfig, ValLoader
+from salnet.data.shards import pack
+from salnet.data.synthetic import write_synthetic
+from salnet.evaluate import evaluate_run, mean_rows
+from salnet.metrics import METRICS
+from salnet.predict import load_model
+from salnet.train.loop import Trainer
+from salnet.train.validate import fixation_pool, validate
+
+pytestmark = pytest.mark.filterwarnings("ignore:VGG-16 has RANDOM weights")
+NINE = list(METRICS)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """(run folder, shards folder, raw folder) of a one-epoch content-loss run on 32×48 synthetic data."""
+    root = tmp_path_factory.mktemp("evaluate")
+    write_synthetic(root / "raw", {"train": 8, "val": 4, "test": 5}, size=(32, 48))
+    pack(get_reader("synthetic", root / "raw"), root / "shards", ["train", "val", "test"], shard_size_mb=0.05)
+    cfg = apply_overrides(Config(), [*DEBUG_OVERRIDES, f"data.shards={root / 'shards'}",
+                                     "data.input_size=[32, 48]", "train.procedure=content", "train.epochs=1",
+                                     "train.optimizer=adam"])
+    Trainer(cfg, run_dir=root / "run").fit()
+    return root / "run", root / "shards", root / "raw"
+
+
+def test_means_equal_final_json_of_the_same_checkpoint(run):
+    run_dir, shards, _ = run
+    # one epoch: best.pt and latest.pt are the checkpoint final.json was computed from
+    assert os.readlink(run_dir / "best.pt") == os.readlink(run_dir / "latest.pt")
+    final = json.loads((run_dir / "final.json").read_text())["val"]
+    result = evaluate_run(run_dir, split="val", device="cpu")
+    assert set(result["means"]) == set(NINE)
+    assert result["means"] == {k: final[k] for k in NINE}  # bit for bit
+    assert result["images"] == final["images"] == 4 and result["bad_samples"] == 0
+    assert result["split"] == "val" and result["shards"] == str(shards)
+    assert result["checkpoint"] == str((run_dir / "best.pt").resolve())
+
+
+def test_means_equal_validate_on_another_split_and_batch_size(run):
+    run_dir, shards, _ = run
+    result = evaluate_run(run_dir, device="cpu", batch_size=3, seed=5)  # default split: data.test_split
+    model, _ = load_model(run_dir)
+    loader = ValLoader(shards, "test", LoaderConfig(size=(32, 48), batch_size=3, workers=0, flip=False))
+    pool = fixation_pool(shards, "test")
+    expect, _ = validate(model, loader, torch.device("cpu"), shuffle_pool=pool, seed=5)
+    assert result["split"] == "test" and result["images"] == expect["images"] == 5
+    assert result["means"] == {k: expect[k] for k in NINE}
+    assert mean_rows(result["per_image"], NINE) == result["means"]
+    for k in NINE:  # the means are plain means of the per-image rows
+        assert result["means"][k] == pytest.approx(np.mean([r[k] for r in result["per_image"]]), abs=1e-12)
+
+
+def test_per_image_rows_equal_an_independent_computation(run):
+    """Input size = image size (32×48): nothing is resized, so CC, SIM and KLD are numpy on the raw sample."""
+    run_dir, shards, raw = run
+    result = evaluate_run(run_dir, split="test", metrics=["cc", "sim", "kld"], device="cpu")
+    assert set(result["means"]) == {"cc", "sim", "kld"}
+    reader = get_reader("synthetic", raw)
+    assert [r["id"] for r in result["per_image"]] == reader.ids("test")
+    model, _ = load_model(run_dir)
+    for row in result["per_image"]:
+        sample = reader.load("test", row["id"])
+        assert (row["height"], row["width"]) == (sample.height, sample.width) == (32, 48)
+        rgb = np.asarray(Image.open(io.BytesIO(sample.image)).convert("RGB"))
+        with torch.no_grad():
+            p = model(torch.from_numpy(rgb.astype(np.float32) / 255).permute(2, 0, 1)[None]).prob
+        p = p[0, 0].double().numpy()
+        g = sample.map.astype(np.float64) / np.iinfo(sample.map.dtype).max
+        cc = np.corrcoef(p.ravel(), g.ravel())[0, 1]
+        pn, gn = (p - p.min()) / (p.max() - p.min()), (g - g.min()) / (g.max() - g.min())
+        sim = np.minimum(pn / pn.sum(), gn / gn.sum()).sum()
+        eps = np.finfo(np.float64).eps
+        kld = np.sum((g / g.sum()) * np.log(eps + (g / g.sum()) / (p / p.sum() + eps)))
+        assert row["cc"] == pytest.approx(cc, abs=1e-6)
+        assert row["sim"] == pytest.approx(sim, abs=1e-6)
+        assert row["kld"] == pytest.approx(kld, abs=1e-6)
+        assert all(not math.isnan(row[k]) for k in ("cc", "sim", "kld"))
+
+
+def test_bad_arguments_are_clear_errors(run, tmp_path):
+    run_dir, shards, _ = run
+    with pytest.raises(ValueError, match="unknown metric.*bogus.*valid: auc_judd"):
+        evaluate_run(run_dir, metrics=["cc", "bogus"])
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path}: no manifest.json"):
+        evaluate_run(run_dir, shards=tmp_path)
+    with pytest.raises(ValueError, match="no split 'nosuch' in the manifest"):
+        evaluate_run(run_dir, split="nosuch")
+    with pytest.raises(FileNotFoundError, match="no such run folder"):
+        evaluate_run(tmp_path / "norun")
+    with pytest.raises(ValueError, match="which='final'"):
+        evaluate_run(run_dir, checkpoint="final")
