@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 from salnet.config import DEBUG_OVERRIDES, PRESETS, ConfigError, apply_overrides, load_config
@@ -63,10 +64,14 @@ def main(argv=None) -> int:
         return 2
     from salnet.train.loop import Trainer
 
-    if args.no_resume and args.run_dir and args.run_dir.exists():
-        for p in args.run_dir.glob("*.pt"):
-            p.unlink()
-    trainer = Trainer(cfg, run_dir=args.run_dir, resume=not args.no_resume)
+    from salnet.train.loop import run_dir_for
+
+    run_dir = args.run_dir or run_dir_for(cfg)
+    if args.no_resume and run_dir.exists():  # start over: the old run is kept aside, not mixed in
+        aside = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+        run_dir.rename(aside)
+        print(f"--no-resume: moved the previous run to {aside}", flush=True)
+    trainer = Trainer(cfg, run_dir=run_dir, resume=not args.no_resume)
     if trainer.env.is_main:
         print(f"run folder: {trainer.run_dir}  (tensorboard --logdir {trainer.run_dir / 'tb'})", flush=True)
     result = trainer.fit()
