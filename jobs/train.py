@@ -62,9 +62,7 @@ def main(argv=None) -> int:
         print(f"error: no shards at {cfg.data.shards} (manifest.json missing); pack a dataset with "
               f"`python jobs/pack.py DATASET --root RAW --out {cfg.data.shards}`", file=sys.stderr)
         return 2
-    from salnet.train.loop import Trainer
-
-    from salnet.train.loop import run_dir_for
+    from salnet.train.loop import Trainer, run_dir_for
 
     run_dir = args.run_dir or run_dir_for(cfg)
     if args.no_resume and run_dir.exists():  # start over: the old run is kept aside, not mixed in
