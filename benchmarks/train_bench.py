@@ -81,8 +81,8 @@ def main(argv=None) -> None:
         print(f"device {name} x{env.world_size}, batch {args.batch}/process, {h}x{w}, width {args.width}, "
               f"{'bf16' if args.bf16 else 'fp32'}, {'channels_last' if args.channels_last else 'NCHW'}"
               f"{', compiled' if args.compile else ''}")
-        print(f"adversarial step (D + G, salnet.train.steps): {args.batch / sec:.1f} img/s per process, "
-              f"{total:.1f} img/s total; {flops / 1e12:.3f} TFLOP/s = {flops / ref:.2f} x matmul "
+        print(f"adversarial step (D + G, salnet.train.steps): {args.batch / sec:.3g} img/s per process, "
+              f"{total:.3g} img/s total; {flops / 1e12:.3f} TFLOP/s = {flops / ref:.2f} x matmul "
               f"({ref / 1e12:.2f} TFLOP/s {dtype})")
     cleanup()
 
