@@ -26,7 +26,7 @@ from salnet.data.loader import LoaderConfig, TrainLoader, ValLoader
 from salnet.metrics import METRICS
 from salnet.train import steps
 from salnet.train.build import build_content_loss, build_discriminator, build_generator, build_optimizers
-from salnet.train.checkpoint import CheckpointManager, rng_state, set_rng_state
+from salnet.train.checkpoint import BEST, CheckpointManager, rng_state, set_rng_state
 from salnet.train.distributed import (
     DistEnv,
     all_reduce_sum,
@@ -203,9 +203,14 @@ class Trainer:
                 status = self._epoch(board)
                 if status != "done":
                     return {"status": status, "epoch": self.epoch, "step": self.step, "run_dir": str(self.run_dir)}
+            best = self.ckpt.load(BEST, map_location=self.device)  # the final numbers are the best model's
+            if best is not None:
+                self.G.load_state_dict(best["G"])
             final, _ = validate(self.G, self.val_loader, self.device, shuffle_pool=self.pool, seed=t.seed)
             if self.env.is_main:
-                (self.run_dir / "final.json").write_text(json.dumps({"val": final, "step": self.step}, indent=2))
+                (self.run_dir / "final.json").write_text(json.dumps(
+                    {"val": final, "step": self.step, "checkpoint_step": best["step"] if best else self.step,
+                     "best_metric": t.best_metric}, indent=2))
                 board.hparams({**to_dict(self.cfg.train), "arch": self.cfg.model.arch, "width": self.cfg.model.width},
                               {k: v for k, v in final.items() if k in METRICS})
             return {"status": status, "val": final, "epoch": self.epoch, "step": self.step,
