@@ -13,10 +13,11 @@ import torch
 from PIL import Image
 
 from salnet.data import get_reader, write_synthetic
-from salnet.data.loader import BadFractionError, LoaderConfig, TrainLoader, Transform, ValLoader, epoch_order
+from salnet.data.loader import BadFractionError, LoaderConfig, TrainLoader, ValLoader, epoch_order
 from salnet.data.maps import fixation_map
 from salnet.data.shards import iter_tar, pack
 from salnet.data.synthetic import Synthetic
+from salnet.data.transform import Transform
 from salnet.imresize import band_resize, imresize
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -151,14 +152,16 @@ class JpegSynthetic(Synthetic):
         return s
 
 
-def corrupted(tmp_path) -> Path:
-    """16 samples in 2 shards: one corrupt JPEG in the first, the second cut inside its 4th sample."""
+def corrupted(tmp_path, in_header: bool = False) -> Path:
+    """16 samples in 2 shards: one corrupt JPEG in the first, the second cut inside its 4th sample (in
+    the data of its json member, or in_header: inside that member's tar header)."""
     folder = packed(tmp_path, {"val": 16, "train": 16}, per_shard=8, reader_cls=JpegSynthetic)
     for split in ("val", "train"):
         tar = folder / f"{split}-000001.tar"
         with tarfile.open(tar) as tf:
             members = tf.getmembers()
-        cut = next(m for m in members if m.name.endswith("000011.json")).offset_data + 5
+        member = next(m for m in members if m.name.endswith("000011.json"))
+        cut = member.offset + 100 if in_header else member.offset_data + 5
         tar.write_bytes(tar.read_bytes()[:cut])
     return folder
 
@@ -208,3 +211,95 @@ def test_fast_decode_stays_close_to_the_exact_path(tmp_path):
     assert exact["image"].shape == fast["image"].shape == (3, 8, 12)
     assert (exact["image"] - fast["image"]).abs().mean() < 0.02
     assert torch.equal(exact["map"], fast["map"]) and torch.equal(exact["fixations"], fast["fixations"])
+
+
+def test_epoch_order_is_the_pipelines_webdataset_shard_list():
+    import webdataset as wds
+
+    from salnet.data.loader import epoch_seed
+
+    urls = [f"/s/train-{i:06d}.tar" for i in range(13)]
+    for seed, epoch in [(0, 0), (0, 5), (7, 2003)]:
+        got = [d["url"] for d in wds.SimpleShardList(urls, seed=epoch_seed(seed, epoch))]
+        assert got == epoch_order(urls, seed, epoch)
+
+
+def test_map_to_float_equals_the_two_pass_reference_for_every_value():
+    from salnet.data.sample import map_to_float
+
+    every16, every8 = np.arange(65536, dtype=np.uint16), np.arange(256, dtype=np.uint8)
+    for arr, scale in ((every16.reshape(256, 256), 65535.0), (every8.reshape(16, 16), 255.0)):
+        got = map_to_float(arr)
+        assert got.dtype == np.float32 and np.array_equal(got, arr.astype(np.float32) / np.float32(scale))
+        assert got.flat[0] == 0 and got.flat[-1] == 1
+
+
+def test_missing_shard_counts_every_sample_it_held(tmp_path):
+    folder = packed(tmp_path, {"val": 12, "train": 12}, per_shard=4)
+    (folder / "val-000001.tar").unlink()
+    (folder / "train-000002.tar").unlink()
+    val = ValLoader(folder, "val", cfg(max_bad_fraction=0.5, batch_size=3), rank=0, world_size=1)
+    ids = [i for b in val for i in b["id"]]
+    assert sorted(ids) == [f"{i:06d}" for i in (0, 1, 2, 3, 8, 9, 10, 11)]
+    assert val.stats == {"good": 8, "bad": 4}
+    c = cfg(max_bad_fraction=0.5, batch_size=2, workers=0)
+    train = TrainLoader(folder, "train", c, rank=0, world_size=1)
+    batches = list(train)  # pass 0: 8 good + 4 lost; a second pass tops up the 6th batch
+    seen = {i for b in batches for i in b["id"]}
+    assert len(batches) == 6 and not {"000008", "000009", "000010", "000011"} & seen
+    # the second pass counts the missing shard again only if it reached it before the 6th batch
+    assert train.stats["good"] == 12 and train.stats["bad"] in (4, 8)
+
+
+def test_training_batches_are_a_function_of_seed_epoch_rank_worker(tmp_path):
+    folder = packed(tmp_path, {"train": 24}, per_shard=4)
+    c = cfg(batch_size=3, flip=True)
+    runs = []
+    for _ in range(2):
+        loader = TrainLoader(folder, "train", c, rank=1, world_size=2)
+        loader.set_epoch(3)
+        runs.append(list(loader))
+    assert len(runs[0]) == len(runs[1]) == 4
+    for a, b in zip(*runs):
+        assert a["id"] == b["id"]
+        for k in ("image", "map", "fixations"):
+            assert torch.equal(a[k], b[k])
+    other = TrainLoader(folder, "train", c, rank=1, world_size=2)
+    other.set_epoch(4)
+    assert [b["id"] for b in other] != [b["id"] for b in runs[0]]
+
+
+def test_transform_output_layout_and_values(tmp_path):
+    """The one-pass divide into (3, H, W) and the in-place map clamp give the reference values."""
+    folder = packed(tmp_path, {"train": 2}, per_shard=2)
+    rec = next(iter_tar(folder / "train-000000.tar"))
+    out = Transform((24, 32), "area", keep_original=True)(rec, flip=False)
+    raw = get_reader("synthetic", tmp_path / "raw").load("train", out["id"])
+    rgb = torch.from_numpy(np.array(Image.open(io.BytesIO(raw.image)))).permute(2, 0, 1).double()
+    assert out["image"].is_contiguous() and out["image"].shape == (3, 24, 32)
+    assert torch.allclose(out["image"].double(), imresize(rgb, (24, 32), "area") / 255, atol=1e-6)
+    full = torch.from_numpy(raw.map.astype(np.float64) / 65535)
+    assert torch.allclose(out["map"][0].double(), imresize(full, (24, 32), "area"), atol=1e-6)
+    assert torch.equal(out["map_orig"][0], full.float())  # the original map is not clamped in place
+
+
+def test_pin_memory_defaults_to_cuda_availability():
+    assert LoaderConfig().pin_memory == torch.cuda.is_available()
+    assert LoaderConfig(pin_memory=False).pin_memory is False
+
+
+@pytest.mark.gpu
+def test_batches_come_pinned_on_a_cuda_machine(tmp_path):
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA (page-locked memory)")
+    folder = packed(tmp_path, {"train": 8}, per_shard=4)
+    batch = next(iter(TrainLoader(folder, "train", cfg(pin_memory=True), rank=0, world_size=1)))
+    assert all(batch[k].is_pinned() for k in ("image", "map", "fixations"))
+
+
+def test_tar_cut_inside_a_header_loses_exactly_the_samples_after_it(tmp_path):
+    folder = corrupted(tmp_path, in_header=True)
+    loader = ValLoader(folder, "val", cfg(max_bad_fraction=0.5, workers=1), rank=0, world_size=1)
+    ids = [i for b in loader for i in b["id"]]
+    assert sorted(ids) == [f"{i:06d}" for i in (0, 1, 2, 4, 5, 6, 7, 8, 9, 10)]
+    assert loader.stats == {"good": 10, "bad": 6}

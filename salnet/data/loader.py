@@ -1,15 +1,20 @@
-"""Streaming, DDP-safe loaders over the shards written by :mod:`salnet.data.shards`.
+"""Streaming, DDP-safe loaders over the shards of :mod:`salnet.data.shards`, on webdataset pipelines.
 
-Training: every epoch the shard list is shuffled with (seed, epoch) - the same order on every rank -
-then split by rank and by DataLoader worker (by sample index when there are fewer shards than
-rank x worker slots); samples pass a per-worker shuffle buffer and are batched in the workers. The
-stream repeats, and each rank takes exactly ``len(loader)`` = floor(total / (world_size x batch))
-batches per epoch, so uneven shards never make one rank wait for another in a collective.
-Validation: the split's samples in manifest order are cut into contiguous ranges, one per
-(rank, worker), so each sample is read exactly once across ranks; batches keep the original-size map
-and fixation points as lists.
-A sample that fails to decode is skipped and counted, as are the samples lost after a truncated
-tar (from the manifest's per-shard counts); past ``max_bad_fraction`` the run stops with an error.
+Training, per (rank, DataLoader worker) and per pass over the data, a ``wds.DataPipeline``:
+``wds.SimpleShardList`` shuffles the shards with (seed, epoch), the same order on every rank; rank then
+worker slicing (``wds.split_by_node``/``split_by_worker``'s, made explicit: a rank may come without a
+process group); ``wds.tarfile_to_samples`` whose handler skips a damaged tar; a counting stage;
+``wds.shuffle``. Passes chain into ``wds.map`` (decode, resize, flip) and ``wds.batched``. Each rank
+takes exactly ``len(loader)`` = floor(total / (world_size x batch)) batches per epoch from the repeating
+stream, so uneven shards never make a rank wait in a collective. Order and flips are a function of
+(seed, epoch, rank, worker) only, so training resumes mid-epoch by skipping batches. With fewer shards
+than rank x worker slots, the slots split every shard by sample index.
+Validation: the split's samples in manifest order are cut into contiguous ranges, one per (rank,
+worker), each read exactly once across ranks; batches keep the original-size map and points.
+An undecodable sample is skipped and counted (the ``wds.map`` handler), and so is each sample a
+truncated or unreadable tar never delivered: webdataset only reports that an error happened, so the one
+custom stage, _ShardCounter, numbers each shard's records against the manifest's count. Past
+``max_bad_fraction`` the run stops with :class:`BadFractionError`.
 Batch: {"image": float (B, 3, H, W) [0, 1], "map": (B, 1, H, W) [0, 1], "fixations": (B, 1, H, W)
 {0, 1}, "id": list[str]}; validation adds "map_orig": list of (1, H0, W0) and "points": list of
 int64 (N, 3) (y, x, observer) at the original resolution.
@@ -17,24 +22,27 @@ int64 (N, 3) (y, x, observer) at the original resolution.
 
 from __future__ import annotations
 
+import os
 import random
 import tarfile
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
+from itertools import islice
 from pathlib import Path
 
-import numpy as np
 import torch
+import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from salnet.data.maps import fixation_map
-from salnet.data.sample import decode_gray, decode_rgb, map_to_float
-from salnet.data.shards import decode_record, iter_tar, read_manifest
-from salnet.imresize import band_resize
+from salnet.data.shards import read_manifest
+from salnet.data.transform import Transform, collate
 
 # what a corrupt sample raises: PIL (OSError, SyntaxError for broken headers), zlib, numpy/json
 # (ValueError), a missing member (KeyError); anything else is a bug and propagates
 DECODE_ERRORS = (ValueError, OSError, EOFError, KeyError, SyntaxError, zlib.error)
+# a damaged shard in webdataset's tar stage: truncated/missing (tarfile, OS), duplicate member (ValueError)
+TAR_ERRORS = (tarfile.TarError, OSError, EOFError, ValueError)
 
 
 @dataclass
@@ -44,7 +52,9 @@ class LoaderConfig:
     the samples seen are corrupt; min_seen_for_check: samples seen before the fraction is enforced
     mid-epoch (it is always enforced at the end of an epoch); fast_decode: training only, let libjpeg
     decode JPEGs at 1/2, 1/4 or 1/8 scale (DCT scaling, still at least the model size) before the
-    resize: about 2x faster, but no longer the exact full-resolution INTER_AREA of SalGAN's code."""
+    resize: about 2x faster, but no longer the exact full-resolution INTER_AREA of SalGAN's code;
+    pin_memory: page-locked batches, so ``.to(device, non_blocking=True)`` overlaps the copy with
+    compute (default: when CUDA is available)."""
 
     size: tuple[int, int] = (192, 256)
     batch_size: int = 32
@@ -56,6 +66,7 @@ class LoaderConfig:
     max_bad_fraction: float = 0.01
     min_seen_for_check: int = 200
     fast_decode: bool = False
+    pin_memory: bool = field(default_factory=torch.cuda.is_available)
 
 
 def dist_rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -69,160 +80,194 @@ def dist_rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]
     return rank, world_size
 
 
+def worker_slot() -> tuple[int, int]:
+    """(worker id, number of workers) of the DataLoader worker running this, (0, 1) in the main process."""
+    info = get_worker_info()
+    return (info.id, info.num_workers) if info else (0, 1)
+
+
 def shard_list(folder: str | Path, split: str) -> list[tuple[str, int]]:
-    """[(shard path, sample count)] of a split, from the folder's manifest."""
+    """[(absolute shard path, sample count)] of a split, from the folder's manifest (absolute: webdataset
+    would read a relative "a:b/..." path as a URL scheme)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     if split not in manifest["splits"]:
         raise ValueError(f"{folder}: no split {split!r} in the manifest (has {sorted(manifest['splits'])})")
     counts = {r["name"]: r["count"] for r in manifest["shards"]}
-    return [(str(folder / name), counts[name]) for name in manifest["splits"][split]["shards"]]
+    return [(os.path.abspath(folder / name), counts[name]) for name in manifest["splits"][split]["shards"]]
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The shard-shuffle seed of an epoch (``wds.SimpleShardList(urls, seed=...)``)."""
+    return seed * 1_000_003 + epoch
 
 
 def epoch_order(shards: list, seed: int, epoch: int) -> list:
-    """The shard order of an epoch: a function of (seed, epoch) only, so identical on all ranks."""
+    """The shard order of an epoch, as the pipeline's ``wds.SimpleShardList`` yields it: a function of
+    (seed, epoch) only, so identical on all ranks."""
     order = list(shards)
-    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    random.Random(epoch_seed(seed, epoch)).shuffle(order)
     return order
 
 
-class Transform:
-    """Decoded record -> model-resolution tensors (picklable; runs in the loader workers)."""
-
-    def __init__(self, size: tuple[int, int], resize: str, keep_original: bool, fast_decode: bool = False):
-        self.size, self.resize, self.keep_original = tuple(size), resize, keep_original
-        self.fast_decode = fast_decode
-
-    def __call__(self, rec: dict, flip: bool) -> dict:
-        sample = decode_record(rec, decode_map=False)
-        draft = self.size if self.fast_decode and sample.image_ext in ("jpg", "jpeg") else None
-        rgb = torch.from_numpy(decode_rgb(sample.image, draft))
-        if draft is None and rgb.shape[:2] != (sample.height, sample.width):
-            raise ValueError(f"{sample.id}: image is {tuple(rgb.shape[:2])}, metadata says "
-                             f"{(sample.height, sample.width)}")
-        if "map.png" not in rec:
-            raise ValueError(f"{sample.id}: no map.png (a split without targets cannot be trained on)")
-        smap = torch.from_numpy(map_to_float(decode_gray(rec["map.png"])))[None]
-        pts = sample.fixations.astype(np.int64)
-        fix = torch.from_numpy(fixation_map(pts, (sample.height, sample.width), self.size))[None]
-        # uint8 HWC in: the first pass gathers bytes and its weights make floats (no full-size float copy)
-        image = band_resize(rgb, self.size, self.resize, channels_last=True)
-        image = image.float() if image.dtype == torch.uint8 else image  # same size: no resize happened
-        image = (image.permute(2, 0, 1) / 255.0).clamp_(0, 1).contiguous()
-        smap_small = band_resize(smap, self.size, self.resize).clamp(0, 1)
-        if flip:  # flipped after resizing, all three alike (a flipped point grid would not align)
-            image, smap_small, fix = image.flip(-1), smap_small.flip(-1), fix.flip(-1)
-        out = {"image": image, "map": smap_small, "fixations": fix, "id": sample.id}
-        if self.keep_original:
-            out["map_orig"], out["points"] = smap, torch.from_numpy(pts)
-        return out
-
-
-def collate(items: list[dict]) -> dict:
-    """Stack tensors of equal shape; ids and original-size fields stay lists."""
-    out = {k: torch.stack([it[k] for it in items]) for k in ("image", "map", "fixations")}
-    out["id"] = [it["id"] for it in items]
-    for k in ("map_orig", "points"):
-        if k in items[0]:
-            out[k] = [it[k] for it in items]
-    return out
+def take_every(start: int, step: int):
+    """Pipeline stage keeping items start, start + step, ...: ``wds.split_by_node`` / ``split_by_worker``
+    with an explicit rank or worker id."""
+    return lambda src: islice(src, start, None, step)
 
 
 class _Counter:
+    """Good/bad samples of one (rank, worker) stream, the handlers and map function that count them, and
+    the collation that reports them in each batch (``_good``/``_bad``, popped by the loader)."""
+
     def __init__(self):
-        self.good = self.bad = 0
+        self.good = self.bad = self.reported_bad = 0
+
+    def tar_error(self, exn: Exception) -> bool:
+        """``wds.tarfile_to_samples`` handler: skip and go on (_ShardCounter counts what was lost)."""
+        if isinstance(exn, TAR_ERRORS):
+            return True
+        raise exn
+
+    def sample(self, transform: Transform, flips: random.Random | None, rec: dict) -> dict:
+        """``wds.map`` function: the transformed record (flipped if ``flips`` draws < 0.5), counted good."""
+        item = transform(rec, flips is not None and flips.random() < 0.5)
+        self.good += 1
+        return item
+
+    def decode_error(self, exn: Exception) -> bool:
+        """``wds.map`` handler: an undecodable sample is skipped and counted bad."""
+        if isinstance(exn, DECODE_ERRORS):
+            self.bad += 1
+            return True
+        raise exn
+
+    def collate(self, items: list[dict]) -> dict:
+        out = collate(items) if items else {"image": None, "id": []}
+        out["_good"], out["_bad"] = len(items), self.bad - self.reported_bad
+        self.reported_bad = self.bad
+        return out
+
+    def flush(self, batches):
+        """Stage after ``wds.batched``: an empty batch carrying the bad samples no batch reported."""
+        yield from batches
+        if self.bad > self.reported_bad:
+            yield self.collate([])
 
 
-def read_slot(shards: list[tuple[str, int]], rank: int, world_size: int, worker: int, workers: int,
-              counter: _Counter):
-    """Records of one (rank, worker) share: shards[rank::world_size][worker::workers] (split_by_node then
-    split_by_worker), or every n-th sample of all shards when there are fewer shards than slots.
+class _ShardCounter:
+    """Stage after ``wds.tarfile_to_samples``: numbers each shard's records, keeps those ``keep(url,
+    index)`` selects, and counts bad the selected indices a shard never delivered (truncated, unreadable
+    or missing tar; the manifest has its count). ``note`` runs on the shard list before the tar stage."""
 
-    Truncated or unreadable shards end early; the samples that were due from them are counted bad.
-    """
-    slots, slot = world_size * workers, rank * workers + worker
-    by_sample = len(shards) < slots
-    mine = shards if by_sample else shards[rank::world_size][worker::workers]
-    for path, count in mine:
-        seen = 0
+    def __init__(self, counts: dict[str, int], keep, counter: _Counter):
+        self.counts, self.keep, self.counter = counts, keep, counter
+        self.opened: list[dict] = []  # the shard dicts; wds.tarfile_to_samples adds their "stream"
+
+    def note(self, shards):
+        for shard in shards:
+            self.opened.append(shard)
+            yield shard
+
+    def __call__(self, records):
+        pos = seen = 0
         try:
-            for rec in iter_tar(path):
-                take = not by_sample or seen % slots == slot
+            for rec in records:
+                while self.opened[pos]["url"] != rec["__url__"]:  # the shards opened before this one ended
+                    self._ended(pos, seen)
+                    pos, seen = pos + 1, 0
                 seen += 1
-                if take:
+                if self.keep(rec["__url__"], seen - 1):
                     yield rec
-        except (tarfile.TarError, OSError, EOFError):
-            pass
-        if seen < count:  # lost: the rest of a truncated shard
-            lost = range(seen, count)
-            counter.bad += sum(1 for i in lost if i % slots == slot) if by_sample else len(lost)
+            for p in range(pos, len(self.opened)):
+                self._ended(p, seen if p == pos else 0)
+        finally:  # webdataset leaves its files to the garbage collector
+            for shard in self.opened:
+                if "stream" in shard:
+                    shard["stream"].close()
+
+    def _ended(self, pos: int, seen: int) -> None:
+        url = self.opened[pos]["url"]
+        self.counter.bad += sum(1 for i in range(seen, self.counts[url]) if self.keep(url, i))
+        if "stream" in self.opened[pos]:  # close now: a pass may open hundreds of shards
+            self.opened[pos]["stream"].close()
 
 
-class TrainStream(IterableDataset):
-    """Infinite stream of collated batches for one rank (see the module docstring)."""
+class _Stream(IterableDataset):
+    """One rank's stream over ``shards`` [(path, count)] (iterated in each DataLoader worker)."""
 
-    def __init__(self, shards: list[tuple[str, int]], cfg: LoaderConfig, rank: int, world_size: int):
+    def __init__(self, shards: list[tuple[str, int]], cfg: LoaderConfig, rank: int, world_size: int,
+                 keep_original: bool):
         super().__init__()
         self.shards, self.cfg, self.rank, self.world_size = shards, cfg, rank, world_size
-        self.epoch = 0
-        self.transform = Transform(cfg.size, cfg.resize, keep_original=False, fast_decode=cfg.fast_decode)
+        self.counts, self.epoch = dict(shards), 0
+        fast = cfg.fast_decode and not keep_original  # validation stays exact
+        self.transform = Transform(cfg.size, cfg.resize, keep_original=keep_original, fast_decode=fast)
+
+
+class TrainStream(_Stream):
+    """Infinite stream of collated batches for one rank (see the module docstring)."""
 
     def __iter__(self):
-        info = get_worker_info()
-        wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        rng = random.Random(f"{self.cfg.seed}-{self.epoch}-{self.rank}-{wid}")
-        self._counter, self._reported, batch = _Counter(), 0, []
-        for rep in range(1_000_000):  # pass 0 is the epoch's share; later passes only top up a short one
-            order = epoch_order(self.shards, self.cfg.seed, self.epoch * 1000 + rep)
-            buffer, good_before = [], self._counter.good
-            for rec in read_slot(order, self.rank, self.world_size, wid, nw, self._counter):
-                buffer.append(rec)
-                if len(buffer) >= self.cfg.shuffle_buffer:
-                    yield from self._add(buffer.pop(rng.randrange(len(buffer))), rng, batch)
-            rng.shuffle(buffer)  # drain at the pass end, so passes (epochs) do not mix
-            for rec in buffer:
-                yield from self._add(rec, rng, batch)
-            if self._counter.good == good_before:  # a whole pass without one good sample: never ends
-                raise BadFractionError(f"rank {self.rank} worker {wid}: not one decodable sample in its share "
-                                       f"of {len(self.shards)} shards; run jobs/pack.py --verify on them")
+        wid, nw = worker_slot()
+        key, counter = f"{self.cfg.seed}-{self.epoch}-{self.rank}-{wid}", _Counter()
+        flips = random.Random(f"{key}-flip") if self.cfg.flip else None
+        return iter(wds.DataPipeline(
+            partial(self._passes, wid, nw, counter, random.Random(key)),
+            wds.map(partial(counter.sample, self.transform, flips), handler=counter.decode_error),
+            wds.batched(self.cfg.batch_size, collation_fn=counter.collate, partial=False),
+        ))
 
-    def _add(self, rec, rng, batch):
-        item = self._transform(rec, rng, self._counter)
-        if item is not None:
-            batch.append(item)
-        if len(batch) == self.cfg.batch_size:
-            out = collate(batch)
-            out["_good"], out["_bad"] = self._counter.good - self._reported, self._counter.bad
-            self._reported, self._counter.bad = self._counter.good, 0
-            batch.clear()
-            yield out
-
-    def _transform(self, rec, rng, counter):
-        try:
-            item = self.transform(rec, self.cfg.flip and rng.random() < 0.5)
-        except DECODE_ERRORS:  # one undecodable sample: skip it and count it
-            counter.bad += 1
-            return None
-        counter.good += 1
-        return item
+    def _passes(self, wid: int, nw: int, counter: _Counter, rng: random.Random):
+        """Records of this (rank, worker): pass 0 is its share of the epoch; later passes (new shard orders)
+        top up a share that ran short. Each pass drains its shuffle buffer, so pass 0 covers the share."""
+        slots, slot = self.world_size * nw, self.rank * nw + wid
+        by_sample = len(self.shards) < slots  # too few shards: every slots-th sample of every shard
+        urls = [path for path, _ in self.shards]
+        for rep in range(1_000_000):
+            counting = _ShardCounter(self.counts, (lambda url, i: i % slots == slot) if by_sample else
+                                     (lambda url, i: True), counter)
+            good_before = counter.good
+            yield from wds.DataPipeline(
+                wds.SimpleShardList(urls, seed=epoch_seed(self.cfg.seed, self.epoch * 1000 + rep)),
+                [] if by_sample else [take_every(self.rank, self.world_size), take_every(wid, nw)],
+                counting.note,
+                wds.tarfile_to_samples(handler=counter.tar_error),
+                counting,
+                wds.shuffle(self.cfg.shuffle_buffer, initial=self.cfg.shuffle_buffer, rng=rng),
+            )
+            if counter.good == good_before:  # a whole pass without one good sample: never ends
+                raise BadFractionError(f"rank {self.rank} worker {wid}: not one decodable sample in its "
+                                       f"share of {len(self.shards)} shards; run jobs/pack.py --verify")
 
 
 class BadFractionError(RuntimeError):
     """More corrupt or lost samples than LoaderConfig.max_bad_fraction allows."""
 
 
-class _Accounting:
-    def __init__(self, cfg: LoaderConfig, what: str):
-        self.cfg, self.what, self.good, self.bad = cfg, what, 0, 0
+class _Loader:
+    """What both loaders share: rank and shards, the DataLoader, and the bad-sample accounting (``stats``:
+    the good and the corrupt or lost samples of everything this loader has delivered)."""
 
-    def add(self, batch: dict) -> dict:
+    def __init__(self, folder: str | Path, split: str, cfg: LoaderConfig | None, rank: int | None,
+                 world_size: int | None):
+        self.cfg = cfg or LoaderConfig()
+        self.rank, self.world_size = dist_rank_world(rank, world_size)
+        self.shards, self.what, self.good, self.bad = shard_list(folder, split), f"{folder}/{split}", 0, 0
+
+    def _dataloader(self, dataset: IterableDataset) -> DataLoader:
+        return DataLoader(dataset, batch_size=None, num_workers=self.cfg.workers,
+                          pin_memory=self.cfg.pin_memory, prefetch_factor=2 if self.cfg.workers else None)
+
+    def _account(self, batch: dict) -> dict:
+        """Pop a batch's ``_good``/``_bad`` counts into the totals; check them once enough were seen."""
         self.good += int(batch.pop("_good"))
         self.bad += int(batch.pop("_bad"))
         if self.good + self.bad >= self.cfg.min_seen_for_check:
-            self.check()
+            self._check()
         return batch
 
-    def check(self):
+    def _check(self) -> None:
         seen = self.good + self.bad
         if seen and self.bad / seen > self.cfg.max_bad_fraction:
             raise BadFractionError(
@@ -235,22 +280,19 @@ class _Accounting:
         return {"good": self.good, "bad": self.bad}
 
 
-class TrainLoader:
+class TrainLoader(_Loader):
     """Iterate once per epoch: exactly len(self) batches on every rank. ``set_epoch`` like
     DistributedSampler; without it the epoch advances after each full pass."""
 
     def __init__(self, folder: str | Path, split: str = "train", cfg: LoaderConfig | None = None,
                  rank: int | None = None, world_size: int | None = None):
-        self.cfg = cfg or LoaderConfig()
-        self.rank, self.world_size = dist_rank_world(rank, world_size)
-        self.shards = shard_list(folder, split)
+        super().__init__(folder, split, cfg, rank, world_size)
         total = sum(c for _, c in self.shards)
         self.batches = total // (self.world_size * self.cfg.batch_size)
         if self.batches == 0:
             raise ValueError(f"{folder}/{split}: {total} samples are fewer than one batch of "
                              f"{self.cfg.batch_size} per rank x {self.world_size} ranks; lower batch_size")
-        self.dataset = TrainStream(self.shards, self.cfg, self.rank, self.world_size)
-        self.accounting = _Accounting(self.cfg, f"{folder}/{split}")
+        self.dataset = TrainStream(self.shards, self.cfg, self.rank, self.world_size, keep_original=False)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -261,27 +303,16 @@ class TrainLoader:
 
     def __iter__(self):
         self.dataset.epoch = self.epoch
-        dl = DataLoader(self.dataset, batch_size=None, num_workers=self.cfg.workers,
-                        persistent_workers=False, prefetch_factor=2 if self.cfg.workers else None)
-        it = iter(dl)
+        it = iter(self._dataloader(self.dataset))
         for _ in range(self.batches):
-            yield self.accounting.add(next(it))
+            yield self._account(next(it))
         del it
-        self.accounting.check()
+        self._check()
         self.epoch += 1
 
-    @property
-    def stats(self) -> dict:
-        return self.accounting.stats
 
-
-class ValStream(IterableDataset):
+class ValStream(_Stream):
     """This (rank, worker)'s contiguous range of the split's samples, each read once, in order."""
-
-    def __init__(self, shards: list[tuple[str, int]], cfg: LoaderConfig, rank: int, world_size: int):
-        super().__init__()
-        self.shards, self.cfg, self.rank, self.world_size = shards, cfg, rank, world_size
-        self.transform = Transform(cfg.size, cfg.resize, keep_original=True)
 
     def ranges(self, nw: int) -> list[tuple[int, int]]:
         """[start, stop) global sample indices per slot = rank * nw + worker."""
@@ -289,61 +320,38 @@ class ValStream(IterableDataset):
         return [(s * total // slots, (s + 1) * total // slots) for s in range(slots)]
 
     def __iter__(self):
-        info = get_worker_info()
-        wid, nw = (info.id, info.num_workers) if info else (0, 1)
+        wid, nw = worker_slot()
         lo, hi = self.ranges(nw)[self.rank * nw + wid]
-        counter, batch, reported, start = _Counter(), [], 0, 0
+        starts, mine, start = {}, [], 0
         for path, count in self.shards:
-            stop = start + count
-            if stop > lo and start < hi:
-                seen = 0
-                try:
-                    for rec in iter_tar(path):
-                        i = start + seen
-                        seen += 1
-                        if lo <= i < hi:
-                            try:
-                                batch.append(self.transform(rec, flip=False))
-                                counter.good += 1
-                            except DECODE_ERRORS:  # one undecodable sample: skip and count
-                                counter.bad += 1
-                        if len(batch) == self.cfg.batch_size:
-                            yield self._emit(batch, counter, reported)
-                            reported, counter.bad, batch = counter.good, 0, []
-                except (tarfile.TarError, OSError, EOFError):
-                    pass
-                counter.bad += len(range(max(start + seen, lo), min(stop, hi)))
-            start = stop
-        if batch or counter.bad:
-            yield self._emit(batch, counter, reported)
-
-    @staticmethod
-    def _emit(batch, counter, reported):
-        out = collate(batch) if batch else {"image": None, "id": []}
-        out["_good"], out["_bad"] = counter.good - reported, counter.bad
-        return out
+            starts[path] = start
+            if start + count > lo and start < hi:
+                mine.append({"url": path})
+            start += count
+        counter = _Counter()
+        counting = _ShardCounter(self.counts, lambda url, i: lo <= starts[url] + i < hi, counter)
+        return iter(wds.DataPipeline(
+            partial(iter, mine),  # the overlapping shards in manifest order (a list would be taken as stages)
+            counting.note,
+            wds.tarfile_to_samples(handler=counter.tar_error),
+            counting,
+            wds.map(partial(counter.sample, self.transform, None), handler=counter.decode_error),
+            wds.batched(self.cfg.batch_size, collation_fn=counter.collate, partial=True),
+            counter.flush,
+        ))
 
 
-class ValLoader:
+class ValLoader(_Loader):
     """One pass over a split, each sample on exactly one rank; batches may be uneven across ranks."""
 
     def __init__(self, folder: str | Path, split: str = "val", cfg: LoaderConfig | None = None,
                  rank: int | None = None, world_size: int | None = None):
-        self.cfg = cfg or LoaderConfig()
-        self.rank, self.world_size = dist_rank_world(rank, world_size)
-        self.shards = shard_list(folder, split)
-        self.dataset = ValStream(self.shards, self.cfg, self.rank, self.world_size)
-        self.accounting = _Accounting(self.cfg, f"{folder}/{split}")
+        super().__init__(folder, split, cfg, rank, world_size)
+        self.dataset = ValStream(self.shards, self.cfg, self.rank, self.world_size, keep_original=True)
 
     def __iter__(self):
-        dl = DataLoader(self.dataset, batch_size=None, num_workers=self.cfg.workers,
-                        prefetch_factor=2 if self.cfg.workers else None)
-        for batch in dl:
-            batch = self.accounting.add(batch)
+        for batch in self._dataloader(self.dataset):
+            batch = self._account(batch)
             if batch["id"]:
                 yield batch
-        self.accounting.check()
-
-    @property
-    def stats(self) -> dict:
-        return self.accounting.stats
+        self._check()

@@ -124,6 +124,7 @@ def encode_png(arr: np.ndarray) -> bytes:
 
 
 def map_to_float(arr: np.ndarray) -> np.ndarray:
-    """uint8/uint16 map -> float32 in [0, 1] (divided by the dtype's maximum)."""
-    scale = 65535.0 if arr.dtype == np.uint16 else 255.0
-    return arr.astype(np.float32) / scale
+    """uint8/uint16 map -> float32 in [0, 1], divided by the dtype's maximum in one pass (no float32
+    temporary: the loader calls this for every sample)."""
+    scale = np.float32(65535.0 if arr.dtype == np.uint16 else 255.0)
+    return np.divide(arr, scale, dtype=np.float32)
