@@ -9,13 +9,12 @@ import os
 import numpy as np
 import pytest
 import torch
+from helpers import synthetic_shards
 from PIL import Image
 
 from salnet.config import DEBUG_OVERRIDES, Config, apply_overrides
 from salnet.data import get_reader
 from salnet.data.loader import LoaderConfig, ValLoader
-from salnet.data.shards import pack
-from salnet.data.synthetic import write_synthetic
 from salnet.evaluate import evaluate_run, mean_rows
 from salnet.metrics import METRICS
 from salnet.predict import load_model
@@ -30,8 +29,7 @@ NINE = list(METRICS)
 def run(tmp_path_factory):
     """(run folder, shards folder, raw folder) of a one-epoch content-loss run on 32×48 synthetic data."""
     root = tmp_path_factory.mktemp("evaluate")
-    write_synthetic(root / "raw", {"train": 8, "val": 4, "test": 5}, size=(32, 48))
-    pack(get_reader("synthetic", root / "raw"), root / "shards", ["train", "val", "test"], shard_size_mb=0.05)
+    synthetic_shards(root, {"train": 8, "val": 4, "test": 5}, (32, 48), 0.05)
     cfg = apply_overrides(Config(), [*DEBUG_OVERRIDES, f"data.shards={root / 'shards'}",
                                      "data.input_size=[32, 48]", "train.procedure=content", "train.epochs=1",
                                      "train.optimizer=adam"])

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from helpers import shared_path
 from PIL import Image
 
 from salnet import metrics as M

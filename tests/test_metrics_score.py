@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
-from conftest import shared_path
+from helpers import shared_path
 from PIL import Image
 
 from salnet import metrics as M

@@ -14,13 +14,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import synthetic_shards
 from PIL import Image
 from scipy import ndimage
 
 from salnet.config import DEBUG_OVERRIDES, Config, apply_overrides
-from salnet.data import get_reader
-from salnet.data.shards import pack
-from salnet.data.synthetic import write_synthetic
 from salnet.imresize import imresize
 from salnet.predict import (
     BLUR_KERNEL,
@@ -40,8 +38,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:VGG-16 has RANDOM weights")
 
 def train_tiny_run(root: Path) -> Path:
     """A one-epoch content-loss run at tiny width on 32×48 synthetic shards; returns its run folder."""
-    write_synthetic(root / "raw", {"train": 8, "val": 4}, size=(32, 48))
-    pack(get_reader("synthetic", root / "raw"), root / "shards", ["train", "val"], shard_size_mb=0.05)
+    synthetic_shards(root, {"train": 8, "val": 4}, (32, 48), 0.05)
     cfg = apply_overrides(Config(), [*DEBUG_OVERRIDES, f"data.shards={root / 'shards'}",
                                      "data.input_size=[32, 48]", "train.procedure=content", "train.epochs=1",
                                      "train.optimizer=adam"])

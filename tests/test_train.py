@@ -8,19 +8,16 @@ import signal
 import pytest
 import torch
 import yaml
+from helpers import synthetic_shards
 
 from salnet.config import DEBUG_OVERRIDES, Config, apply_overrides
-from salnet.data import get_reader
-from salnet.data.shards import pack
-from salnet.data.synthetic import write_synthetic
 from salnet.train.loop import Trainer
 
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
-    write_synthetic(root / "raw", {"train": 24, "val": 8}, size=(32, 48))
-    pack(get_reader("synthetic", root / "raw"), root / "shards", ["train", "val"], shard_size_mb=0.05)
+    synthetic_shards(root, {"train": 24, "val": 8}, (32, 48), 0.05)
     return root / "shards"
 
 
@@ -107,8 +104,7 @@ def test_learns_to_beat_the_centre_bias(tmp_path):
     from salnet.data.loader import LoaderConfig, ValLoader
     from salnet.train.validate import fixation_pool, validate
 
-    write_synthetic(tmp_path / "raw", {"train": 160, "val": 40}, size=(64, 96))
-    pack(get_reader("synthetic", tmp_path / "raw"), tmp_path / "shards", ["train", "val"], shard_size_mb=0.5)
+    synthetic_shards(tmp_path, {"train": 160, "val": 40}, (64, 96), 0.5)
     cfg = apply_overrides(Config(), [
         "model.width=0.125", "model.freeze=[]", "data.input_size=[64, 96]", "data.batch_size=8", "data.workers=0",
         "data.val_subset=40", "train.procedure=content", "train.epochs=4", "train.optimizer=adam", "train.lr=3e-3",
@@ -125,8 +121,7 @@ def test_learns_to_beat_the_centre_bias(tmp_path):
 def test_loss_study_procedure_with_lc2_and_centre_bias(tmp_path):
     """Bruckert et al.'s ASPP network on LC2 + R (DF, GM, SIG-MSE, centre bias) trains end to end."""
     # the perceptual losses pool 5 times: the output (input / 8) must be at least 32×32
-    write_synthetic(tmp_path / "raw", {"train": 4, "val": 2}, size=(256, 256))
-    pack(get_reader("synthetic", tmp_path / "raw"), tmp_path / "shards", ["train", "val"], shard_size_mb=0.5)
+    synthetic_shards(tmp_path, {"train": 4, "val": 2}, (256, 256), 0.5)
     cfg = apply_overrides(Config(), [
         "model.arch=aspp", "model.width=0.0625", "data.input_size=[256, 256]", "data.batch_size=2", "data.workers=0",
         "train.procedure=content", "train.optimizer=sgd", "train.lr=1e-3", "train.epochs=1", "train.bf16=false",

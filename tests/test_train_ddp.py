@@ -5,11 +5,9 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
+from helpers import synthetic_shards
 
-from salnet.data import get_reader
 from salnet.data.loader import LoaderConfig, ValLoader
-from salnet.data.shards import pack
-from salnet.data.synthetic import write_synthetic
 from salnet.models.salgan import Generator
 from salnet.train.distributed import cleanup, init_distributed
 from salnet.train.validate import fixation_pool, validate
@@ -37,8 +35,7 @@ def _rank(rank, port, shards, out):
 
 @pytest.mark.filterwarnings("ignore:VGG-16 has RANDOM weights")
 def test_two_ranks_equal_one(tmp_path):
-    write_synthetic(tmp_path / "raw", {"val": 11}, size=(32, 48))  # 11: ranks get 5 and 6 images
-    pack(get_reader("synthetic", tmp_path / "raw"), tmp_path / "shards", ["val"], shard_size_mb=0.02)
+    synthetic_shards(tmp_path, {"val": 11}, (32, 48), 0.02)  # 11: ranks get 5 and 6 images
     shards = tmp_path / "shards"
     single, _ = validate(model(), ValLoader(shards, "val", LoaderConfig(size=(32, 48), batch_size=3, workers=0,
                                                                         flip=False)),
@@ -68,8 +65,7 @@ def _train_rank(rank, port, shards, run_dir, out):
 
 @pytest.mark.filterwarnings("ignore:VGG-16 has RANDOM weights")
 def test_two_rank_salgan_training(tmp_path):
-    write_synthetic(tmp_path / "raw", {"train": 16, "val": 6}, size=(32, 48))
-    pack(get_reader("synthetic", tmp_path / "raw"), tmp_path / "shards", ["train", "val"], shard_size_mb=0.05)
+    synthetic_shards(tmp_path, {"train": 16, "val": 6}, (32, 48), 0.05)
     out = mp.Manager().dict()
     mp.spawn(_train_rank, args=(free_port(), tmp_path / "shards", tmp_path / "run", out), nprocs=2, join=True)
     (s0, n0, v0, g0), (s1, n1, v1, g1) = out[0], out[1]

@@ -9,12 +9,11 @@ import pytest
 import torch
 
 from salnet.config import DEBUG_OVERRIDES, Config, apply_overrides, to_dict
-from salnet.data import get_reader
-from salnet.data.shards import pack
-from salnet.data.synthetic import write_synthetic
 from salnet.train.checkpoint import load_checkpoint
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "jobs"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from helpers import synthetic_shards  # noqa: E402
 from submission import TrainJob, make_executor  # noqa: E402
 
 pytestmark = [pytest.mark.slurm, pytest.mark.filterwarnings("ignore:VGG-16 has RANDOM weights")]
@@ -23,8 +22,7 @@ pytestmark = [pytest.mark.slurm, pytest.mark.filterwarnings("ignore:VGG-16 has R
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth")
-    write_synthetic(root / "raw", {"train": 24, "val": 6}, size=(32, 48))
-    pack(get_reader("synthetic", root / "raw"), root / "shards", ["train", "val"], shard_size_mb=0.05)
+    synthetic_shards(root, {"train": 24, "val": 6}, (32, 48), 0.05)
     return root / "shards"
 
 
