@@ -1,4 +1,5 @@
-"""Shared fixtures: pysaliency (the reference library). Helpers (../shared paths, synthetic shards) are in helpers.py."""
+"""Shared fixtures: pysaliency (the reference library). Helpers (../shared paths, synthetic shards):
+helpers.py."""
 
 from __future__ import annotations
 
