@@ -22,20 +22,6 @@ from salnet.config import DEBUG_OVERRIDES, PRESETS, ConfigError, apply_overrides
 DEBUG_DATA = Path("runs/debug-data/synthetic")
 
 
-def ensure_synthetic_shards(out: Path, train: int = 32, val: int = 8, size=(64, 96)) -> Path:
-    """Pack a small synthetic dataset into ``out`` once (debug runs)."""
-    from salnet.data import get_reader
-    from salnet.data.shards import pack
-    from salnet.data.synthetic import write_synthetic
-
-    if (out / "manifest.json").exists():
-        return out
-    raw = out.parent / "raw"
-    write_synthetic(raw, {"train": train, "val": val}, size=size)
-    pack(get_reader("synthetic", raw), out, ["train", "val"], shard_size_mb=1.0)
-    return out
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("overrides", nargs="*", help="dotted config overrides, e.g. train.alpha=0.1")
@@ -57,6 +43,8 @@ def main(argv=None) -> int:
         print(f"error: {exn}", file=sys.stderr)
         return 2
     if args.debug and Path(cfg.data.shards) == DEBUG_DATA:
+        from salnet.data.synthetic import ensure_synthetic_shards
+
         ensure_synthetic_shards(DEBUG_DATA, size=tuple(cfg.data.input_size))
     if not (Path(cfg.data.shards) / "manifest.json").exists():
         print(f"error: no shards at {cfg.data.shards} (manifest.json missing); pack a dataset with "

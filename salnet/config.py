@@ -26,7 +26,12 @@ import yaml
 
 
 class ConfigError(ValueError):
-    """A config key or value is invalid; the message says which and what is valid."""
+    """A config key or value is invalid; the message says which and what is valid. ``key``: the dotted key at
+    fault when known (a sweep file maps it to a line)."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass
@@ -172,9 +177,15 @@ def from_dict(cls, data: dict, where: str = ""):
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
         if key not in fields:
-            raise ConfigError(f"unknown config key {path!r}{_closest(key, list(fields))}")
+            raise ConfigError(f"unknown config key {path!r}{_closest(key, list(fields))}", key=path)
         tp = hints[key]
-        kwargs[key] = from_dict(tp, value, path) if dataclasses.is_dataclass(tp) else _coerce(value, tp, path)
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = from_dict(tp, value, path)
+            continue
+        try:
+            kwargs[key] = _coerce(value, tp, path)
+        except ConfigError as exn:
+            raise ConfigError(str(exn), key=exn.key or path) from None
     return cls(**kwargs)
 
 
@@ -187,35 +198,52 @@ def all_keys(cfg) -> list[str]:
     return out
 
 
-def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
-    """Apply ``key.sub=value`` strings (values parsed as YAML: ``0.1``, ``true``, ``[192, 256]``,
-    ``{kld: 10, cc: -2}``); returns a new config. ``train.loss.kld=10`` sets one entry of a dict field."""
-    data = to_dict(cfg)
-    valid = all_keys(cfg)
+def parse_overrides(overrides: list[str]) -> dict[str, Any]:
+    """``["key.sub=value", ...]`` → ``{"key.sub": value}``, values parsed as YAML (``0.1``, ``true``,
+    ``[192, 256]``, ``{kld: 10, cc: -2}``)."""
+    out = {}
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key.sub=value")
         key, raw = item.split("=", 1)
-        key = key.strip()
         try:
-            value = yaml.safe_load(raw)
+            out[key.strip()] = yaml.safe_load(raw)
         except yaml.YAMLError as exn:
             raise ConfigError(f"override {item!r}: cannot parse value ({exn})") from exn
+    return out
+
+
+def set_values(cfg: Config, values: dict[str, Any]) -> Config:
+    """A new config with dotted keys set to (typed-checked) values. Inside a dict-valued field the rest of
+    the key walks nested entries: ``train.loss.kld`` sets one coefficient, ``train.loss.sig_mse.lambda`` a
+    parameter of one term (the entry is created when missing)."""
+    data = to_dict(cfg)
+    valid = all_keys(cfg)
+    for key, value in values.items():
         parts = key.split(".")
         node = data
         for i, part in enumerate(parts[:-1]):
             prefix = ".".join(parts[: i + 1])
             if not isinstance(node, dict) or part not in node:
-                raise ConfigError(f"unknown config key {key!r}{_closest(key, valid)}")
+                raise ConfigError(f"unknown config key {key!r}{_closest(key, valid)}", key=key)
             node = node[part]
-            if prefix in valid:  # a dict-valued field: the rest of the key is an entry of it
-                node[".".join(parts[i + 1:])] = value
+            if prefix in valid:  # a dict-valued field: the rest of the key walks its entries
+                for sub in parts[i + 1:-1]:
+                    node = node.setdefault(sub, {})
+                    if not isinstance(node, dict):
+                        raise ConfigError(f"{key}: {sub!r} holds {node!r}, not a mapping of parameters", key=key)
+                node[parts[-1]] = value
                 break
         else:
             if not isinstance(node, dict) or parts[-1] not in node:
-                raise ConfigError(f"unknown config key {key!r}{_closest(key, valid)}")
+                raise ConfigError(f"unknown config key {key!r}{_closest(key, valid)}", key=key)
             node[parts[-1]] = value
     return from_dict(type(cfg), data)
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Apply ``key.sub=value`` strings (see :func:`parse_overrides`, :func:`set_values`); returns a new config."""
+    return set_values(cfg, parse_overrides(overrides))
 
 
 # ---------------------------------------------------------------------------- hash and YAML

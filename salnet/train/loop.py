@@ -12,6 +12,7 @@ the batches already done and continues with the same random state.
 from __future__ import annotations
 
 import json
+import math
 import signal
 import subprocess
 import threading
@@ -245,6 +246,7 @@ class Trainer:
                 dt = time.perf_counter() - t0
                 # the only host synchronisation: once every log_every steps
                 logged = {k: torch.stack(v).mean().item() for k, v in window.items()}
+                self._check_finite(logged)
                 logged["throughput/img_per_s"] = imgs / dt
                 for k, o in self.opts.items():
                     logged[f"lr/{k}"] = o.param_groups[0]["lr"]
@@ -259,6 +261,7 @@ class Trainer:
                 self.save()
                 return "stopped"
         train_means = {k: (v / seen[k]).item() for k, v in sums.items()}
+        self._check_finite(train_means)
         val, kept = validate(self.G, self.val_loader, self.device, shuffle_pool=self.pool,
                              max_images=self.cfg.data.val_subset, seed=t.seed, keep=PANEL_SIZE)
         board.scalars({f"val/{k}": v for k, v in val.items() if k in METRICS}, self.step)
@@ -275,6 +278,13 @@ class Trainer:
         self.save(is_best=is_best)
         board.flush()
         return "done"
+
+    def _check_finite(self, values: dict[str, float]) -> None:
+        """A diverged run fails loudly (and a sweep counts it as a failed trial) instead of training on NaN."""
+        bad = {k: v for k, v in values.items() if not math.isfinite(v)}
+        if bad:
+            raise FloatingPointError(f"non-finite training values at step {self.step} (epoch {self.epoch}): {bad}; "
+                                     "lower the learning rate (train.lr / train.bootstrap_lr) or check the data")
 
     def _should_stop(self, log_step: bool) -> bool:
         """A preemption signal seen by any rank stops all ranks at the same step: with DDP the ranks agree

@@ -1,0 +1,109 @@
+"""A private Ray head for one sweep: its own temp dir, its own ports, loopback only.
+
+    with RayHead(sweep_dir / "ray", num_cpus=5, key=sweep_id):   # ray.init() is connected inside
+        tuner.fit()
+
+Two sweeps on one node (or a sweep next to a user's own Ray) must not share a Ray instance: ``ray.init()``
+cannot set the worker/agent ports, so the head is started with ``ray start --head --block`` and every port
+named, then killed as a process group (SIGTERM makes Ray drain for 30 s). Ray's environment follows
+../shared/slurm/README.md: no usage stats, no non-loopback address, no auth token.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
+           "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+PORTS = ("port", "node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
+         "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port", "ray-client-server-port")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def worker_port_range(key: str, width: int = 200) -> tuple[int, int]:
+    """A worker-port range that depends on the sweep (20000–59999), so concurrent sweeps rarely overlap;
+    Ray skips ports that are taken inside the range anyway."""
+    start = 20000 + int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % 40000 // width * width
+    return start, start + width - 1
+
+
+class RayHead:
+    """Start a Ray head in a process group of its own and connect ``ray.init`` to it; stop both on exit."""
+
+    def __init__(self, folder: Path, num_cpus: int, key: str, start_timeout_s: float = 120,
+                 pythonpath: list[str] = ()):
+        self.folder = Path(folder)
+        self.pythonpath = list(pythonpath)  # where Ray's workers import the driver's modules from
+        self.num_cpus = num_cpus
+        self.key = key
+        self.timeout = start_timeout_s
+        self.proc: subprocess.Popen | None = None
+        # Unix sockets live under the temp dir: keep it short (a 107-byte path limit), one per sweep
+        self.temp_dir = Path("/tmp") / f"salnet-ray-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+    def __enter__(self) -> RayHead:
+        import ray
+
+        os.environ.update(RAY_ENV)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        ports = {name: free_port() for name in PORTS}
+        lo, hi = worker_port_range(self.key)
+        ray_bin = Path(sys.executable).with_name("ray")
+        cmd = [str(ray_bin) if ray_bin.exists() else "ray", "start", "--head", "--block",
+               "--node-ip-address", "127.0.0.1", "--num-cpus", str(self.num_cpus), "--num-gpus", "0",
+               "--include-dashboard", "false", "--disable-usage-stats", "--temp-dir", str(self.temp_dir),
+               "--object-store-memory", str(256 * 2**20), "--min-worker-port", str(lo), "--max-worker-port", str(hi)]
+        for name, port in ports.items():
+            cmd += [f"--{name}", str(port)]
+        (self.folder / "ports.json").write_text(json.dumps({**ports, "worker_ports": [lo, hi],
+                                                            "temp_dir": str(self.temp_dir)}, indent=2))
+        log = open(self.folder / "head.log", "ab")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                     env=self._env())
+        log.close()
+        address = f"127.0.0.1:{ports['port']}"
+        deadline = time.monotonic() + self.timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the Ray head exited ({self.proc.returncode}); see {self.folder / 'head.log'}")
+            try:
+                with socket.create_connection(("127.0.0.1", ports["port"]), timeout=1):
+                    pass  # the GCS listens: ray.init would otherwise block on a head still starting
+                ray.init(address=address, _node_ip_address="127.0.0.1", log_to_driver=True,
+                         logging_level="warning")
+                return self
+            except (OSError, RuntimeError, ValueError):
+                if time.monotonic() > deadline:
+                    self.__exit__(None, None, None)
+                    raise RuntimeError(f"no Ray head at {address} after {self.timeout:.0f} s; see "
+                                       f"{self.folder / 'head.log'}") from None
+                time.sleep(0.5)
+
+    def _env(self) -> dict:
+        path = [*self.pythonpath, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        return {**os.environ, **RAY_ENV, "PYTHONPATH": os.pathsep.join(path)}
+
+    def __exit__(self, *exc) -> None:
+        import ray
+
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(30)
+        self.proc = None

@@ -1,0 +1,306 @@
+"""The final evaluation of a hyper-parameter sweep: every trial's checkpoint scored on a held-out split,
+tables like the papers', TensorBoard views that compare the trials.
+
+    result = summarize_sweep("runs/sweeps/alpha", split="test")
+    result["best"]["trial"], result["trials"][0]["means"]["cc"]
+
+Reads ``SWEEP/sweep.yaml`` (metric and mode) and ``SWEEP/trials/<name>/`` (run folders as
+:class:`salnet.train.loop.Trainer` writes them, each with a ``trial.json``); writes ``SWEEP/summary.csv``,
+``SWEEP/summary.md``, ``SWEEP/evaluation.json`` and ``SWEEP/tb/<trial name>/`` (hparams rows, the
+``val/<metric>`` curves of every trial, the best trial's predictions). Pure library: no Ray, no Slurm.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import re
+import shutil
+import warnings
+from pathlib import Path
+
+import torch
+import yaml
+
+from salnet.metrics import METRICS, check_names
+from salnet.train.validate import DEFAULT_METRICS
+
+# the column order and labels of the papers' tables (SalGAN table 2, Bruckert et al. table 3)
+PAPER_COLUMNS = {"auc_judd": "AUC-J", "sauc": "sAUC", "auc_borji": "AUC-B", "nss": "NSS", "cc": "CC",
+                 "sim": "SIM", "kld": "KLD", "emd": "EMD", "ig": "IG"}
+MISSING = "–"
+PANEL_TAG = "best/{} (image | prediction | ground truth)"
+
+
+def read_spec(sweep_dir: Path) -> tuple[str, str, str]:
+    """(sweep name, metric, mode) from ``sweep.yaml``'s ``spec``; the folder name, "cc", "max" where absent."""
+    spec = {}
+    path = sweep_dir / "sweep.yaml"
+    if path.is_file():
+        spec = (yaml.safe_load(path.read_text()) or {}).get("spec") or {}
+    metric = spec.get("metric", "cc")
+    mode = spec.get("mode", "max" if METRICS.get(metric, METRICS["cc"]).higher_is_better else "min")
+    if metric not in METRICS or mode not in ("max", "min"):
+        raise ValueError(f"{path}: metric {metric!r} / mode {mode!r}: choose one of {', '.join(METRICS)} and "
+                         "max or min")
+    return str(spec.get("name") or sweep_dir.name), metric, mode
+
+
+def read_epochs(run_dir: Path) -> list[dict]:
+    """The records of ``metrics.jsonl`` by epoch, one per epoch (the last written wins: a job killed between
+    writing an epoch's line and its checkpoint repeats that epoch when it resumes); a torn line is skipped."""
+    path = run_dir / "metrics.jsonl"
+    by_epoch: dict[int, dict] = {}
+    if path.is_file():
+        for i, line in enumerate(path.read_text().splitlines()):
+            try:
+                rec = json.loads(line)
+                by_epoch[int(rec["epoch"])] = rec
+            except (ValueError, KeyError, TypeError):
+                warnings.warn(f"{path}:{i + 1}: unreadable line skipped", UserWarning, stacklevel=2)
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def checkpoint_step(ckpt: Path) -> int:
+    """The global step a checkpoint was saved at: from its file name ``ckpt-<step>.pt``, else from its contents."""
+    m = re.fullmatch(r"ckpt-(\d+)\.pt", ckpt.resolve().name)
+    if m:
+        return int(m.group(1))
+    from salnet.train.checkpoint import load_checkpoint
+
+    return int(load_checkpoint(ckpt, map_location="cpu")["step"])
+
+
+def check_split(run_dir: Path, split: str) -> None:
+    """Raise ValueError naming the shards folder, the split and the splits it has when ``split`` is not packed
+    in the shards a run was trained on (before any model is loaded; shard_list would say it per trial)."""
+    from salnet.config import load_config
+    from salnet.data.shards import read_manifest
+
+    shards = Path(load_config(run_dir / "config.yaml").data.shards)
+    splits = sorted(read_manifest(shards)["splits"])
+    if split not in splits:
+        raise ValueError(f"{shards}: no split {split!r} to evaluate the sweep on (trial {run_dir.name}); the "
+                         f"manifest has {splits}; pack it (jobs/pack.py) or pass split= one of them")
+
+
+def best_trial(rows: list[dict], metric: str, mode: str) -> dict | None:
+    """The row with the best ``means[metric]`` (``mode`` "max" or "min"; ties: the first row), or None when
+    no row has the metric."""
+    scored = [r for r in rows if metric in (r.get("means") or {})]
+    if not scored:
+        return None
+    sign = 1.0 if mode == "max" else -1.0
+    return max(scored, key=lambda r: sign * r["means"][metric])
+
+
+def predictions_panel(run_dir: Path, shards: str, split: str, n: int, device,
+                      batch_size: int | None) -> torch.Tensor | None:
+    """[image | prediction | ground truth] rows of the first ``n`` images of ``split`` at the network input
+    size (:func:`salnet.train.tensorboard.panel`), as the training loop's validation panel; None when the split
+    has no readable image."""
+    from salnet.data.loader import LoaderConfig, ValLoader
+    from salnet.predict import load_model
+    from salnet.train.tensorboard import panel
+
+    G, cfg = load_model(run_dir, device=device)
+    lcfg = LoaderConfig(size=tuple(cfg.data.input_size), batch_size=batch_size or cfg.data.batch_size, workers=0,
+                        flip=False, max_bad_fraction=cfg.data.max_bad_fraction)
+    kept = []
+    with torch.no_grad():
+        for batch in ValLoader(shards, split, lcfg, rank=0, world_size=1):
+            pred = G(batch["image"].to(device)).prob.float().cpu()
+            kept += [(batch["image"][i], pred[i], batch["map"][i]) for i in range(len(pred))]
+            if len(kept) >= n:
+                break
+    return panel(kept[:n]) if kept else None
+
+
+def hparam_values(rows: list[dict]) -> tuple[list[dict], dict[str, list]]:
+    """Each row's params plus ``status`` with one type per key across rows (numbers stay numbers; anything
+    else, a missing value included, becomes a string) and the discrete domain of every string key."""
+    keys = list(dict.fromkeys(k for r in rows for k in r["params"])) + ["status"]
+    table = [{**r["params"], "status": r["status"]} for r in rows]
+    domains = {}
+    for k in keys:
+        vals = [t.get(k) for t in table]
+        if not all(isinstance(v, int | float) for v in vals):
+            for t, v in zip(table, vals):
+                t[k] = param_text(v)
+            domains[k] = sorted({t[k] for t in table})
+    return table, domains
+
+
+def write_board(sweep_dir: Path, rows: list[dict], metrics: list[str], split: str, best: dict | None,
+                best_panel: torch.Tensor | None) -> None:
+    """``SWEEP/tb/<trial>/``: ``val/<metric>`` per epoch (step = epoch + 1), an hparams row for scored trials,
+    the best trial's panel. Each trial's folder is rewritten, so summarising twice leaves no duplicates."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    # TensorBoard's hparams plugin shows the Experiment of an arbitrary run, so every row must declare the same
+    # hparams, domains and metrics. Only scored trials get a row: an unscored one would need NaN for every
+    # metric, which the parallel-coordinates and scatter views cannot place; summary.md/csv list them all.
+    scored = [r for r in rows if r["means"] is not None]
+    hp_rows, domains = hparam_values(scored)
+    hp_by_trial = {r["trial"]: hp for r, hp in zip(scored, hp_rows)}
+    # the scores must not share tags with the curves (the plugin would show the curve's last value instead)
+    prefix = split if split != "val" else "val_final"
+    for r in rows:
+        log_dir = sweep_dir / "tb" / r["trial"]
+        shutil.rmtree(log_dir, ignore_errors=True)
+        records = read_epochs(sweep_dir / "trials" / r["trial"])
+        if not records and r["trial"] not in hp_by_trial:
+            continue
+        with SummaryWriter(str(log_dir)) as w:
+            for rec in records:
+                for m in metrics:
+                    if m in (rec.get("val") or {}):
+                        w.add_scalar(f"val/{m}", float(rec["val"][m]), int(rec["epoch"]) + 1)
+            if best is not None and best_panel is not None and r["trial"] == best["trial"]:
+                w.add_image(PANEL_TAG.format(r["trial"]), best_panel, 0, dataformats="CHW")
+            if r["trial"] in hp_by_trial:
+                hp = hp_by_trial[r["trial"]]
+                # a metric undefined on every image has no mean; NaN keeps the row's metric set complete
+                w.add_hparams(hp, {f"{prefix}/{m}": float(r["means"].get(m, math.nan)) for m in metrics},
+                              hparam_domain_discrete=domains, run_name=".")
+
+
+def param_text(v) -> str:
+    """A parameter value as text: JSON for lists and mappings, str otherwise."""
+    return json.dumps(v, sort_keys=True) if isinstance(v, dict | list | tuple) else str(v)
+
+
+def to_csv(rows: list[dict], params: list[str], metrics: list[str]) -> str:
+    """summary.csv: trial, params, status, epochs, checkpoint_step, one column per metric (repr precision)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["trial", *params, "status", "epochs", "checkpoint_step", *metrics])
+    for r in rows:
+        means = r["means"] or {}
+        w.writerow([r["trial"], *("" if r["params"].get(p) is None else param_text(r["params"][p]) for p in params),
+                    r["status"], r["epochs"], "" if r["checkpoint_step"] is None else r["checkpoint_step"],
+                    *(repr(means[m]) if m in means else "" for m in metrics)])
+    return buf.getvalue()
+
+
+def _cell(v) -> str:
+    text = f"{v:.4g}" if isinstance(v, float) else param_text(v)
+    return text.replace("|", "\\|")
+
+
+def to_markdown(result: dict, params: list[str], metrics: list[str]) -> str:
+    """summary.md: a title, the table in the papers' column order (best value per column in bold, the best
+    trial starred, "–" where undefined or unscored) and a line on images and bad samples."""
+    rows, best = result["trials"], result["best"]
+    heads = [f"{PAPER_COLUMNS[m]} {'↑' if METRICS[m].higher_is_better else '↓'}" for m in metrics]
+    # bold every cell that shows the best value as printed, so equal-looking cells are never told apart
+    top = {}
+    for m in metrics:
+        vals = [r["means"][m] for r in rows if m in (r["means"] or {})]
+        if vals:
+            top[m] = f"{(max if METRICS[m].higher_is_better else min)(vals):.3f}"
+    lines = [f"# Sweep {result['sweep']}: {result['split']} split", "",
+             "| " + " | ".join(["trial", *params, "status", *heads]) + " |",
+             "|" + "---|" * (len(params) + 2) + "---:|" * len(metrics)]
+    for r in rows:
+        name = r["trial"] + (" ★" if best and r["trial"] == best["trial"] else "")
+        cells = [_cell(name), *(MISSING if r["params"].get(p) is None else _cell(r["params"][p]) for p in params),
+                 r["status"]]
+        for m in metrics:
+            v = (r["means"] or {}).get(m)
+            text = MISSING if v is None else f"{v:.3f}"
+            cells.append(f"**{text}**" if v is not None and text == top[m] else text)
+        lines.append("| " + " | ".join(cells) + " |")
+    scored = [r for r in rows if r["means"] is not None]
+
+    def span(key):
+        vals = sorted({r[key] for r in scored})
+        return str(vals[0]) if len(vals) == 1 else f"{vals[0]}–{vals[-1]}"
+
+    lines.append("")
+    if scored:
+        lines.append(f"{span('images')} {result['split']} images, {span('bad_samples')} bad samples skipped; "
+                     f"{len(scored)} of {len(rows)} trials scored (best checkpoint of each).")
+    else:
+        lines.append(f"No trial has a checkpoint; none of the {len(rows)} trials was scored.")
+    if best:
+        lines.append(f"★ best trial by {PAPER_COLUMNS[result['metric']]} ({result['mode']}): {best['trial']}.")
+    lines.append(f"{MISSING}: no checkpoint to score, or undefined on every image.")
+    return "\n".join(lines) + "\n"
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, fsync it and rename it over ``path``."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def summarize_sweep(sweep_dir: str | Path, split: str = "test", metrics=DEFAULT_METRICS,
+                    device: str | torch.device | None = None, batch_size: int | None = None, images: int = 4) -> dict:
+    """Score every trial of a sweep on ``split`` and write the sweep's tables and TensorBoard views.
+
+    sweep_dir: a folder with ``trials/<name>/trial.json`` (and ``sweep.yaml`` for the metric and mode that pick
+    the best trial; default cc, max). Trials with ``best.pt`` (else ``latest.pt``) are scored with
+    :func:`salnet.evaluate.evaluate_run` (``metrics``, ``device``, ``batch_size``); the others stay in the tables
+    with their status. ``images``: rows of the best trial's prediction panel (0: none).
+    Writes summary.csv, summary.md, evaluation.json (atomically) and tb/; returns evaluation.json's dict:
+    ``{"sweep", "sweep_dir", "split", "metric", "mode", "metrics", "best": {"trial", "value"} | None,
+    "trials": [{"trial", "params", "status", "attempts", "error", "epochs", "checkpoint", "checkpoint_step",
+    "means": {metric: mean} | None, "images", "bad_samples", "shards"}]}``. A split missing from a trial's
+    shards is a ValueError naming the shards folder and the splits they have.
+    """
+    from salnet.evaluate import evaluate_run
+    from salnet.predict import resolve_checkpoint
+
+    sweep_dir = Path(sweep_dir)
+    names = check_names(metrics)
+    names = [m for m in PAPER_COLUMNS if m in names]
+    sweep, metric, mode = read_spec(sweep_dir)
+    if metric not in names:
+        raise ValueError(f"{sweep_dir}: the sweep's metric {metric!r} picks the best trial; include it in metrics=")
+    files = sorted((sweep_dir / "trials").glob("*/trial.json"), key=lambda p: p.parent.name)
+    if not files:
+        raise FileNotFoundError(f"{sweep_dir / 'trials'}: no <trial>/trial.json; is {sweep_dir} a sweep folder?")
+    rows, ckpts = [], {}
+    for f in files:
+        info = json.loads(f.read_text())
+        run_dir = f.parent
+        with contextlib.suppress(FileNotFoundError):  # failed before its first checkpoint: listed, not scored
+            ckpts[run_dir.name] = resolve_checkpoint(run_dir)[0]
+        rows.append({"trial": run_dir.name, "params": info.get("params") or {},
+                     "status": info.get("status") or "unknown", "attempts": info.get("attempts"),
+                     "error": info.get("error"),
+                     "epochs": len(read_epochs(run_dir)), "checkpoint": None, "checkpoint_step": None,
+                     "means": None, "images": None, "bad_samples": None, "shards": None})
+    for r in rows:  # every trial's shards before the first (slow) evaluation
+        if r["trial"] in ckpts:
+            check_split(sweep_dir / "trials" / r["trial"], split)
+    for r in rows:
+        if r["trial"] in ckpts:
+            ev = evaluate_run(sweep_dir / "trials" / r["trial"], split=split, metrics=names, device=device,
+                              batch_size=batch_size)
+            r.update(checkpoint=ev["checkpoint"], checkpoint_step=checkpoint_step(ckpts[r["trial"]]),
+                     means=ev["means"], images=ev["images"], bad_samples=ev["bad_samples"], shards=ev["shards"])
+    top = best_trial(rows, metric, mode)
+    best = {"trial": top["trial"], "value": top["means"][metric]} if top else None
+    result = {"sweep": sweep, "sweep_dir": str(sweep_dir), "split": split, "metric": metric, "mode": mode,
+              "metrics": names, "best": best, "trials": rows}
+    best_panel = None
+    if top and images > 0:
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        best_panel = predictions_panel(sweep_dir / "trials" / top["trial"], top["shards"], split, images, dev,
+                                       batch_size)
+    write_board(sweep_dir, rows, names, split, best, best_panel)
+    params = list(dict.fromkeys(k for r in rows for k in r["params"]))
+    atomic_write(sweep_dir / "summary.csv", to_csv(rows, params, names))
+    atomic_write(sweep_dir / "summary.md", to_markdown(result, params, names))
+    atomic_write(sweep_dir / "evaluation.json", json.dumps(result, indent=2))
+    return result

@@ -1,0 +1,272 @@
+"""Sweep definitions (``sweeps/*.yaml``): a base config, a search space over dotted config keys, the search
+algorithm, the metric and mode, the early-stopping scheduler, the budget and the resources per trial.
+
+    spec = load_sweep("sweeps/alpha.yaml")           # schema-checked; errors name the file and line
+    cfg = trial_config(spec, {"train.alpha": 0.1})   # the base config + overrides + the trial's values
+
+This module only describes a sweep; the search itself (Ray Tune) and the jobs (submitit) live in jobs/.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from salnet.config import PRESETS, Config, ConfigError, from_dict, load_config, set_values, to_dict
+from salnet.metrics import METRICS
+
+SWEEPS_DIR = Path(__file__).resolve().parents[1] / "sweeps"
+DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice", "grid")
+ALGORITHMS = ("random", "grid")
+SCHEDULERS = ("asha", "fifo")
+
+
+class SweepError(ValueError):
+    """A malformed sweep file; the message names the file and the line at fault."""
+
+
+@dataclass
+class Search:
+    algorithm: str = "random"  # random: sample the distributions | grid: every combination of grid values
+    seed: int = 0
+
+
+@dataclass
+class Scheduler:
+    name: str = "asha"  # asha: stop the worse trials at rungs | fifo: run every trial to the end
+    grace_period: int = 1  # epochs a trial runs before it can be stopped
+    reduction_factor: int = 3  # ASHA keeps the best 1/reduction_factor at each rung
+
+
+@dataclass
+class Budget:
+    trials: int = 8  # random search: trials sampled; grid: repetitions of the grid
+    max_concurrent: int = 4  # trials (jobs) running at once
+    retries: int = 2  # resubmissions of a failed trial job before the trial is marked failed
+
+
+@dataclass
+class Resources:
+    gpus_per_trial: int = 1  # one DDP task per GPU
+    nodes: int = 1
+    cpus_per_task: int = 8
+    mem_gb: float | None = None
+    time_min: int = 1440
+    max_num_timeout: int = 3  # requeues after a timeout / preemption
+
+
+@dataclass
+class SweepSpec:
+    name: str = ""
+    description: str = ""
+    base: str = "salgan"  # a preset (salgan | loss_study) or a config YAML relative to the sweep file
+    overrides: dict[str, Any] = field(default_factory=dict)  # dotted config keys set before the space
+    space: dict[str, Any] = field(default_factory=dict)  # dotted key → {uniform|loguniform|randint: [lo, hi]}
+    #                                                      or {choice|grid: [values]}
+    search: Search = field(default_factory=Search)
+    metric: str = "cc"  # validation metric reported each epoch (salnet.metrics names)
+    mode: str = "max"
+    scheduler: Scheduler = field(default_factory=Scheduler)
+    budget: Budget = field(default_factory=Budget)
+    resources: Resources = field(default_factory=Resources)
+    path: str = ""  # where it was read from (filled in by load_sweep)
+
+
+# ---------------------------------------------------------------------------- YAML with line numbers
+
+
+def _key_lines(node: yaml.Node, prefix: str = "") -> dict[str, int]:
+    """Dotted key path → 1-based line of that key in the composed YAML (top-level and nested mappings;
+    keys of ``space``/``overrides`` contain dots themselves and are kept whole)."""
+    out: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            path = f"{prefix}.{k.value}" if prefix else str(k.value)
+            out[path] = k.start_mark.line + 1
+            out.update(_key_lines(v, path))
+    return out
+
+
+def _line_of(lines: dict[str, int], key: str | None) -> int | None:
+    """The line of ``key`` or of its longest known prefix."""
+    while key:
+        if key in lines:
+            return lines[key]
+        key = key.rpartition(".")[0]
+    return None
+
+
+def sweep_path(name_or_path: str | Path) -> Path:
+    """``alpha`` → sweeps/alpha.yaml; a path is taken as it is. Unknown names list the sweeps there are."""
+    p = Path(name_or_path)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.is_file():
+            raise SweepError(f"sweep file {p} not found")
+        return p
+    cand = SWEEPS_DIR / f"{name_or_path}.yaml"
+    if not cand.is_file():
+        known = ", ".join(sorted(f.stem for f in SWEEPS_DIR.glob("*.yaml"))) or "none"
+        raise SweepError(f"unknown sweep {str(name_or_path)!r}: no {cand}; sweeps there: {known}")
+    return cand
+
+
+def load_sweep(name_or_path: str | Path) -> SweepSpec:
+    """Read and check a sweep file; raises :class:`SweepError` naming ``file:line`` and the problem."""
+    path = sweep_path(name_or_path)
+    text = path.read_text()
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exn:
+        mark = getattr(exn, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise SweepError(f"{where}: not valid YAML ({getattr(exn, 'problem', exn)})") from None
+    lines = _key_lines(node) if node is not None else {}
+
+    def fail(key: str | None, msg: str):
+        line = _line_of(lines, key)
+        raise SweepError(f"{path}:{line}: {msg}" if line else f"{path}: {msg}")
+
+    if not isinstance(data, dict):
+        fail(None, "a sweep file is a mapping (name, base, space, metric, ...)")
+    data.setdefault("name", path.stem)
+    try:
+        spec = from_dict(SweepSpec, {k: v for k, v in data.items() if k != "path"})
+    except ConfigError as exn:
+        fail(exn.key, str(exn).replace("config key", "sweep key"))
+    spec.path = str(path)
+    for key, msg in check_spec(spec, base_dir=path.parent):
+        fail(key, msg)
+    return spec
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def _check_dist(key: str, dist: Any) -> str | None:
+    if not isinstance(dist, dict) or len(dist) != 1 or next(iter(dist)) not in DISTRIBUTIONS:
+        return (f"space.{key}: expected one of {{{', '.join(DISTRIBUTIONS)}}} with its arguments, e.g. "
+                f"{{loguniform: [0.001, 1.0]}}, got {dist!r}")
+    kind, args = next(iter(dist.items()))
+    if not isinstance(args, list) or not args:
+        return f"space.{key}.{kind}: expected a non-empty list, got {args!r}"
+    if kind in ("uniform", "loguniform", "randint"):
+        if len(args) != 2 or not all(isinstance(a, int | float) and not isinstance(a, bool) for a in args):
+            return f"space.{key}.{kind}: expected [low, high] numbers, got {args!r}"
+        lo, hi = args
+        if not lo < hi:
+            return f"space.{key}.{kind}: low {lo} must be below high {hi}"
+        if kind == "loguniform" and lo <= 0:
+            return f"space.{key}.loguniform: bounds must be > 0, got {args!r}"
+        if kind == "randint" and not all(isinstance(a, int) for a in args):
+            return f"space.{key}.randint: bounds must be integers, got {args!r}"
+    return None
+
+
+def dist_values(dist: dict) -> list:
+    """Representative values of a distribution (its bounds, or every listed value), for type checks."""
+    kind, args = next(iter(dist.items()))
+    return list(args) if kind in ("choice", "grid") else [args[0], args[1] - (1 if kind == "randint" else 0)]
+
+
+def check_spec(spec: SweepSpec, base_dir: Path = SWEEPS_DIR) -> list[tuple[str, str]]:
+    """Problems of a parsed spec as (dotted key, message); empty when it is sound. The space's keys and
+    values are checked against the base config's fields by building the config at the space's bounds."""
+    errs: list[tuple[str, str]] = []
+    if spec.metric not in METRICS:
+        errs.append(("metric", f"metric {spec.metric!r} is not a metric; choose one of {', '.join(METRICS)}"))
+    if spec.mode not in ("max", "min"):
+        errs.append(("mode", f"mode {spec.mode!r}: choose max or min"))
+    elif spec.metric in METRICS and (spec.mode == "max") != METRICS[spec.metric].higher_is_better:
+        better = "higher" if METRICS[spec.metric].higher_is_better else "lower"
+        errs.append(("mode", f"mode {spec.mode!r} optimises {spec.metric} the wrong way ({better} is better)"))
+    if spec.search.algorithm not in ALGORITHMS:
+        errs.append(("search.algorithm", f"unknown search algorithm {spec.search.algorithm!r}; choose one of "
+                                         f"{', '.join(ALGORITHMS)}"))
+    if spec.scheduler.name not in SCHEDULERS:
+        errs.append(("scheduler.name", f"unknown scheduler {spec.scheduler.name!r}; choose one of "
+                                       f"{', '.join(SCHEDULERS)}"))
+    for key, v, low in (("scheduler.grace_period", spec.scheduler.grace_period, 1),
+                        ("scheduler.reduction_factor", spec.scheduler.reduction_factor, 2),
+                        ("budget.trials", spec.budget.trials, 1),
+                        ("budget.max_concurrent", spec.budget.max_concurrent, 1),
+                        ("budget.retries", spec.budget.retries, 0), ("resources.nodes", spec.resources.nodes, 1),
+                        ("resources.gpus_per_trial", spec.resources.gpus_per_trial, 0),
+                        ("resources.cpus_per_task", spec.resources.cpus_per_task, 1),
+                        ("resources.time_min", spec.resources.time_min, 1)):
+        if v < low:
+            errs.append((key, f"{key} must be ≥ {low}, got {v}"))
+    if not spec.space:
+        errs.append(("space", "the search space is empty: name at least one dotted config key"))
+    for key, dist in spec.space.items():
+        msg = _check_dist(key, dist)
+        if msg:
+            errs.append((f"space.{key}", msg))
+        elif spec.search.algorithm == "grid" and next(iter(dist)) != "grid":
+            errs.append((f"space.{key}", f"space.{key}: grid search takes only {{grid: [...]}} entries"))
+    if errs:
+        return errs
+    try:
+        base = base_config(spec, base_dir)
+    except ConfigError as exn:
+        return [("base", str(exn))]
+    try:
+        base = set_values(base, spec.overrides)
+    except ConfigError as exn:
+        return [(f"overrides.{exn.key}" if exn.key else "overrides", f"overrides: {exn}")]
+    for key, dist in spec.space.items():
+        for v in dist_values(dist):
+            try:
+                set_values(base, {key: v})
+            except ConfigError as exn:
+                return [(f"space.{key}", f"space: {exn}")]
+    return []
+
+
+# ---------------------------------------------------------------------------- trial configs
+
+
+def base_config(spec: SweepSpec, base_dir: Path | None = None) -> Config:
+    """The preset or config file the sweep starts from (before its overrides)."""
+    if spec.base in PRESETS:
+        return PRESETS[spec.base]()
+    path = Path(spec.base)
+    if not path.is_absolute():
+        path = (base_dir or Path(spec.path or SWEEPS_DIR / "x").parent) / path
+    if not path.is_file():
+        raise ConfigError(f"base {spec.base!r} is neither a preset ({', '.join(PRESETS)}) nor a config file "
+                          f"({path} not found)")
+    return load_config(path)
+
+
+def trial_config(spec: SweepSpec, params: dict[str, Any], extra: dict[str, Any] | None = None) -> Config:
+    """Base config → the sweep's overrides → ``extra`` (the launcher's overrides) → the trial's values."""
+    cfg = set_values(base_config(spec), spec.overrides)
+    cfg = set_values(cfg, extra or {})
+    return set_values(cfg, params)
+
+
+def grid_size(spec: SweepSpec) -> int:
+    """Trials a grid sweep runs: the product of the grid lengths times ``budget.trials`` repetitions."""
+    return spec.budget.trials * math.prod(len(next(iter(d.values()))) for d in spec.space.values())
+
+
+def sweep_id(spec: SweepSpec, extra: dict[str, Any] | None = None) -> str:
+    """``<name>-<12 hex>``: a hash of the spec (without its path) and the launcher's overrides — relaunching
+    the same sweep finds the same folder and resumes it."""
+    doc = {k: v for k, v in to_dict(spec).items() if k != "path"}
+    blob = json.dumps({"spec": doc, "extra": extra or {}}, sort_keys=True, separators=(",", ":"), default=str)
+    return f"{spec.name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def with_budget(spec: SweepSpec, **changes: Any) -> SweepSpec:
+    """A copy with ``budget`` fields replaced (``trials=3``, ``max_concurrent=1``); None leaves a field."""
+    budget = dataclasses.replace(spec.budget, **{k: v for k, v in changes.items() if v is not None})
+    return dataclasses.replace(spec, budget=budget)

@@ -1,0 +1,175 @@
+"""Sweeps on the real local Slurm, driven the way a user does: ``jobs/launch.py`` submits the Ray Tune
+driver as a job, every trial is its own Slurm job, ``jobs/status.py`` / ``jobs/cancel.py`` read the folder.
+
+- a 3-trial grid: one good trial runs to the end, one (lr 0, no learning) is stopped early by ASHA and its
+  Slurm job cancelled, one (lr 1e30, NaN loss) fails, is retried once and marked failed while the sweep goes
+  on; the final evaluation job scores the trials with a checkpoint (summary.csv, TensorBoard).
+- the driver job is killed half-way; relaunching the same sweep restores it (Tuner.restore) without
+  rerunning the finished trial and re-attaches to the running trial's job.
+"""
+
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from helpers import synthetic_shards  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(900)]
+
+TINY = ["model.width=0.0625", "data.input_size=[32, 48]", "data.batch_size=4", "data.workers=0",
+        "data.val_subset=6", "train.bf16=false", "train.log_every=1"]
+SLURM = ["--backend", "slurm", "--partition", "cpu", "--driver-partition", "cpu", "--driver-cpus", "1",
+         "--cpus-per-task", "1", "--gpus-per-node", "0", "--mem", "2", "--time", "15"]
+
+
+def sweep_file(tmp_path: Path, name: str, space: str, scheduler: str, budget: str) -> Path:
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(f"""name: {name}
+base: salgan
+overrides: {{train.procedure: content, train.optimizer: adam, train.bootstrap_epochs: 0,
+            train.loss: {{kld: 1.0, cc: -1.0}}}}
+space:
+  train.lr: {{grid: {space}}}
+search: {{algorithm: grid}}
+metric: cc
+mode: max
+scheduler: {scheduler}
+budget: {budget}
+resources: {{gpus_per_trial: 0, cpus_per_task: 1, time_min: 15}}
+""")
+    return p
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    return synthetic_shards(tmp_path_factory.mktemp("sweepdata"), {"train": 40, "val": 6, "test": 6}, (32, 48), 0.05)
+
+
+def launch(*args) -> subprocess.CompletedProcess:
+    out = subprocess.run([sys.executable, "jobs/launch.py", *args], cwd=REPO, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out
+
+
+def wait_for(cond, timeout: float, what: str, folder: Path):
+    deadline = time.time() + timeout
+    while not cond():
+        if time.time() > deadline:
+            logs = "\n".join(f"== {p.name}\n{p.read_text()[-3000:]}" for p in sorted((folder / "jobs").glob("*.err")))
+            pytest.fail(f"timed out waiting for {what}\n{logs}")
+        time.sleep(1)
+
+
+def trial(sweep: Path, name: str) -> dict:
+    return json.loads((sweep / "trials" / name / "trial.json").read_text())
+
+
+def state(sweep: Path) -> dict:
+    p = sweep / "state.json"
+    return json.loads(p.read_text()) if p.exists() else {}
+
+
+def sacct_state(job_id: str) -> str:
+    out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "State", "-j", job_id], capture_output=True, text=True)
+    return out.stdout.split()[0] if out.stdout.split() else "?"
+
+
+def sweep_dir_of(stdout: str) -> Path:
+    line = next(ln for ln in stdout.splitlines() if ln.startswith("sweep folder: "))
+    return Path(line.removeprefix("sweep folder: "))
+
+
+def test_sweep_early_stop_failure_and_final_evaluation(slurm, shards, tmp_path):
+    spec = sweep_file(tmp_path, "three", "[0.003, 0.0, 1.0e+30]", "{name: asha, grace_period: 1, reduction_factor: 2}",
+                      "{trials: 1, max_concurrent: 1, retries: 1}")
+    args = ["--sweep", str(spec), "--out", str(tmp_path / "runs"), *SLURM, *TINY, f"data.shards={shards}",
+            "train.epochs=8"]
+    dry = launch(*args, "--dry-run").stdout
+    planned = [json.loads(ln.split(": ", 1)[1].replace("'", '"')) for ln in dry.splitlines()
+               if ln.startswith("--- trial")]
+    assert planned == [{"train.lr": 0.003}, {"train.lr": 0.0}, {"train.lr": 1e30}]
+    assert not (tmp_path / "runs" / "sweeps").exists()  # a dry run submits and writes nothing
+
+    out = launch(*args).stdout
+    assert "driver job" in out and "tensorboard --logdir" in out
+    sweep = sweep_dir_of(out)
+    wait_for(lambda: state(sweep).get("status") == "done", 600, "the sweep and its evaluation", sweep)
+
+    good, stopped, failed = (trial(sweep, t) for t in ("t00000", "t00001", "t00002"))
+    assert [good["params"], stopped["params"], failed["params"]] == planned
+    assert good["status"] == "done" and len(good["jobs"]) == 1
+    assert (sweep / "trials/t00000/metrics.jsonl").read_text().count("\n") == 8
+    # ASHA stopped lr=0 at its first rung; its job was cancelled before the 8 epochs
+    assert stopped["status"] == "stopped"
+    assert (sweep / "trials/t00001/metrics.jsonl").read_text().count("\n") < 8
+    assert sacct_state(stopped["jobs"][-1]["id"]) == "CANCELLED"
+    # the NaN trial: two attempts (retries: 1), then failed; the sweep went on
+    assert failed["status"] == "failed" and failed["attempts"] == 2 and len(failed["jobs"]) == 2
+    assert "FloatingPointError" in failed["error"] and "non-finite" in failed["error"]
+    assert all(sacct_state(j["id"]) == "FAILED" for j in failed["jobs"])
+
+    # the final evaluation job: both trials with a checkpoint scored on the test split, the failed one empty
+    st = state(sweep)
+    assert sacct_state(st["evaluation"]["id"]) == "COMPLETED"
+    rows = {r["trial"]: r for r in csv.DictReader((sweep / "summary.csv").open())}
+    assert set(rows) == {"t00000", "t00001", "t00002"}
+    assert float(rows["t00000"]["cc"]) > float(rows["t00001"]["cc"]) and rows["t00002"]["cc"] == ""
+    evaluation = json.loads((sweep / "evaluation.json").read_text())
+    assert evaluation["best"]["trial"] == "t00000" and evaluation["split"] == "test"
+    assert list((sweep / "tb" / "t00000").glob("events.out.tfevents.*"))
+
+    status = subprocess.run([sys.executable, "jobs/status.py", str(sweep)], cwd=REPO, capture_output=True,
+                            text=True).stdout
+    assert "stopped" in status and "failed" in status and "FloatingPointError" in status
+    assert "best so far: t00000" in status
+
+
+def test_killed_driver_resumes_without_rerunning_finished_trials(slurm, shards, tmp_path):
+    spec = sweep_file(tmp_path, "restore", "[0.003, 0.001]", "{name: fifo}",
+                      "{trials: 1, max_concurrent: 1, retries: 0}")
+    args = ["--sweep", str(spec), "--out", str(tmp_path / "runs"), "--no-evaluate", *SLURM, *TINY,
+            f"data.shards={shards}", "train.epochs=12"]
+    sweep = sweep_dir_of(launch(*args).stdout)
+    driver = state(sweep)["driver"]["id"]
+    second = sweep / "trials" / "t00001"
+    wait_for(lambda: (second / "metrics.jsonl").exists(), 400, "the second trial's first epoch", sweep)
+    subprocess.run(["scancel", driver], check=True)  # the driver dies (Ray with it: cgroup); trial jobs live on
+    wait_for(lambda: sacct_state(driver) == "CANCELLED", 60, "the driver to be cancelled", sweep)
+    assert trial(sweep, "t00001")["status"] == "running"
+
+    again = launch(*args).stdout  # the same sweep: same folder, Tuner.restore
+    assert sweep_dir_of(again) == sweep and state(sweep)["driver"]["id"] != driver
+    wait_for(lambda: state(sweep).get("status") == "done", 400, "the restored sweep", sweep)
+    first, second_rec = trial(sweep, "t00000"), trial(sweep, "t00001")
+    assert first["status"] == "done" and len(first["jobs"]) == 1  # not rerun
+    assert second_rec["status"] == "done" and len(second_rec["jobs"]) == 1  # followed, not resubmitted
+    rows = [json.loads(ln) for ln in (second / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == list(range(12))
+    log = (sweep / "jobs").glob("*_0_log.out")
+    assert any("re-attached to job" in p.read_text() for p in log)
+
+
+def test_cancel_stops_every_job(slurm, shards, tmp_path):
+    # one trial at a time: the node has 2 CPUs, the driver holds one
+    spec = sweep_file(tmp_path, "cancel", "[0.003, 0.001]", "{name: fifo}",
+                      "{trials: 1, max_concurrent: 1, retries: 0}")
+    args = ["--sweep", str(spec), "--out", str(tmp_path / "runs"), "--no-evaluate", *SLURM, *TINY,
+            f"data.shards={shards}", "train.epochs=200"]
+    sweep = sweep_dir_of(launch(*args).stdout)
+    wait_for(lambda: (sweep / "trials" / "t00000" / "metrics.jsonl").exists(), 400, "a trial training", sweep)
+    out = subprocess.run([sys.executable, "jobs/cancel.py", str(sweep)], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    ids = [state(sweep)["driver"]["id"], trial(sweep, "t00000")["jobs"][-1]["id"]]
+    assert all(i in out.stdout for i in ids), out.stdout
+    wait_for(lambda: all(sacct_state(i) == "CANCELLED" for i in ids), 90, "every job cancelled", sweep)
+    assert trial(sweep, "t00000")["status"] in ("cancelled", "stopped")
+    assert state(sweep)["status"] == "cancelled"
+    assert (sweep / "trials" / "t00000" / "latest.pt").exists()  # the run folder stays: relaunching resumes

@@ -1,0 +1,195 @@
+"""summarize_sweep on a tiny sweep trained here (two finished trials, one stopped before its first epoch ended,
+one failed without a checkpoint): its tables equal evaluate_run, the best trial follows the sweep's metric and
+mode, and the TensorBoard files read back with the curves of metrics.jsonl, hparams rows and the best panel."""
+
+import csv
+import json
+
+import pytest
+import yaml
+from helpers import synthetic_shards
+
+from salnet.config import DEBUG_OVERRIDES, Config, apply_overrides
+from salnet.evaluate import evaluate_run
+from salnet.metrics import METRICS
+from salnet.summary import PANEL_TAG, PAPER_COLUMNS, best_trial, hparam_values, read_spec, summarize_sweep
+from salnet.train.loop import Trainer
+
+pytestmark = pytest.mark.filterwarnings("ignore:VGG-16 has RANDOM weights")
+ORDER = ["auc_judd", "sauc", "auc_borji", "nss", "cc", "sim", "kld", "emd", "ig"]
+TRIALS = {  # name: (lr, extra overrides, status)
+    "t0-lr1e-4": (1e-4, [], "done"),
+    "t1-lr3e-3": (3e-3, [], "done"),
+    "t2-stopped": (1e-3, ["train.max_steps=1"], "stopped"),  # latest.pt only, no metrics.jsonl line
+}
+
+
+def trial_json(folder, name, lr, status, error=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "trial.json").write_text(json.dumps({
+        "trial": name, "params": {"train.lr": lr, "train.optimizer": "adam"}, "status": status, "attempts": 1,
+        "error": error, "jobs": []}))
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """(sweep folder, summarize_sweep's result, {trial: evaluate_run result}) of a 4-trial sweep, metric kld/min."""
+    root = tmp_path_factory.mktemp("summary")
+    shards = synthetic_shards(root, {"train": 8, "val": 4, "test": 5}, (32, 48), 0.05)
+    sweep = root / "sweep"
+    (sweep / "trials").mkdir(parents=True)
+    (sweep / "sweep.yaml").write_text(yaml.safe_dump({"spec": {"name": "lr-check", "metric": "kld", "mode": "min"}}))
+    for name, (lr, extra, status) in TRIALS.items():
+        cfg = apply_overrides(Config(), [*DEBUG_OVERRIDES, f"data.shards={shards}", "data.input_size=[32, 48]",
+                                         "train.procedure=content", "train.optimizer=adam", f"train.lr={lr}", *extra])
+        assert Trainer(cfg, run_dir=sweep / "trials" / name).fit()["status"] == status
+        trial_json(sweep / "trials" / name, name, lr, status)
+    trial_json(sweep / "trials" / "t3-failed", "t3-failed", 0.1, "failed", error="CUDA out of memory")
+    result = summarize_sweep(sweep, device="cpu")
+    expect = {n: evaluate_run(sweep / "trials" / n, split="test", device="cpu") for n in TRIALS}
+    return sweep, result, expect
+
+
+def test_csv_and_json_equal_evaluate_run(sweep):
+    folder, result, expect = sweep
+    rows = list(csv.DictReader((folder / "summary.csv").open()))
+    assert list(rows[0]) == ["trial", "train.lr", "train.optimizer", "status", "epochs", "checkpoint_step", *ORDER]
+    assert [r["trial"] for r in rows] == ["t0-lr1e-4", "t1-lr3e-3", "t2-stopped", "t3-failed"]
+    assert [r["status"] for r in rows] == ["done", "done", "stopped", "failed"]
+    assert [r["epochs"] for r in rows] == ["2", "2", "0", "0"]
+    for r in rows[:3]:
+        ev = expect[r["trial"]]
+        assert set(ev["means"]) == set(METRICS)
+        assert {m: float(r[m]) for m in ORDER} == ev["means"]  # bit for bit
+        assert int(r["checkpoint_step"]) == int(ev["checkpoint"].rsplit("ckpt-", 1)[1][:-3])
+        assert float(r["train.lr"]) == TRIALS[r["trial"]][0]
+    # a finished trial is scored with best.pt, the stopped one with latest.pt (step 1 of max_steps=1)
+    for r in rows[:2]:
+        assert expect[r["trial"]]["checkpoint"] == str((folder / "trials" / r["trial"] / "best.pt").resolve())
+    assert rows[2]["checkpoint_step"] == "1" and not (folder / "trials" / "t2-stopped" / "best.pt").exists()
+    assert expect["t2-stopped"]["checkpoint"].endswith("ckpt-000000001.pt")
+    failed = rows[3]
+    assert failed["checkpoint_step"] == "" and all(failed[m] == "" for m in ORDER)
+    assert json.loads((folder / "evaluation.json").read_text()) == result
+    by_name = {t["trial"]: t for t in result["trials"]}
+    assert by_name["t3-failed"]["means"] is None and by_name["t3-failed"]["error"] == "CUDA out of memory"
+    for n, ev in expect.items():
+        t = by_name[n]
+        assert t["means"] == ev["means"] and t["checkpoint"] == ev["checkpoint"]
+        assert (t["images"], t["bad_samples"], t["shards"]) == (5, 0, ev["shards"])
+    assert not list(folder.glob("*.tmp"))
+
+
+def test_best_trial_follows_the_sweep_metric_and_mode(sweep):
+    folder, result, expect = sweep
+    lowest = min(expect, key=lambda n: expect[n]["means"]["kld"])  # kld: lower is better, mode min
+    assert (result["metric"], result["mode"], result["sweep"]) == ("kld", "min", "lr-check")
+    assert result["best"] == {"trial": lowest, "value": expect[lowest]["means"]["kld"]}
+    rows = [{"trial": "a", "means": {"cc": 0.2}}, {"trial": "b", "means": None}, {"trial": "c", "means": {"cc": 0.5}},
+            {"trial": "d", "means": {"cc": 0.5}}, {"trial": "e", "means": {"kld": 0.1}}]
+    assert best_trial(rows, "cc", "max")["trial"] == "c"  # ties: the first
+    assert best_trial(rows, "cc", "min")["trial"] == "a"
+    assert best_trial(rows, "nss", "max") is None
+
+
+def md_table(text):
+    lines = [x for x in text.splitlines() if x.startswith("|")]
+    split = [[c.strip() for c in x.strip("|").split("|")] for x in lines]
+    return split[0], split[2:]
+
+
+def test_markdown_table(sweep):
+    folder, result, expect = sweep
+    text = (folder / "summary.md").read_text()
+    assert text.splitlines()[0] == "# Sweep lr-check: test split"
+    head, body = md_table(text)
+    assert head == ["trial", "train.lr", "train.optimizer", "status", "AUC-J ↑", "sAUC ↑", "AUC-B ↑", "NSS ↑", "CC ↑",
+                    "SIM ↑", "KLD ↓", "EMD ↓", "IG ↑"]
+    names = [r[0].removesuffix(" ★") for r in body]
+    assert names == ["t0-lr1e-4", "t1-lr3e-3", "t2-stopped", "t3-failed"]
+    assert [r[0] for r in body if r[0].endswith("★")] == [result["best"]["trial"] + " ★"]
+    assert body[3][3:] == ["failed"] + ["–"] * 9
+    for j, m in enumerate(ORDER):
+        col = [r[4 + j] for r in body[:3]]
+        assert [c.strip("*") for c in col] == [f"{expect[n]['means'][m]:.3f}" for n in names[:3]]
+        pick = max if METRICS[m].higher_is_better else min
+        best = pick(names[:3], key=lambda n: expect[n]["means"][m])
+        bold = [n for n, c in zip(names, col) if c.startswith("**")]
+        assert best in bold and all(col[names.index(n)] == col[names.index(best)] for n in bold), m
+    assert "5 test images, 0 bad samples skipped; 3 of 4 trials scored" in text
+    assert "★ best trial by KLD (min)" in text
+
+
+def test_tensorboard_curves_hparams_and_best_panel(sweep):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    folder, result, expect = sweep
+    assert sorted(p.name for p in (folder / "tb").iterdir()) == ["t0-lr1e-4", "t1-lr3e-3", "t2-stopped"]
+    for name in TRIALS:
+        ev = EventAccumulator(str(folder / "tb" / name), size_guidance={"images": 0, "scalars": 0}).Reload()
+        lines = [json.loads(x) for x in (folder / "trials" / name / "metrics.jsonl").read_text().splitlines()] \
+            if (folder / "trials" / name / "metrics.jsonl").exists() else []
+        assert len(lines) == (0 if name == "t2-stopped" else 2)
+        for m in ORDER:
+            if lines:
+                got = ev.Scalars(f"val/{m}")
+                assert [e.step for e in got] == [x["epoch"] + 1 for x in lines] == [1, 2]
+                assert [e.value for e in got] == pytest.approx([x["val"][m] for x in lines], rel=1e-6, abs=1e-7)
+            else:
+                assert f"val/{m}" not in ev.Tags()["scalars"]
+            assert [e.value for e in ev.Scalars(f"test/{m}")] == pytest.approx([expect[name]["means"][m]], rel=1e-6)
+        hp = ev.PluginTagToContent("hparams")
+        info = plugin_data_pb2.HParamsPluginData.FromString(hp["_hparams_/session_start_info"]).session_start_info
+        assert info.hparams["train.lr"].number_value == pytest.approx(TRIALS[name][0])
+        assert info.hparams["train.optimizer"].string_value == "adam"
+        assert info.hparams["status"].string_value == TRIALS[name][2]
+        exp = plugin_data_pb2.HParamsPluginData.FromString(hp["_hparams_/experiment"]).experiment
+        assert [i.name.tag for i in exp.metric_infos] == [f"test/{m}" for m in ORDER]
+        status = next(h for h in exp.hparam_infos if h.name == "status")
+        assert [v.string_value for v in status.domain_discrete.values] == ["done", "stopped"]
+        images = ev.Tags()["images"]
+        if name == result["best"]["trial"]:
+            assert images == [PANEL_TAG.format(name)] == [f"best/{name} (image | prediction | ground truth)"]
+            img = ev.Images(images[0])[-1]
+            assert (img.width, img.height) == (3 * 48, 4 * 32)  # 4 rows of image | prediction | ground truth
+        else:
+            assert images == []
+
+
+def test_missing_split_is_a_clear_error(sweep):
+    folder, _, expect = sweep
+    shards = expect["t0-lr1e-4"]["shards"]
+    with pytest.raises(ValueError, match=rf"{shards}: no split 'nosuch'.*has \['test', 'train', 'val'\]"):
+        summarize_sweep(folder, split="nosuch", device="cpu")
+    with pytest.raises(ValueError, match="sweep's metric 'kld'.*include it in metrics="):
+        summarize_sweep(folder, metrics=["cc"], device="cpu")
+
+
+def test_spec_defaults_and_hparam_types(tmp_path):
+    assert read_spec(tmp_path) == (tmp_path.name, "cc", "max")
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"spec": {"metric": "emd"}}))
+    assert read_spec(tmp_path) == (tmp_path.name, "emd", "min")
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"spec": {"metric": "bogus", "mode": "max"}}))
+    with pytest.raises(ValueError, match="metric 'bogus'"):
+        read_spec(tmp_path)
+    rows = [{"params": {"a": 0.1, "b": 1, "loss": {"kld": 1}}, "status": "done"},
+            {"params": {"a": 0.2, "b": None, "loss": {"cc": -1}}, "status": "stopped"}]
+    table, domains = hparam_values(rows)
+    assert table == [{"a": 0.1, "b": "1", "loss": '{"kld": 1}', "status": "done"},
+                     {"a": 0.2, "b": "None", "loss": '{"cc": -1}', "status": "stopped"}]
+    assert domains == {"b": ["1", "None"], "loss": ['{"cc": -1}', '{"kld": 1}'], "status": ["done", "stopped"]}
+    assert list(PAPER_COLUMNS) == ORDER
+
+
+def test_summarizing_again_rewrites_the_board(sweep):
+    """Last in the file: it rewrites the sweep's outputs (without a panel) that the tests above read."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    folder, result, _ = sweep
+    again = summarize_sweep(folder, device="cpu", images=0)
+    assert again == result
+    ev = EventAccumulator(str(folder / "tb" / "t1-lr3e-3"), size_guidance={"images": 0, "scalars": 0}).Reload()
+    assert [e.step for e in ev.Scalars("val/cc")] == [1, 2] and len(ev.Scalars("test/cc")) == 1
+    best = EventAccumulator(str(folder / "tb" / result["best"]["trial"]), size_guidance={"images": 0}).Reload()
+    assert best.Tags()["images"] == [] and len(list((folder / "tb").glob("*/events.*"))) == 6
