@@ -1,10 +1,13 @@
-"""The embedded default job: score a model-free baseline (the centre bias) with the nine metrics.
+"""The embedded default: the whole pipeline on this machine, in a few minutes on 2 CPU cores.
 
-    python jobs/demo.py [--out runs/demo] [--data auto|shared|synthetic] [--n 40]
+    python jobs/demo.py [--out runs/demo] [--trials 3] [--epochs 4] [--baseline-only]
 
-``auto`` uses the real MIT benchmark sample in ../shared/data when it is there, otherwise a generated
-(synthetic) dataset whose true fixation density is known. Later stages of the suite grow this into the
-full local pipeline (shards → training sweep → evaluation).
+1. the centre-bias baseline scored with the nine metrics (on the real MIT benchmark sample in ../shared/data
+   when it is there, else on generated data whose true fixation density is known: ``--data``);
+2. synthetic data → WebDataset shards → a small SalGAN α sweep (Ray Tune, ASHA, tiny network, trials as
+   local processes: ``jobs/launch.py --backend local --sweep alpha --tiny``) → the final evaluation of
+   every trial on the test split → TensorBoard (hparams, curves, predictions) and summary.md / summary.csv.
+On a cluster the same sweep is ``python jobs/launch.py --partition gpu --sweep alpha``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # launch.py and the sweep driver live here
 
 from salnet.baselines import write_center_bias
 from salnet.metrics.files import read_map
@@ -41,7 +46,37 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("runs/demo"))
     ap.add_argument("--data", choices=["auto", "shared", "synthetic"], default="auto")
     ap.add_argument("--n", type=int, default=40, help="images of the synthetic dataset")
+    ap.add_argument("--trials", type=int, default=3, help="trials of the α sweep")
+    ap.add_argument("--epochs", type=int, default=4, help="epochs per trial (adversarial from the start)")
+    ap.add_argument("--baseline-only", action="store_true", help="only step 1 (seconds)")
     args = ap.parse_args(argv)
+    code = baseline(args)
+    if code or args.baseline_only:
+        return code
+    return sweep(args)
+
+
+def sweep(args) -> int:
+    """Step 2: the α sweep on synthetic shards, on this machine, then its final evaluation."""
+    import launch
+
+    print("\n== SalGAN α sweep on synthetic data (tiny network, local processes) ==", flush=True)
+    code = launch.main(["--backend", "local", "--sweep", "alpha", "--tiny", "--trials", str(args.trials),
+                        "--out", str(args.out), "--cpus-per-task", "1", "--gpus-per-node", "0",
+                        # no bootstrap stage: on a tiny network the BCE-only epoch tends to stay the best
+                        # checkpoint of every trial, and the table would not show α's effect
+                        f"train.epochs={args.epochs}", "train.bootstrap_epochs=0"])
+    if code:
+        return code
+    sweep_dir = max((args.out / "sweeps").glob("alpha-*"), key=lambda p: (p / "state.json").stat().st_mtime)
+    print((sweep_dir / "summary.md").read_text())
+    print(f"sweep folder: {sweep_dir}\n  tensorboard --logdir {sweep_dir / 'tb'}   (trials side by side)\n"
+          f"  python jobs/status.py {sweep_dir}")
+    return 0
+
+
+def baseline(args) -> int:
+    """Step 1: the centre bias scored on the MIT sample (or generated data)."""
     demo = SHARED_DATA / "mit-benchmark-demo"
     use_shared = args.data == "shared" or (args.data == "auto" and demo.is_dir())
     if use_shared:
@@ -62,7 +97,7 @@ def main(argv=None) -> int:
     result.write_csv(args.out / "scores.csv")
     print(f"centre-bias baseline on {source}: {len(result.values)} images")
     print(result.table())
-    print(f"per-image values: {args.out / 'scores.csv'}, summary: {args.out / 'scores.json'}")
+    print(f"per-image values: {args.out / 'scores.csv'}, summary: {args.out / 'scores.json'}", flush=True)
     return 0
 
 

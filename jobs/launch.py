@@ -39,18 +39,17 @@ class LaunchError(RuntimeError):
 
 
 def parse_time(text: str) -> int:
-    """Slurm-style time → minutes: ``90``, ``1:30:00``, ``2-00:00:00``, ``45:00`` (mm:ss)."""
+    """Slurm's time formats → minutes (seconds round up): ``M``, ``M:S``, ``H:M:S``, ``D-H``, ``D-H:M``,
+    ``D-H:M:S``."""
     m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
     if not m:
         raise LaunchError(f"--time {text!r}: use minutes (90), HH:MM:SS or D-HH:MM:SS")
-    days, a, b, c = (int(x) if x else None for x in m.groups())
-    if b is None and days is None:
-        return a  # plain minutes
-    if c is None:  # D-HH:MM, or MM:SS (Slurm reads a:b as minutes:seconds)
-        minutes = (days or 0) * 1440 + (a * 60 + b if days is not None else a + (b > 0))
+    days, a, b, c = (int(x) if x is not None else None for x in m.groups())
+    if days is None:
+        h, mi, s = (0, a, b or 0) if c is None else (a, b, c)
     else:
-        minutes = (days or 0) * 1440 + a * 60 + b + (c > 0)
-    return max(minutes, 1)
+        h, mi, s = a, b or 0, c or 0
+    return max((days or 0) * 1440 + h * 60 + mi + (s > 0), 1)
 
 
 def slurm_partitions() -> tuple[list[str], str | None]:

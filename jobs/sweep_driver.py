@@ -15,6 +15,7 @@ trial is its own submitit training job, followed through its metrics.jsonl on th
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -87,6 +88,7 @@ class TrialRunner(tune.Trainable):
     """One trial: a training job on the sweep's backend, reported epoch by epoch."""
 
     def setup(self, config: dict, sweep_dir: str = ""):
+        logging.getLogger("ray").setLevel(logging.WARNING)  # not a line per Tune checkpoint in the driver's log
         self.sweep_dir = Path(sweep_dir)
         self.plan = {**read_plan(self.sweep_dir), "sweep_dir": str(self.sweep_dir)}
         self.params = dict(config)
@@ -198,6 +200,7 @@ class TrialRunner(tune.Trainable):
             if self.job is not None and not self.job.done():
                 self.job.cancel(check=False)
             update_trial(self.run_dir, status="stopped")
+        self.job = None  # released now: submitit's LocalJob.__del__ would run inside Ray's SIGTERM handler
 
 
 class TrialJobs(tune.Callback):
@@ -214,10 +217,17 @@ class TrialJobs(tune.Callback):
                 cancel_record(rec["jobs"][-1])
             update_trial(run_dir, status=status)
 
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        print(f"[{trial}] epoch {result.get('epoch')} ({result.get('stage')}): "
+              + " ".join(f"{m}={result[m]:.4f}" for m in METRICS if m in result), flush=True)
+
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._close(trial, "done" if (trial.last_result or {}).get("final") else "stopped")
+        status = "done" if (trial.last_result or {}).get("final") else "stopped"
+        print(f"[{trial}] {status} after {(trial.last_result or {}).get('epoch')} epoch(s)", flush=True)
+        self._close(trial, status)
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        print(f"[{trial}] failed: {read_trial(self.sweep_dir / 'trials' / str(trial)).get('error')}", flush=True)
         self._close(trial, "failed")
 
 
@@ -269,7 +279,7 @@ def build_tuner(sweep_dir: Path, plan: dict) -> tune.Tuner:
         trial_name_creator=lambda t: f"t{t.trial_id.rsplit('_', 1)[-1]}",
         trial_dirname_creator=lambda t: f"t{t.trial_id.rsplit('_', 1)[-1]}")
     run_config = tune.RunConfig(
-        name="tune", storage_path=str(sweep_dir / "ray"), verbose=1,
+        name="tune", storage_path=str(sweep_dir / "ray"), verbose=0,  # progress: TrialJobs prints a line per epoch
         checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=0), callbacks=[TrialJobs(sweep_dir)])
     print(f"sweep {spec.name}: {grid_size(spec) if grid else spec.budget.trials} trial(s), {spec.metric} "

@@ -135,3 +135,13 @@ def test_loss_study_procedure_with_lc2_and_centre_bias(tmp_path):
     assert changed and all(not k.startswith("encoder.") for k in changed)  # the VGG stays frozen
     line = json.loads((tmp_path / "run" / "metrics.jsonl").read_text())
     assert set(line["train"]) >= {"content/kld", "content/df", "content/gm", "content/sig_mse", "content/center_bias"}
+
+
+def test_a_diverging_run_fails_loudly(shards, tmp_path):
+    """lr 1e30 turns the loss into NaN within an epoch: the run stops with an error naming the step and the
+    values (a sweep counts it as a failed trial) instead of training on NaN."""
+    cfg = config(shards, "train.procedure=content", "train.optimizer=adam", "train.bootstrap_epochs=0",
+                 "train.loss={kld: 1.0, cc: -1.0}", "train.lr=1e30", "train.log_every=1")
+    with pytest.raises(FloatingPointError, match=r"non-finite training values at step \d+ .*loss/content.*nan"):
+        Trainer(cfg, run_dir=tmp_path / "run").fit()
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()

@@ -105,6 +105,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=1024
 AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageTRES=gres/gpu
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort=6819
 JobAcctGatherType=jobacct_gather/linux

@@ -1,0 +1,139 @@
+"""Sweep files (schema, line numbers, trial configs), nested dotted overrides, and the launcher's checks that
+run before anything is submitted."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from salnet.config import Config, ConfigError, set_values
+from salnet.losses import LC2
+from salnet.sweep import SweepError, load_sweep, sweep_id, trial_config, with_budget
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "jobs"))
+
+GOOD = """name: good
+base: loss_study
+overrides:
+  train.loss: {kld: 10.0, cc: -2.0, sig_mse: {weight: 1.0, lambda: 0.55}}
+space:
+  train.loss.sig_mse.lambda: {uniform: [0.1, 0.9]}
+  train.loss.kld: {loguniform: [1.0, 30.0]}
+metric: cc
+mode: max
+"""
+
+
+def write(tmp_path, text, name="s.yaml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("name", ["alpha", "sigmse_lambda", "lc1", "lc2"])
+def test_shipped_sweeps_load_and_build_trial_configs(name):
+    spec = load_sweep(name)
+    assert spec.name == name and spec.space and spec.scheduler.name == "asha"
+    lows = {k: next(iter(d.values()))[0] for k, d in spec.space.items()}
+    cfg = trial_config(spec, lows)
+    for key, v in lows.items():  # every searched key lands where the trainer reads it
+        node = cfg
+        for part in key.split("."):
+            node = node[part] if isinstance(node, dict) else getattr(node, part)
+        assert node == v
+
+
+def test_lc2_sweep_starts_from_the_papers_combination_plus_r():
+    spec = load_sweep("lc2")
+    assert trial_config(spec, {}).train.loss == {**LC2, "center_bias": 0.1}
+    alpha = load_sweep("alpha")
+    assert alpha.base == "salgan" and trial_config(alpha, {"train.alpha": 0.2}).train.alpha == 0.2
+
+
+def test_nested_dotted_keys_set_one_parameter_of_one_term():
+    cfg = set_values(Config(), {"train.loss": {"sig_mse": {"weight": 1.0, "lambda": 0.55}}})
+    cfg = set_values(cfg, {"train.loss.sig_mse.lambda": 0.3, "train.loss.kld": 2.0})
+    assert cfg.train.loss == {"sig_mse": {"weight": 1.0, "lambda": 0.3}, "kld": 2.0}
+    cfg = set_values(cfg, {"train.loss.kld": 5.0})
+    with pytest.raises(ConfigError, match="kld.*not a mapping"):
+        set_values(cfg, {"train.loss.kld.weight": 1.0})
+    with pytest.raises(ConfigError, match="did you mean 'train.alpha'"):
+        set_values(cfg, {"train.alpah": 1.0})
+
+
+def test_sweep_id_depends_on_the_spec_and_overrides_not_the_path(tmp_path):
+    a = load_sweep(write(tmp_path, GOOD, "a.yaml"))
+    b = load_sweep(write(tmp_path, GOOD, "b.yaml"))
+    assert sweep_id(a) == sweep_id(b) and sweep_id(a).startswith("good-")
+    assert sweep_id(a, {"train.epochs": 3}) != sweep_id(a)
+    assert sweep_id(with_budget(a, trials=3)) != sweep_id(a)
+
+
+@pytest.mark.parametrize("text,line,message", [
+    (GOOD.replace("metric: cc", "metric: ccc"), 8, "'ccc' is not a metric"),
+    (GOOD.replace("mode: max", "mode: min"), 9, "the wrong way"),
+    (GOOD.replace("{uniform: [0.1, 0.9]}", "{uniform: [0.9, 0.1]}"), 6, "low 0.9 must be below high 0.1"),
+    (GOOD.replace("{loguniform: [1.0, 30.0]}", "{gaussian: [1.0, 30.0]}"), 7, "expected one of"),
+    (GOOD.replace("train.loss.kld:", "train.los.kld:"), 7, "unknown config key 'train.los.kld'"),
+    (GOOD.replace("metric: cc", "metric: cc\nbudget: {trails: 3}"), 9, "unknown sweep key 'budget.trails'"),
+    (GOOD.replace("metric: cc", "metric: cc\nbudget: {trials: many}"), 9, "budget.trials: expected an integer"),
+    (GOOD.replace("base: loss_study", "base: nosuch.yaml"), 2, "neither a preset"),
+    (GOOD.replace("  train.loss: {kld", "  train.lss: {kld"), 4, "unknown config key 'train.lss'"),
+    (GOOD + "scheduler: {name: hyperband}\n", 10, "unknown scheduler 'hyperband'"),
+    (GOOD.replace("space:", "space: [1, 2]\nx:"), 5, "expected a mapping"),
+    ("name: bad\nspace: {a: [1,\n", 3, "not valid YAML"),
+])
+def test_malformed_sweeps_name_the_line_at_fault(tmp_path, text, line, message):
+    p = write(tmp_path, text)
+    with pytest.raises(SweepError) as exn:
+        load_sweep(p)
+    assert f"{p}:{line}:" in str(exn.value) and message in str(exn.value), str(exn.value)
+
+
+def test_unknown_sweep_lists_the_known_ones():
+    with pytest.raises(SweepError, match="unknown sweep 'alpah'.*alpha, lc1, lc2, sigmse_lambda"):
+        load_sweep("alpah")
+
+
+def launch(*args, cwd=REPO):
+    return subprocess.run([sys.executable, str(REPO / "jobs" / "launch.py"), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_launch_errors_before_submitting_anything(tmp_path):
+    out = tmp_path / "runs"
+    cases = [
+        (["--sweep", "nosuch", "--backend", "local"], "unknown sweep 'nosuch'"),
+        (["--sweep", "alpha", "--backend", "local", "data.shards=/no/shards"], "no shards at /no/shards"),
+        (["--sweep", "alpha", "--backend", "local", "train.alpah=1"], "did you mean 'train.alpha'"),
+        (["--train", "salgan", "--backend", "local", "data.shards=/no/shards"], "no shards at /no/shards"),
+        (["--train", "/no/config.yaml", "--backend", "local"], "config file /no/config.yaml not found"),
+        (["--sweep", "alpha", "--backend", "local", "--time", "soon", "--tiny"], "--time 'soon'"),
+    ]
+    for args, message in cases:
+        res = launch(*args, "--out", str(out), cwd=tmp_path)
+        assert res.returncode == 2 and message in res.stderr, (args, res.stderr)
+    assert not (out / "sweeps").exists() and not (out / "jobs").exists()
+
+
+def test_dry_run_prints_the_trials_tune_will_run(tmp_path):
+    from sweep_driver import planned_trials
+
+    res = launch("--sweep", "alpha", "--backend", "local", "--tiny", "--trials", "3", "--dry-run", "--out",
+                 str(tmp_path / "runs"), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    trials = [ln for ln in res.stdout.splitlines() if ln.startswith("--- trial")]
+    planned = planned_trials(with_budget(load_sweep("alpha"), trials=3))
+    assert len(trials) == 3 and [f"--- trial {i}: {p}" for i, p in enumerate(planned)] == trials
+    assert all(0.005 <= p["train.alpha"] <= 0.5 for p in planned)
+    assert "alpha:" in res.stdout and "width: 0.0625" in res.stdout  # the full trial configs
+    assert not (tmp_path / "runs" / "sweeps").exists()
+
+
+def test_time_formats():
+    from launch import parse_time
+
+    assert [parse_time(t) for t in ("90", "1:30:00", "2-00:00:00", "45:00", "0:30", "1-12")] == [90, 90, 2880, 45, 1,
+                                                                                                  2160]
