@@ -137,3 +137,40 @@ def test_time_formats():
 
     assert [parse_time(t) for t in ("90", "1:30:00", "2-00:00:00", "45:00", "0:30", "1-12")] == [90, 90, 2880, 45, 1,
                                                                                                   2160]
+
+
+def test_sweep_in_this_process_stops_early_and_retries_a_failing_trial(tmp_path):
+    """The sweep driver without Slurm (--backend debug: Ray Tune here, every job inside its trial): a grid of a
+    learning trial, a non-learning one (lr 0: ASHA stops it at its first rung) and a diverging one (lr 1e30:
+    NaN → retried once → failed); the sweep goes on and records each outcome."""
+    import json
+
+    from helpers import synthetic_shards
+
+    shards = synthetic_shards(tmp_path / "data", {"train": 16, "val": 4, "test": 4}, (32, 48), 0.05)
+    spec = write(tmp_path, """name: three
+base: salgan
+overrides: {train.procedure: content, train.optimizer: adam, train.bootstrap_epochs: 0,
+            train.loss: {kld: 1.0, cc: -1.0}}
+space:
+  train.lr: {grid: [0.003, 0.0, 1.0e+30]}
+search: {algorithm: grid}
+metric: cc
+mode: max
+scheduler: {name: asha, grace_period: 1, reduction_factor: 2}
+budget: {trials: 1, max_concurrent: 1, retries: 1}
+resources: {gpus_per_trial: 0, cpus_per_task: 1}
+""")
+    res = launch("--sweep", str(spec), "--backend", "debug", "--tiny", "--out", str(tmp_path / "runs"), "--no-evaluate",
+                 f"data.shards={shards}", "data.input_size=[32, 48]", "train.epochs=3", "train.log_every=1",
+                 cwd=tmp_path)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    (sweep,) = (tmp_path / "runs" / "sweeps").glob("three-*")
+    recs = [json.loads((sweep / "trials" / t / "trial.json").read_text()) for t in ("t00000", "t00001", "t00002")]
+    assert [r["params"]["train.lr"] for r in recs] == [0.003, 0.0, 1e30]
+    assert [r["status"] for r in recs] == ["done", "stopped", "failed"]
+    assert recs[2]["attempts"] == 2 and recs[2]["error"].startswith("FloatingPointError: non-finite")
+    epochs = [len((sweep / "trials" / t / "metrics.jsonl").read_text().splitlines()) for t in ("t00000", "t00001")]
+    assert epochs == [3, 3]  # in-process jobs run to their end before Tune sees them; Slurm jobs are cancelled
+    state = json.loads((sweep / "state.json").read_text())
+    assert state["trials"] == {"done": 1, "stopped": 1, "failed": 1} and state["best"]["trial"] == "t00000"
