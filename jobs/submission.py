@@ -76,13 +76,21 @@ class TrainJob(submitit.helpers.Checkpointable):
             submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
         trainer = Trainer(from_dict(Config, config), run_dir=Path(run_dir))
         result = trainer.fit()
-        # USR2 = a timeout or preemption notice: hand over to submitit's handler, which requeues the job (the
-        # run folder holds the state). SIGTERM = scancel: the checkpoint is written, nothing is requeued.
-        if result["status"] == "preempted" and trainer.stop.reason == "SIGUSR2" and trainer.env.is_main:
+        if result["status"] == "preempted" and trainer.env.is_main and self._requeue_asked(trainer.stop):
             handler = trainer.stop.previous.get(signal.SIGUSR2)
-            if callable(handler):
+            if callable(handler):  # submitit's: requeues the job (the run folder holds the state)
                 handler(signal.SIGUSR2, None)
         return result
+
+    @staticmethod
+    def _requeue_asked(stop, wait_s: float = 5.0) -> bool:
+        """USR2 = a timeout or preemption notice (Slurm sends SIGTERM first on preemption): requeue. SIGTERM
+        alone = scancel: the checkpoint is written and nothing is requeued. Waits briefly for a USR2 that
+        follows a SIGTERM."""
+        deadline = time.monotonic() + wait_s
+        while "SIGUSR2" not in stop.seen and "SIGTERM" in stop.seen and time.monotonic() < deadline:
+            time.sleep(0.1)
+        return "SIGUSR2" in stop.seen
 
 
 class DriverJob(submitit.helpers.Checkpointable):

@@ -320,7 +320,16 @@ def run_sweep(sweep_dir: Path) -> dict:
     update_state(sweep_dir, status="evaluating" if plan["launch"].get("evaluate", True) else "done",
                  trials=counts, best=best)
     print(f"sweep {spec.name} done: {counts}; best {best}", flush=True)
-    summary = evaluate(sweep_dir, plan) if plan["launch"].get("evaluate", True) else None
+    summary = None
+    if plan["launch"].get("evaluate", True):
+        try:
+            summary = evaluate(sweep_dir, plan)
+        except Exception as exn:  # noqa: BLE001 — the sweep itself is done; say how to redo the evaluation
+            msg = error_line(exn)
+            update_state(sweep_dir, status="evaluation failed", error=msg)
+            print(f"the final evaluation failed: {msg}\nrerun it with `python jobs/evaluate.py {sweep_dir}`",
+                  flush=True)
+            return {"trials": counts, "best": best, "summary": False, "state": "evaluation failed"}
     state = update_state(sweep_dir, status="done")
     return {"trials": counts, "best": best, "summary": bool(summary), "state": state["status"]}
 

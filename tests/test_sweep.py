@@ -174,3 +174,13 @@ resources: {gpus_per_trial: 0, cpus_per_task: 1}
     assert epochs == [3, 3]  # in-process jobs run to their end before Tune sees them; Slurm jobs are cancelled
     state = json.loads((sweep / "state.json").read_text())
     assert state["trials"] == {"done": 1, "stopped": 1, "failed": 1} and state["best"]["trial"] == "t00000"
+
+
+def test_each_sweep_gets_its_own_ray_ports_and_temp_dir():
+    from ray_head import RayHead, worker_port_range
+
+    a, b = worker_port_range("alpha-1a2b3c4d5e6f"), worker_port_range("alpha-0f0e0d0c0b0a")
+    assert a == worker_port_range("alpha-1a2b3c4d5e6f") and a != b
+    assert all(20000 <= lo < hi < 60000 and hi - lo == 199 for lo, hi in (a, b))
+    ha, hb = RayHead(Path("x"), 1, "alpha-1a2b3c4d5e6f"), RayHead(Path("x"), 1, "alpha-0f0e0d0c0b0a")
+    assert ha.temp_dir != hb.temp_dir and len(str(ha.temp_dir)) < 40  # Unix sockets live below it (107 bytes)

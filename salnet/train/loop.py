@@ -67,7 +67,8 @@ class StopFlag:
     requeue handler, called once the checkpoint is safely written)."""
 
     def __init__(self):
-        self.reason: str | None = None
+        self.reason: str | None = None  # the first reason
+        self.seen: set[str] = set()  # every signal received (a preemption is SIGTERM then SIGUSR2)
         self.previous: dict = {}
 
     def install(self) -> None:
@@ -77,7 +78,8 @@ class StopFlag:
                 signal.signal(sig, lambda s, _f: self.set(signal.Signals(s).name))
 
     def set(self, reason: str) -> None:
-        self.reason = reason
+        self.reason = self.reason or reason
+        self.seen.add(reason)
 
 
 def run_dir_for(cfg: Config) -> Path:
