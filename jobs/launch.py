@@ -178,6 +178,8 @@ def launch_sweep(args, overrides: dict) -> int:
     from sweep_driver import run_sweep
     from sweep_folder import read_state, update_state, write_plan
 
+    from salnet.train.loop import git_sha
+
     sweep_dir.mkdir(parents=True, exist_ok=True)
     state = read_state(sweep_dir)
     driver = state.get("driver", {})
@@ -191,7 +193,7 @@ def launch_sweep(args, overrides: dict) -> int:
                               f"`python jobs/cancel.py {sweep_dir}` stops it")
     write_plan(sweep_dir, {"spec": to_dict(spec), "overrides": overrides, "launch": launch,
                            "meta": {"sweep_id": sweep_dir.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                                    "command": sys.argv, "git_sha": _git_sha()}})
+                                    "command": sys.argv, "git_sha": git_sha()}})
     print(f"sweep folder: {sweep_dir}")
     print(f"tensorboard --logdir {sweep_dir}")
     if args.backend == "slurm":
@@ -247,11 +249,6 @@ def launch_train(args, overrides: dict) -> int:
     if args.backend != "slurm":  # local and debug: wait here (debug runs it now, in this process)
         print(job.results()[0])
     return 0
-
-
-def _git_sha() -> str:
-    out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=JOBS_DIR)
-    return out.stdout.strip() or "unknown"
 
 
 def main(argv=None) -> int:

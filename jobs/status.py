@@ -24,6 +24,9 @@ def find_sweep(name_or_dir: str, out: Path = Path("runs")) -> Path:
     p = Path(name_or_dir)
     if (p / "sweep.yaml").is_file():
         return p
+    if "/" in name_or_dir or p.exists():
+        raise FileNotFoundError(f"no sweep folder {name_or_dir!r} (no sweep.yaml there); launch one with "
+                                "`python jobs/launch.py --sweep NAME`")
     cands = sorted((out / "sweeps").glob(f"{name_or_dir}-*"), key=lambda d: d.stat().st_mtime)
     cands = [c for c in cands if (c / "sweep.yaml").is_file()]
     if not cands:

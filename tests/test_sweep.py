@@ -184,3 +184,11 @@ def test_each_sweep_gets_its_own_ray_ports_and_temp_dir():
     assert all(20000 <= lo < hi < 60000 and hi - lo == 199 for lo, hi in (a, b))
     ha, hb = RayHead(Path("x"), 1, "alpha-1a2b3c4d5e6f"), RayHead(Path("x"), 1, "alpha-0f0e0d0c0b0a")
     assert ha.temp_dir != hb.temp_dir and len(str(ha.temp_dir)) < 40  # Unix sockets live below it (107 bytes)
+
+
+@pytest.mark.parametrize("script", ["status.py", "cancel.py", "evaluate.py"])
+def test_sweep_commands_name_a_missing_sweep(tmp_path, script):
+    for target in ("nosuch", str(tmp_path / "no" / "folder")):
+        res = subprocess.run([sys.executable, str(REPO / "jobs" / script), target, "--out", str(tmp_path)],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 2 and f"no sweep folder {target!r}" in res.stderr, res.stderr
