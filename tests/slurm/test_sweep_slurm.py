@@ -91,7 +91,7 @@ def test_sweep_early_stop_failure_and_final_evaluation(slurm, shards, tmp_path):
     spec = sweep_file(tmp_path, "three", "[0.003, 0.0, 1.0e+30]", "{name: asha, grace_period: 1, reduction_factor: 2}",
                       "{trials: 1, max_concurrent: 1, retries: 1}")
     args = ["--sweep", str(spec), "--out", str(tmp_path / "runs"), *SLURM, *TINY, f"data.shards={shards}",
-            "train.epochs=8"]
+            "train.epochs=30"]  # enough epochs (~0.2 s each) that ASHA's cancel lands before the end
     dry = launch(*args, "--dry-run").stdout
     planned = [json.loads(ln.split(": ", 1)[1].replace("'", '"')) for ln in dry.splitlines()
                if ln.startswith("--- trial")]
@@ -106,10 +106,10 @@ def test_sweep_early_stop_failure_and_final_evaluation(slurm, shards, tmp_path):
     good, stopped, failed = (trial(sweep, t) for t in ("t00000", "t00001", "t00002"))
     assert [good["params"], stopped["params"], failed["params"]] == planned
     assert good["status"] == "done" and len(good["jobs"]) == 1
-    assert (sweep / "trials/t00000/metrics.jsonl").read_text().count("\n") == 8
-    # ASHA stopped lr=0 at its first rung; its job was cancelled before the 8 epochs
+    assert (sweep / "trials/t00000/metrics.jsonl").read_text().count("\n") == 30
+    # ASHA stopped lr=0 at its first rung; its job was cancelled before the 30 epochs
     assert stopped["status"] == "stopped"
-    assert (sweep / "trials/t00001/metrics.jsonl").read_text().count("\n") < 8
+    assert (sweep / "trials/t00001/metrics.jsonl").read_text().count("\n") < 30
     assert sacct_state(stopped["jobs"][-1]["id"]) == "CANCELLED"
     # the NaN trial: two attempts (retries: 1), then failed; the sweep went on
     assert failed["status"] == "failed" and failed["attempts"] == 2 and len(failed["jobs"]) == 2
