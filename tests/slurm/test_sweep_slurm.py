@@ -110,15 +110,16 @@ def test_sweep_early_stop_failure_and_final_evaluation(slurm, shards, tmp_path):
     # ASHA stopped lr=0 at its first rung; its job was cancelled before the 30 epochs
     assert stopped["status"] == "stopped"
     assert (sweep / "trials/t00001/metrics.jsonl").read_text().count("\n") < 30
-    assert sacct_state(stopped["jobs"][-1]["id"]) == "CANCELLED"
+    # (a job's result file is read before Slurm has finished the job: wait for the accounting state)
+    wait_for(lambda: sacct_state(stopped["jobs"][-1]["id"]) == "CANCELLED", 60, "the stopped trial's job", sweep)
     # the NaN trial: two attempts (retries: 1), then failed; the sweep went on
     assert failed["status"] == "failed" and failed["attempts"] == 2 and len(failed["jobs"]) == 2
     assert "FloatingPointError" in failed["error"] and "non-finite" in failed["error"]
-    assert all(sacct_state(j["id"]) == "FAILED" for j in failed["jobs"])
+    wait_for(lambda: all(sacct_state(j["id"]) == "FAILED" for j in failed["jobs"]), 60, "FAILED jobs", sweep)
 
     # the final evaluation job: both trials with a checkpoint scored on the test split, the failed one empty
     st = state(sweep)
-    assert sacct_state(st["evaluation"]["id"]) == "COMPLETED"
+    wait_for(lambda: sacct_state(st["evaluation"]["id"]) == "COMPLETED", 60, "the evaluation job", sweep)
     rows = {r["trial"]: r for r in csv.DictReader((sweep / "summary.csv").open())}
     assert set(rows) == {"t00000", "t00001", "t00002"}
     assert float(rows["t00000"]["cc"]) > float(rows["t00001"]["cc"]) and rows["t00002"]["cc"] == ""
