@@ -34,6 +34,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def component_ports(lo: int, hi: int) -> dict[str, int]:
+    """A free, distinct port for each Ray component, none inside the workers' range [lo, hi] (Ray refuses
+    to start when a component port falls in it)."""
+    ports: dict[str, int] = {}
+    while len(ports) < len(PORTS):
+        p = free_port()
+        if not lo <= p <= hi and p not in ports.values():
+            ports[PORTS[len(ports)]] = p
+    return ports
+
+
 def worker_port_range(key: str, width: int = 200) -> tuple[int, int]:
     """A worker-port range that depends on the sweep (20000–59999), so concurrent sweeps rarely overlap;
     Ray skips ports that are taken inside the range anyway."""
@@ -60,8 +71,8 @@ class RayHead:
 
         os.environ.update(RAY_ENV)
         self.folder.mkdir(parents=True, exist_ok=True)
-        ports = {name: free_port() for name in PORTS}
         lo, hi = worker_port_range(self.key)
+        ports = component_ports(lo, hi)
         ray_bin = Path(sys.executable).with_name("ray")
         cmd = [str(ray_bin) if ray_bin.exists() else "ray", "start", "--head", "--block",
                "--node-ip-address", "127.0.0.1", "--num-cpus", str(self.num_cpus), "--num-gpus", "0",

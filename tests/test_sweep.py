@@ -192,3 +192,12 @@ def test_sweep_commands_name_a_missing_sweep(tmp_path, script):
         res = subprocess.run([sys.executable, str(REPO / "jobs" / script), target, "--out", str(tmp_path)],
                              capture_output=True, text=True, timeout=60)
         assert res.returncode == 2 and f"no sweep folder {target!r}" in res.stderr, res.stderr
+
+
+def test_ray_component_ports_avoid_the_worker_range(monkeypatch):
+    import ray_head
+
+    seq = iter([20010, 20010, 20150, 30001, 30001, 30002, 30003, 30004, 30005, 30006, 30007, 30008])
+    monkeypatch.setattr(ray_head, "free_port", lambda: next(seq))
+    ports = ray_head.component_ports(20000, 20199)
+    assert list(ports) == list(ray_head.PORTS) and list(ports.values()) == [30001, *range(30002, 30009)]
