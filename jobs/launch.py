@@ -131,7 +131,15 @@ def tiny_overrides(args, overrides: dict) -> dict:
         return overrides
     tiny = parse_overrides(DEBUG_OVERRIDES)
     tiny.setdefault("data.shards", str(TINY_DATA))
-    return {**tiny, **{k: v for k, v in overrides.items()}}
+    return {**tiny, **overrides}
+
+
+def prepare_tiny(args, cfg) -> None:
+    """--tiny on the default data: generate the synthetic shards once (at the config's input size)."""
+    if args.tiny and cfg.data.shards == str(TINY_DATA):
+        from salnet.data.synthetic import ensure_synthetic_shards
+
+        ensure_synthetic_shards(TINY_DATA, size=tuple(cfg.data.input_size))
 
 
 def launch_sweep(args, overrides: dict) -> int:
@@ -144,10 +152,7 @@ def launch_sweep(args, overrides: dict) -> int:
         check_partition(args.partition, known, "--partition")
         launch["driver_partition"] = args.driver_partition or default
         check_partition(launch["driver_partition"], known, "--driver-partition")
-    if args.tiny and base.data.shards == str(TINY_DATA):
-        from salnet.data.synthetic import ensure_synthetic_shards
-
-        ensure_synthetic_shards(TINY_DATA, size=tuple(base.data.input_size))
+    prepare_tiny(args, base)
     check_shards(base.data.shards, f"sweep {spec.name}")
     # trial jobs and the evaluation may start in another directory: name the shards absolutely
     overrides["data.shards"] = str(Path(base.data.shards).resolve())
@@ -223,10 +228,7 @@ def launch_train(args, overrides: dict) -> int:
     if args.backend == "slurm":
         known, _ = slurm_partitions()
         check_partition(args.partition, known, "--partition")
-    if args.tiny and cfg.data.shards == str(TINY_DATA):
-        from salnet.data.synthetic import ensure_synthetic_shards
-
-        ensure_synthetic_shards(TINY_DATA, size=tuple(cfg.data.input_size))
+    prepare_tiny(args, cfg)
     check_shards(cfg.data.shards, "--train")
     from salnet.train.loop import run_dir_for
 

@@ -206,10 +206,9 @@ def local_state(record: dict) -> str:
 
 def write_json(path: Path, doc: dict) -> None:
     """Atomic JSON write (tmp + rename): a reader never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2, default=str))
-    tmp.replace(path)
+    from salnet.atomic import atomic_write
+
+    atomic_write(path, json.dumps(doc, indent=2, default=str))
 
 
 # the job classes travel by value: the worker needs salnet installed, not this folder on its path

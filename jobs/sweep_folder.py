@@ -19,6 +19,7 @@ from pathlib import Path
 import yaml
 from submission import write_json
 
+from salnet.atomic import atomic_write
 from salnet.config import from_dict
 from salnet.sweep import SweepSpec
 
@@ -37,10 +38,7 @@ def read_plan(sweep_dir: Path) -> dict:
 
 
 def write_plan(sweep_dir: Path, plan: dict) -> None:
-    path = Path(sweep_dir) / "sweep.yaml"
-    tmp = path.with_name(".sweep.yaml.tmp")
-    tmp.write_text(yaml.safe_dump(plan, sort_keys=False))
-    tmp.replace(path)
+    atomic_write(Path(sweep_dir) / "sweep.yaml", yaml.safe_dump(plan, sort_keys=False))
 
 
 def read_json(path: Path, default: dict | None = None) -> dict:

@@ -24,6 +24,8 @@ from typing import Any
 
 import yaml
 
+from salnet.atomic import atomic_write
+
 
 class ConfigError(ValueError):
     """A config key or value is invalid; the message says which and what is valid. ``key``: the dotted key at
@@ -258,10 +260,7 @@ def config_hash(cfg) -> str:
 def save_config(cfg, path: Path, extra: dict | None = None) -> None:
     """Write ``config.yaml``: the config plus a ``meta`` block (run id, and e.g. git SHA, seed, versions)."""
     doc = {"config": to_dict(cfg), "meta": {"run_id": config_hash(cfg), **(extra or {})}}
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-    tmp.replace(path)
+    atomic_write(path, yaml.safe_dump(doc, sort_keys=False))
 
 
 def load_config(path: Path, cls=Config):

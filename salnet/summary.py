@@ -17,7 +17,6 @@ import csv
 import io
 import json
 import math
-import os
 import re
 import shutil
 import warnings
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from salnet.atomic import atomic_write
 from salnet.metrics import METRICS, check_names
 from salnet.train.validate import DEFAULT_METRICS
 
@@ -231,16 +231,6 @@ def to_markdown(result: dict, params: list[str], metrics: list[str]) -> str:
         lines.append(f"★ best trial by {PAPER_COLUMNS[result['metric']]} ({result['mode']}): {best['trial']}.")
     lines.append(f"{MISSING}: no checkpoint to score, or undefined on every image.")
     return "\n".join(lines) + "\n"
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, fsync it and rename it over ``path``."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def summarize_sweep(sweep_dir: str | Path, split: str = "test", metrics=DEFAULT_METRICS,

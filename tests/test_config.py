@@ -52,3 +52,16 @@ def test_hash_identifies_the_config():
     y = apply_overrides(a, ["train.loss={cc: -2, kld: 10}"])
     assert config_hash(x) == config_hash(y)
     assert to_dict(a)["data"]["input_size"] == [192, 256]
+
+
+def test_atomic_write_replaces_whole_files_and_leaves_no_temporaries(tmp_path):
+    from salnet.atomic import atomic_write
+
+    target = tmp_path / "state.json"
+    atomic_write(target, "old")
+    atomic_write(target, "new")
+    assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+
+    with pytest.raises(TypeError):  # a failed write leaves the previous file and no temporary behind
+        atomic_write(target, 42)
+    assert target.read_text() == "new" and sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
