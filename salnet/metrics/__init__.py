@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from salnet.metrics.auc import auc_borji, auc_judd, sauc
-from salnet.metrics.common import EPS, VARIANTS, as_batch, resize_to, validated_inputs
+from salnet.metrics.common import EPS, VARIANTS, as_batch, check_finite, map_stats, resize_to, shared_inputs
 from salnet.metrics.distribution import cc, info_gain, kld, nss, sim
 from salnet.metrics.emd import emd
 from salnet.metrics.shuffled import other_fixations
@@ -77,16 +77,24 @@ def score_batch(
     """
     out = {}
     names = check_names(metrics)
-    # check every input for NaN/inf once and resize the prediction once, then let the metrics skip both
-    # (EMD resizes the original prediction itself, to its own small grid, as EMD.m does)
-    pred = as_batch(pred, "pred", dtype)
-    if baseline is not None and baseline.ndim == 2:  # one baseline for the whole batch
-        baseline = baseline.expand(pred.shape[0], *baseline.shape)
-    given = {k: (None if v is None else as_batch(v, k, dtype))
-             for k, v in {"fixations": fixations, "gt_map": gt_map, "other": other, "baseline": baseline}.items()}
-    target = given["fixations"] if given["fixations"] is not None else given["gt_map"]
-    resized = resize_to(pred, target.shape[-2:]) if target is not None else pred
-    with validated_inputs():
+    needed = {k for n in names for k in METRICS[n].needs.split("+")}
+    with shared_inputs():
+        # check the inputs the metrics use for NaN/inf once and resize the prediction once; the metrics
+        # then skip both and share per-map statistics (EMD resizes the original prediction itself, to its
+        # own small grid, as EMD.m does)
+        pred = as_batch(pred, "pred", dtype)
+        if baseline is not None and baseline.ndim == 2:  # one baseline for the whole batch
+            baseline = baseline.expand(pred.shape[0], *baseline.shape)
+        given = {k: (None if v is None else as_batch(v, k, dtype) if k in needed else v)
+                 for k, v in {"fixations": fixations, "gt_map": gt_map, "other": other, "baseline": baseline}.items()}
+        target = given["fixations"] if given["fixations"] is not None else given["gt_map"]
+        resized = resize_to(pred, target.shape[-2:]) if target is not None else pred
+        # bicubic weights are all nonzero, so a NaN/inf in pred reaches the resized map: its row sums
+        # (shared with the metrics' statistics) are the check
+        check_finite(pred, "pred", map_stats(resized.flatten(1)).total)
+        for k, v in given.items():
+            if v is not None and k in needed:
+                check_finite(v, k, map_stats(v.flatten(1)).total if k == "gt_map" else v.sum())
         for name in names:
             out[name] = _call(METRICS[name], name, resized if name != "emd" else pred, given, variant, seed, keys,
                               n_splits, step, dtype)

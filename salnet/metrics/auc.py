@@ -11,17 +11,23 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 from salnet.metrics.common import (
+    FixationLayout,
     as_batch,
     check_variant,
     constant_maps,
+    fixation_layout,
     generator,
     image_seeds,
+    map_stats,
     nan_where,
     pack_at_fixations,
     resize_to,
+    sparse_nonzero,
+    workspace,
 )
 
 JUDD_JITTER = 1e-7  # MIT AUC_Judd: saliencyMap + rand(size)/10000000
@@ -58,8 +64,90 @@ def _prepare(pred, fixations, dtype):
 def _range(S):
     """min (B,) and max − min (B,), NaN for a constant map. MIT min–max normalises S; AUCs only need the
     normalised values at the sampled pixels, so callers normalise small gathered arrays, not the map."""
-    lo, hi = S.aminmax(dim=1)
-    return lo, nan_where(hi - lo, constant_maps(lo, hi))
+    st = map_stats(S)
+    return st.lo, nan_where(st.hi - st.lo, st.constant)
+
+
+JUDD_BINS = 1 << 14  # value bins per image for AUC-Judd's counting pass
+_GOLDEN, _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def judd_jitter(seed, index) -> np.ndarray:
+    """MIT's jitter U(0,1)·1e-7 for the pixels ``index`` (flat, int ≥ 0) of the images seeded ``seed``
+    (an int or an array broadcasting with ``index``); float64, the shape of the broadcast.
+
+    A counter-based generator (splitmix64 of seed + index): any pixel's jitter can be drawn alone, so
+    AUC-Judd draws it only for the pixels whose comparisons it can change. The full map
+    ``judd_jitter(s, np.arange(H * W))`` gives the identical jitter to another implementation.
+    """
+    with np.errstate(over="ignore"):
+        z = np.asarray(index, dtype=np.uint64) * _GOLDEN + np.asarray(seed, dtype=np.uint64)
+        z = (z ^ (z >> np.uint64(30))) * _MIX1
+        z = (z ^ (z >> np.uint64(27))) * _MIX2
+        z ^= z >> np.uint64(31)
+    return (z >> np.uint64(11)).astype(np.float64) * (JUDD_JITTER / 2.0**53)
+
+
+def _count_at_or_above_fixated(S: torch.Tensor, layout: FixationLayout,
+                               seeds: list[int] | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """#(S + J ≥ θ) over all N pixels for every threshold θ = S + J at the fixated pixels of each image.
+
+    S (B,N) raw values; ``layout`` the fixations' :class:`FixationLayout`; J the jitter of
+    :func:`judd_jitter` with ``seeds[b]`` for image b, or 0 when ``seeds`` is None. Returns ``th`` (B,F)
+    the thresholds ascending (+inf pads after the nf valid ones) and ``above`` (B,F) int64 their counts.
+
+    Each pixel falls in one of ``JUDD_BINS`` equal bins of its raw value; the bin index is monotone in
+    the value. A pixel two bins or more above the bin of θ's largest possible value (raw + 1e-7) is
+    above θ whatever its jitter; one two bins or more below the bin of raw − 2e-7 is below it; the rest
+    ("close" pixels, the fixated ones among them) get their jitter and are compared with the thresholds
+    exactly. One histogram pass instead of a binary search per pixel, and jitter for a few pixels, not N.
+    The per-pixel passes run image by image in reused buffers (:func:`workspace`).
+    """
+    B, N = S.shape
+    K, dev = JUDD_BINS, S.device
+    st = map_stats(S)
+    spread = st.hi - st.lo
+    ok = spread > 0
+    scale = torch.where(ok, K / torch.where(ok, spread, torch.ones_like(spread)), torch.zeros_like(spread))
+    shift = 1.5 - st.lo * scale  # bin = trunc(S·scale + shift) ∈ [1, K+1] up to rounding
+    valid = layout.valid
+    raw = layout.pack(S)
+    th = raw
+    if seeds is not None:  # plain adds: a fixated pixel gets the same value as threshold and as close pixel
+        sd = np.asarray(seeds, dtype=np.uint64)
+        th = raw + torch.from_numpy(judd_jitter(sd[:, None], layout.pack_index().cpu().numpy())).to(raw)
+
+    def bin_of(v):  # the pixels' map for a few values, computed apart from theirs and so possibly one bin
+        # off in rounding (the ±1 margins allow for it), clamped to the pixels' range
+        return torch.addcmul(shift[:, None], v, scale[:, None]).floor().clamp(1, K + 1).to(torch.int64)
+
+    hi_bin = bin_of(raw + (0.0 if seeds is None else JUDD_JITTER)) + 1
+    lo_bin = bin_of(raw - (0.0 if seeds is None else 2 * JUDD_JITTER)) - 1
+    # bins lo_bin..hi_bin of every threshold are marked: +1/−1 at the ends, then a running sum
+    edges = torch.zeros((B, K + 4), dtype=torch.int64, device=dev)
+    edges.scatter_add_(1, lo_bin, valid.long()).scatter_add_(1, hi_bin + 1, -valid.long())
+    marked = edges.cumsum(1)[:, :-1] > 0
+    th, order = torch.where(valid, th, torch.full_like(th, math.inf)).sort(1)
+    above = torch.zeros_like(hi_bin)
+    scratch, bins = workspace("judd", N, S.dtype, dev), workspace("judd_bins", N, torch.int64, dev)
+    sc, sh, nf = scale.tolist(), shift.tolist(), layout.nf.tolist()
+    for b in range(B):
+        if not nf[b]:
+            continue
+        torch.add(torch.tensor(sh[b], dtype=S.dtype), S[b], alpha=sc[b], out=scratch)
+        bins.copy_(scratch)  # truncation
+        hist = torch.bincount(bins, minlength=K + 3)
+        close = sparse_nonzero(marked[b].index_select(0, bins)[None])[1]
+        hist.index_add_(0, bins[close], torch.full_like(close, -1))  # the far pixels' histogram
+        cum = hist.cumsum(0)
+        far = cum[-1] - cum[hi_bin[b, :nf[b]]]  # far pixels above θ's marked range, in layout order
+        vals = S[b, close]
+        if seeds is not None:
+            vals = vals + torch.from_numpy(judd_jitter(int(seeds[b]), close.cpu().numpy())).to(vals)
+        rank = torch.searchsorted(th[b, :nf[b]], vals, right=True)  # thresholds ≤ each close value
+        near = torch.bincount(rank, minlength=nf[b] + 1).flip(0).cumsum(0).flip(0)[1:]  # #(close ≥ th[k])
+        above[b, :nf[b]] = far[order[b, :nf[b]]] + near
+    return th, above
 
 
 def auc_judd(
@@ -74,26 +162,23 @@ def auc_judd(
     """AUC-Judd (MIT ``AUC_Judd.m``): thresholds at the fixated values; tp = i/Nfix,
     fp = (#(S ≥ θ_i) − i)/(Npix − Nfix); trapz with (0,0) and (1,1). Returns (B,) in [0, 1].
 
-    The jitter U(0,1)·1e-7 is added to the raw map before normalising, as in MATLAB; the min–max
-    normalisation itself cannot change the ranking, so it is not applied (only its 0/0 check).
+    The jitter U(0,1)·1e-7 (:func:`judd_jitter`, one seed per image) is added to the raw map before
+    normalising, as in MATLAB; the min–max normalisation itself cannot change the ranking, so it is not
+    applied (only its 0/0 check).
     """
     S, fix = _prepare(pred, fixations, dtype)
     B, N = S.shape
+    layout = fixation_layout(fix.flatten(1))
+    valid, nf = layout.valid, layout.nf
+    st = map_stats(S)
     if jitter:
-        H, W = fix.shape[-2:]
-        noise = torch.stack([torch.rand(H * W, generator=generator(s), dtype=torch.float32)
-                             for s in image_seeds(seed, fix, keys)])
-        S = S.add(noise.to(S.device), alpha=JUDD_JITTER)
-    constant = constant_maps(*S.aminmax(dim=1))
-    valid, nf, _, (vals,) = pack_at_fixations(fix.flatten(1), S)
-    # #(S >= θ) for every fixated θ without sorting the N pixels: bucket each pixel by how many
-    # thresholds lie at or below it (searchsorted, O(N log F)), then count the buckets
-    th = torch.where(valid, vals, torch.full_like(vals, math.inf)).sort(1).values  # ascending, pads last
+        # MATLAB normalises the jittered map: only a spread below the jitter's counts as constant
+        constant = constant_maps(st.lo, st.hi + JUDD_JITTER)
+        th, above_asc = _count_at_or_above_fixated(S, layout, image_seeds(seed, fix, keys))
+    else:
+        constant = st.constant
+        th, above_asc = _count_at_or_above_fixated(S, layout, None)
     F = th.shape[1]
-    r = torch.searchsorted(th, S, right=True)  # (B,N) in 0..F
-    r += torch.arange(B, device=S.device)[:, None] * (F + 1)
-    hist = torch.bincount(r.flatten(), minlength=B * (F + 1)).view(B, F + 1)
-    above_asc = N - hist.cumsum(1)[:, :F]  # pixels with more than k thresholds below = #(S >= th[k])
     i = torch.arange(1, F + 1, device=S.device)[None, :]
     k = (nf[:, None] - i).clamp_min(0)  # the i-th largest valid threshold sits at ascending index nf - i
     above = torch.gather(above_asc, 1, k).to(dtype)
@@ -202,10 +287,12 @@ def sauc(
     B = S.shape[0]
     if variant == "pysaliency":
         out = torch.full((B,), float("nan"), dtype=dtype, device=S.device)
+        fl, ol = fixation_layout(fixf), fixation_layout(othf)
+        pos, neg = fl.pack(S), ol.pack(S)
+        fn, on, bad = fl.nf.tolist(), ol.nf.tolist(), spread.isnan().tolist()
         for b in range(B):
-            p, n = fixf[b] > 0, othf[b] > 0
-            if p.any() and n.any() and not spread[b].isnan():
-                out[b] = _exact_auc(S[b][p], fixf[b][p], S[b][n], othf[b][n])
+            if fn[b] and on[b] and not bad[b]:
+                out[b] = _exact_auc(pos[b, :fn[b]], fl.counts[b, :fn[b]], neg[b, :on[b]], ol.counts[b, :on[b]])
         return out
     valid, nf, _, (pos,) = pack_at_fixations(fixf, S)
     locs = torch.arange(S.shape[1], device=S.device).expand(B, -1)
@@ -217,9 +304,11 @@ def sauc(
         k, m = int(min(nf[b], nloc[b])), int(nloc[b])
         if k == 0:
             continue
-        # randperm per split = argsort of uniform keys; take the first Nfixations_oth
-        perm = torch.rand((n_splits, m), generator=generator(s), dtype=torch.float64).argsort(1)[:, :k]
-        idx[b, :, :k] = negloc[b, :m].cpu()[perm]
+        if k == m:  # the first m of a permutation of all m locations: all of them, in any order
+            idx[b, :, :k] = negloc[b, :m].cpu()
+        else:  # randperm per split = argsort of uniform keys; take the first Nfixations_oth
+            perm = torch.rand((n_splits, m), generator=generator(s), dtype=torch.float64).argsort(1)[:, :k]
+            idx[b, :, :k] = negloc[b, :m].cpu()[perm]
         kvalid[b, :k] = True
     neg = torch.gather(S, 1, idx.to(S.device).flatten(1)).view(B, n_splits, K)
     pos, neg = (pos - lo[:, None]) / spread[:, None], (neg - lo[:, None, None]) / spread[:, None, None]

@@ -10,14 +10,18 @@ import torch
 
 from salnet.metrics.common import (
     EPS,
+    _shaky,
     as_batch,
     check_variant,
-    constant_maps,
+    log_,
+    map_stats,
+    map_std,
     mean_at_fixations,
     nan_where,
     pack_at_fixations,
     resize_to,
-    sum_normalise,
+    row_dot,
+    workspace,
 )
 
 
@@ -37,10 +41,9 @@ def nss(pred: torch.Tensor, fixations: torch.Tensor, *, variant: str = "mit",
     check_variant(variant)
     p, f = _pair(pred, fixations, "fixations", dtype)
     p, f = p.flatten(1), f.flatten(1)
-    std, mean = torch.std_mean(p, dim=1, correction=1 if variant == "mit" else 0)
-    std = nan_where(std, constant_maps(*p.aminmax(dim=1)))
+    std = map_std(p, 1 if variant == "mit" else 0)
     valid, nf, counts, (vals,) = pack_at_fixations(f, p)  # standardise only the fixated values
-    z = (vals - mean[:, None]) / std[:, None]
+    z = (vals - map_stats(p).mean[:, None]) / std[:, None]
     return mean_at_fixations(z, counts, valid, nf, variant)
 
 
@@ -49,12 +52,37 @@ def cc(pred: torch.Tensor, gt_map: torch.Tensor, *, dtype: torch.dtype = torch.f
     (MIT ``CC.m`` = pysaliency ``CC``); undefined for a constant map on either side."""
     p, g = _pair(pred, gt_map, "gt_map", dtype)
     p, g = p.flatten(1), g.flatten(1)
-    sp, mp = torch.std_mean(p, dim=1, correction=0)
-    sg, mg = torch.std_mean(g, dim=1, correction=0)
-    # E[pg] − E[p]E[g] with the dot product as a batched matmul: no full-size temporaries
-    cov = torch.bmm(p[:, None, :], g[:, :, None]).flatten() / p.shape[1] - mp * mg
-    constant = constant_maps(*p.aminmax(dim=1)) | constant_maps(*g.aminmax(dim=1))
-    return nan_where(cov / (sp * sg), constant)
+    sp, sg = map_std(p, 0), map_std(g, 0)
+    mp, mg = map_stats(p).mean, map_stats(g).mean
+    # E[pg] − E[p]E[g] from one dot product per image; where a map's mean dwarfs its spread that
+    # difference cancels, and those images are centred first
+    cov = row_dot(p, g) / p.shape[1] - mp * mg
+    shaky = _shaky(p, sp.square()) | _shaky(g, sg.square())
+    for b in shaky.nonzero().flatten().tolist():
+        cov[b] = torch.dot(p[b] - mp[b], g[b] - mg[b]) / p.shape[1]
+    return cov / (sp * sg)
+
+
+def _affine_distribution(x: torch.Tensor, variant: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """SIM's normalisation of ``x`` (B,N) as an affine map d = x·scale + shift, without forming it.
+
+    ``mit``: min–max then divide by the sum = (x − lo)/(Σx − N·lo); an all-zero map stays zero, a
+    constant non-zero map is NaN (MATLAB's 0/0). ``pysaliency``: shift to min 0 only when negative, then
+    divide by the sum; a zero-sum map becomes uniform. Returns (scale, shift, Σd), each (B,).
+    """
+    st = map_stats(x)
+    n = st.n
+    one, zero = torch.ones_like(st.total), torch.zeros_like(st.total)
+    if variant == "mit":
+        allzero = (st.lo == 0) & (st.hi == 0)
+        denom = nan_where(st.total - n * st.lo, st.constant)
+        scale = torch.where(allzero, zero, 1 / denom)
+        return scale, -st.lo * scale, torch.where(allzero, zero, one)
+    lo = st.lo.clamp(max=0)
+    denom = st.total - n * lo
+    uniform = denom <= 0
+    scale = torch.where(uniform, zero, 1 / torch.where(uniform, one, denom))
+    return scale, torch.where(uniform, one / n, -lo * scale), one
 
 
 def sim(pred: torch.Tensor, gt_map: torch.Tensor, *, variant: str = "mit",
@@ -68,24 +96,16 @@ def sim(pred: torch.Tensor, gt_map: torch.Tensor, *, variant: str = "mit",
     check_variant(variant)
     p, g = _pair(pred, gt_map, "gt_map", dtype)
     p, g = p.flatten(1), g.flatten(1)
-    n = p.shape[1]
-
-    def distribution(x):
-        # minmax then /sum in one pass: (x − lo) / (Σx − n·lo), the sum known from a reduction
-        lo, hi = x.aminmax(dim=1)
-        total = x.sum(1)
-        if variant == "mit":
-            zero = (lo == 0) & (hi == 0)  # MATLAB's `if any(map(:))`: an all-zero map stays zero
-            # a constant non-zero map is NaN, as MATLAB's 0/0
-            denom = torch.where(zero, torch.ones_like(total), nan_where(total - n * lo, constant_maps(lo, hi)))
-        else:  # pysaliency density: shift only when negative; a zero-sum map becomes uniform
-            lo = lo.clamp(max=0)
-            denom = total - n * lo
-            zero = denom <= 0
-            return torch.where(zero[:, None], torch.full_like(x, 1.0 / n), (x - lo[:, None]) / denom[:, None])
-        return (x - lo[:, None]).div_(denom[:, None])
-
-    return torch.minimum(distribution(p), distribution(g)).sum(1)
+    sp, cp, tp = _affine_distribution(p, variant)
+    sg, cg, tg = _affine_distribution(g, variant)
+    # Σ min(P, G) = (ΣP + ΣG − Σ|P − G|)/2, and P − G is one affine pass over p and g: per image in
+    # one reused buffer (:func:`~salnet.metrics.common.workspace`)
+    buf = workspace("map", p.shape[1], p.dtype, p.device)
+    l1 = torch.empty_like(tp)
+    for b, (a, c, s_p, s_g) in enumerate(zip(p, g, sp.tolist(), sg.tolist())):
+        torch.add((cp[b] - cg[b]), a, alpha=s_p, out=buf).add_(c, alpha=-s_g)
+        l1[b] = buf.abs_().sum()
+    return (tp + tg - l1) / 2
 
 
 def kld(pred: torch.Tensor, gt_map: torch.Tensor, *, eps: float = EPS,
@@ -99,10 +119,28 @@ def kld(pred: torch.Tensor, gt_map: torch.Tensor, *, eps: float = EPS,
     ``eps`` defaults to MATLAB's; pysaliency's ``MIT_KLDiv`` rounds it to 2.2204e-16.
     """
     p, g = _pair(pred, gt_map, "gt_map", dtype)
-    p, g = sum_normalise(p.clamp_min(0)).flatten(1), sum_normalise(g).flatten(1)
-    q = p.add_(eps)  # in place on the fresh normalised tensor: one full-size temporary in all
-    torch.div(g, q, out=q)
-    return q.add_(eps).log_().mul_(g).sum(1)
+    p, g = p.flatten(1), g.flatten(1)
+    sp = map_stats(p)
+    negative = sp.lo < 0
+    if negative.any():
+        p = p.clamp_min(0)
+        total_p = p.sum(1)
+    else:
+        total_p = sp.total
+    total_g = map_stats(g).total
+    # sum_normalise as a scale (MATLAB's `if any(map(:))`: an all-zero map is left as it is)
+    scale_p = torch.where(total_p == 0, torch.ones_like(total_p), 1 / total_p)
+    scale_g = torch.where(total_g == 0, torch.ones_like(total_g), 1 / total_g)
+    # Σ G'·log(eps + G'/(P' + eps)) with G' = g·scale_g, P' = p·scale_p, per image in one reused buffer
+    buf = workspace("map", p.shape[1], p.dtype, p.device)
+    out = torch.empty_like(total_g)
+    eps_t = torch.tensor(eps, dtype=p.dtype, device=p.device)
+    for b, (a, c, s_p, s_g) in enumerate(zip(p, g, scale_p.tolist(), scale_g.tolist())):
+        torch.add(eps_t, a, alpha=s_p, out=buf)
+        torch.div(c, buf, out=buf)
+        log_(torch.add(eps_t, buf, alpha=s_g, out=buf))
+        out[b] = torch.dot(c, buf) * s_g
+    return out
 
 
 def info_gain(pred: torch.Tensor, fixations: torch.Tensor, baseline: torch.Tensor, *,
@@ -130,13 +168,14 @@ def info_gain(pred: torch.Tensor, fixations: torch.Tensor, baseline: torch.Tenso
     def prob_at_fixations(x, vals):
         # normalised map only where it is needed: x' = (x - lo) / Σ(x - lo) with lo = min (mit) or
         # min(min, 0) (pysaliency density); a zero-sum density is uniform
-        lo, hi = x.aminmax(dim=1)
+        st = map_stats(x)
+        lo = st.lo
         if variant == "mit":
             # Σ minmax(x) = (Σx − n·lo)/(hi − lo); NaN for a constant map as in MATLAB's 0/0
-            denom = nan_where(x.sum(1) - n * lo, constant_maps(lo, hi))
+            denom = nan_where(st.total - n * lo, st.constant)
         else:
             lo = lo.clamp(max=0)
-            denom = x.sum(1) - n * lo
+            denom = st.total - n * lo
         out = (vals - lo[:, None]) / denom[:, None]
         if variant == "pysaliency":
             out = torch.where(denom[:, None] > 0, out, torch.full_like(out, 1.0 / n))
