@@ -221,3 +221,57 @@ def band_resize(x: torch.Tensor, size: tuple[int, int], method: str, channels_la
         return x
     rows = _resize_axis(x, hdim, size[0], method)
     return _resize_axis(rows, wdim, size[1], method)
+
+
+def _integer_block(n_in: int, n_out: int) -> tuple[int, list[list[tuple[int, int]]]] | None:
+    """INTER_AREA's repeated block with integer weights: (block_in, per output [(offset, weight·block_in)]).
+    Area weights are overlaps (multiples of 1/block_out input pixels) × block_out/block_in, so times
+    block_in they are integers summing to block_in. None without a repeated block."""
+    block = _block(n_in, n_out, "area")
+    if block is None:
+        return None
+    bi, terms = block
+    ints = [[(i, round(w * bi)) for i, w in taps] for taps in terms]
+    if any(abs(w * bi - k) > 1e-9 for taps, it in zip(terms, ints) for (_, w), (_, k) in zip(taps, it)):
+        return None
+    return bi, ints
+
+
+def _integer_axis0(x: torch.Tensor, block: tuple[int, list[list[tuple[int, int]]]]) -> torch.Tensor:
+    """Area-shrink axis 0 of an integer tensor (n_in, ...) with integer weights: exact, (n_out, ...)."""
+    bi, terms = block
+    xb = x.unflatten(0, (x.shape[0] // bi, bi))
+    out = torch.empty((xb.shape[0], len(terms), *xb.shape[2:]), dtype=x.dtype)
+    for o, taps in enumerate(terms):
+        target = out[:, o]
+        torch.mul(xb[:, taps[0][0]], taps[0][1], out=target)
+        for i, w in taps[1:]:
+            target.add_(xb[:, i], alpha=w)
+    return out.flatten(0, 1)
+
+
+def area_resize_int(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor | None:
+    """INTER_AREA shrink of a uint8 or uint16 (H, W, C) image straight to float32 (C, h, w) in [0, 1]
+    (divided by 255 or 65535), or None when the size is unchanged or an axis has no short repeated
+    block (then use :func:`band_resize`).
+
+    Both passes run in integers on rows that are contiguous in memory: the height pass on (H, W·C)
+    rows, then a 2-D transposing copy to (W·C, h) so that the width pass is again a pass over whole
+    rows, and a last transposing copy to (C, h, w) that also scales. The integer sums are exact, so the only
+    rounding is the final scaling: values equal :func:`imresize`'s to float32 precision.
+    """
+    H, W, C = x.shape
+    full = {torch.uint8: 255, torch.uint16: 65535}.get(x.dtype)
+    if full is None or tuple(size) == (H, W):
+        return None
+    bh, bw = _integer_block(H, size[0]), _integer_block(W, size[1])
+    if bh is None or bw is None:
+        return None
+    # worst case sum full·bh·bw; int16 holds 8-bit images for blocks up to ~11×11 (640 -> 400 is 8 -> 5)
+    dtype = torch.int16 if full * bh[0] * bw[0] < 2**15 else torch.int32
+    h, w = size
+    rows = _integer_axis0(x.to(dtype).view(H, W * C), bh)  # (h, W·C)
+    # a 2-D transpose (blocked, fast) where a (h, W, C) -> (W, h, C) permute would move C-element runs
+    cols = _integer_axis0(rows.t().contiguous().view(W, C * h), bw).view(w, C, h)
+    out = torch.empty((C, h, w), dtype=torch.float32)
+    return torch.mul(cols.permute(1, 2, 0), 1.0 / (full * bh[0] * bw[0]), out=out)

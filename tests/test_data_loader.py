@@ -303,3 +303,17 @@ def test_tar_cut_inside_a_header_loses_exactly_the_samples_after_it(tmp_path):
     ids = [i for b in loader for i in b["id"]]
     assert sorted(ids) == [f"{i:06d}" for i in (0, 1, 2, 4, 5, 6, 7, 8, 9, 10)]
     assert loader.stats == {"good": 10, "bad": 6}
+
+
+@pytest.mark.parametrize("src, dst", [((480, 640), (192, 256)), ((480, 640), (300, 400)), ((40, 60), (16, 24))])
+@pytest.mark.parametrize("dtype, full", [(torch.uint8, 255), (torch.uint16, 65535)])
+def test_integer_area_resize_equals_imresize(src, dst, dtype, full):
+    from salnet.imresize import area_resize_int
+
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randint(0, full + 1, (*src, 3), generator=gen, dtype=torch.int32).to(dtype)
+    ref = imresize(x.permute(2, 0, 1).double() / full, dst, "area")
+    out = area_resize_int(x, dst)
+    assert out.shape == (3, *dst) and out.dtype == torch.float32
+    assert (out.double() - ref).abs().max() < 1e-7  # exact integer sums: only the final float32 rounding
+    assert area_resize_int(x, src) is None and area_resize_int(x[:, :-1], dst) is None  # no block: band path

@@ -227,3 +227,34 @@ def test_matlab_formulas_written_in_numpy():
     assert M.nss(T[0], T[3]).item() == pytest.approx(nss, abs=1e-12)
     pn, gn = p / p.sum(), g / g.sum()
     assert M.kld(T[0], T[1]).item() == pytest.approx(np.sum(gn * np.log(eps + gn / (pn + eps))), abs=1e-12)
+
+
+def test_auc_judd_lazy_jitter_equals_jittering_every_pixel():
+    # quantised maps have many ties, so the jitter decides the ranking: drawing it only for the pixels
+    # near a threshold must give what jittering the whole map does
+    from salnet.metrics.auc import judd_jitter
+    from salnet.metrics.common import image_seeds
+
+    maps = torch.round(blobs(4, 60, 80, seed=21) * 12) / 12
+    fix = sample_fixations(maps, n=40, seed=22)
+    seeds = image_seeds(3, fix, None)
+    n = maps[0].numel()
+    noise = torch.from_numpy(np.stack([judd_jitter(s, np.arange(n)) for s in seeds])).view_as(maps)
+    full = M.auc_judd(maps + noise, fix, jitter=False)
+    lazy = M.auc_judd(maps, fix, seed=3)
+    assert torch.allclose(lazy, full, atol=1e-12, rtol=0)
+    assert not torch.allclose(lazy, M.auc_judd(maps, fix, jitter=False))  # the ties do matter here
+
+
+def test_sparse_nonzero_equals_nonzero():
+    from salnet.metrics.common import sparse_nonzero
+
+    gen = torch.Generator().manual_seed(4)
+    for shape in [(3, 100), (2, 1000), (1, 7), (4, 513), (2, 64 * 8 + 3)]:
+        for dens in (0.0, 0.01, 0.5):
+            vals = torch.randint(-2, 3, shape, generator=gen).double()
+            x = (torch.rand(shape, generator=gen) < dens) * vals
+            for t in (x, x != 0, (x != 0)[:, 1:]):
+                want = t.nonzero(as_tuple=True)
+                got = sparse_nonzero(t)
+                assert all(torch.equal(a, b) for a, b in zip(got, want))

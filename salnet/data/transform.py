@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
 from salnet.data.maps import fixation_map
 from salnet.data.sample import decode_gray, decode_rgb, map_to_float
 from salnet.data.shards import decode_record
-from salnet.imresize import band_resize
+from salnet.imresize import area_resize_int, band_resize
 
 
 class Transform:
@@ -27,16 +29,27 @@ class Transform:
                              f"{(sample.height, sample.width)}")
         if "map.png" not in rec:
             raise ValueError(f"{sample.id}: no map.png (a split without targets cannot be trained on)")
-        smap = torch.from_numpy(map_to_float(decode_gray(rec["map.png"])))[None]
+        gray = decode_gray(rec["map.png"])
         pts = sample.fixations.astype(np.int64)
         fix = torch.from_numpy(fixation_map(pts, (sample.height, sample.width), self.size))[None]
-        # uint8 HWC in: the first pass gathers bytes and its weights make floats (no full-size float copy)
-        image = band_resize(rgb, self.size, self.resize, channels_last=True)
-        image = image.float() if image.dtype == torch.uint8 else image  # same size: no resize happened
-        # divided straight into a (3, H, W) tensor: one pass instead of divide, clamp and a transposing copy
-        image = torch.div(image.permute(2, 0, 1), 255.0, out=torch.empty(3, *self.size)).clamp_(0, 1)
-        smap_small = band_resize(smap, self.size, self.resize)
-        smap_small = smap_small.clamp(0, 1) if smap_small is smap else smap_small.clamp_(0, 1)  # no alias
+        area = self.resize == "area"
+        image = area_resize_int(rgb, self.size) if area else None  # exact integer passes
+        if image is None:
+            # uint8 HWC in: the first pass gathers bytes and its weights make floats (no full-size float copy)
+            image = band_resize(rgb, self.size, self.resize, channels_last=True)
+            image = image.float() if image.dtype == torch.uint8 else image  # same size: no resize happened
+            # divided straight into a (3, H, W) tensor: one pass instead of divide, clamp and a transposing copy
+            image = torch.div(image.permute(2, 0, 1), 255.0, out=torch.empty(3, *self.size)).clamp_(0, 1)
+        smap = None
+        with warnings.catch_warnings():  # PIL's array is read-only; it is only read here
+            warnings.simplefilter("ignore", UserWarning)
+            gray_t = torch.from_numpy(gray)
+        smap_small = area_resize_int(gray_t[..., None], self.size) if area else None
+        if smap_small is None or self.keep_original:
+            smap = torch.from_numpy(map_to_float(gray))[None]
+        if smap_small is None:
+            smap_small = band_resize(smap, self.size, self.resize)
+            smap_small = smap_small.clamp(0, 1) if smap_small is smap else smap_small.clamp_(0, 1)  # no alias
         if flip:  # flipped after resizing, all three alike (a flipped point grid would not align)
             image, smap_small, fix = image.flip(-1), smap_small.flip(-1), fix.flip(-1)
         out = {"image": image, "map": smap_small, "fixations": fix, "id": sample.id}
