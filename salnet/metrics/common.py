@@ -192,30 +192,6 @@ def log_(x: torch.Tensor) -> torch.Tensor:
     return x.log_()
 
 
-def minmax(x: torch.Tensor) -> torch.Tensor:
-    """Per image (x - min) / (max - min); a constant image becomes NaN (0/0), as in MATLAB."""
-    st = map_stats(x.flatten(1))
-    spread = nan_where(st.hi - st.lo, st.constant)
-    return (x - st.lo.view(-1, 1, 1)) / spread.view(-1, 1, 1)
-
-
-def sum_normalise(x: torch.Tensor) -> torch.Tensor:
-    """Per image x / sum(x), skipped for an all-zero image (MATLAB's ``if any(map(:))``)."""
-    s = x.flatten(1).sum(1)[:, None, None]
-    nonzero = (x != 0).flatten(1).any(1)[:, None, None]
-    return torch.where(nonzero, x / torch.where(s == 0, torch.ones_like(s), s), x)
-
-
-def to_density(x: torch.Tensor) -> torch.Tensor:
-    """pysaliency's ``convert_saliency_map_to_density``: shift negative maps to min 0, divide by the sum
-    (a zero map becomes uniform)."""
-    lo = x.flatten(1).min(1).values[:, None, None]
-    x = torch.where(lo < 0, x - lo, x)
-    s = x.flatten(1).sum(1)[:, None, None]
-    uniform = torch.full_like(x, 1.0 / x[0].numel())
-    return torch.where(s > 0, x / torch.where(s > 0, s, torch.ones_like(s)), uniform)
-
-
 @dataclass(frozen=True)
 class FixationLayout:
     """The fixated pixels of a (B,N) count map, left-packed to (B,F): ``rows``/``cols`` of the nonzero
@@ -285,12 +261,6 @@ def fixation_layout(fix: torch.Tensor) -> FixationLayout:
     return _memo("layout", [fix], compute)
 
 
-def fixation_index(fix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rows, cols) of the fixated pixels of a count map (B, N)."""
-    layout = fixation_layout(fix)
-    return layout.rows, layout.cols
-
-
 def pack_at_fixations(fix: torch.Tensor, *maps: torch.Tensor):
     """Gather at the fixated pixels of the count map ``fix`` (B,N), left-packed to (B, Fmax).
 
@@ -317,7 +287,8 @@ def image_seeds(seed: int, fixations: torch.Tensor, keys: Sequence[str | int] | 
     """One 63-bit seed per image from (seed, key). Without keys, the key is the image's fixation
     pattern, so an image gets the same random draws whatever batch or position it is scored in."""
     if keys is None:
-        rows, cols = fixation_index(fixations.flatten(1))
+        layout = fixation_layout(fixations.flatten(1))
+        rows, cols = layout.rows, layout.cols
         rows, cols = rows.cpu().numpy(), cols.cpu().numpy()
         bounds = np.searchsorted(rows, np.arange(fixations.shape[0] + 1))
         keys = [f"{tuple(fixations.shape[1:])}:{cols[lo:hi].tobytes().hex()}" for lo, hi in zip(bounds, bounds[1:])]

@@ -128,7 +128,7 @@ def kld(pred: torch.Tensor, gt_map: torch.Tensor, *, eps: float = EPS,
     else:
         total_p = sp.total
     total_g = map_stats(g).total
-    # sum_normalise as a scale (MATLAB's `if any(map(:))`: an all-zero map is left as it is)
+    # divide by the sum, as a scale (MATLAB's `if any(map(:))`: an all-zero map is left as it is)
     scale_p = torch.where(total_p == 0, torch.ones_like(total_p), 1 / total_p)
     scale_g = torch.where(total_g == 0, torch.ones_like(total_g), 1 / total_g)
     # Σ G'·log(eps + G'/(P' + eps)) with G' = g·scale_g, P' = p·scale_p, per image in one reused buffer
