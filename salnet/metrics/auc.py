@@ -23,6 +23,7 @@ from salnet.metrics.common import (
     generator,
     image_seeds,
     map_stats,
+    memoised,
     nan_where,
     pack_at_fixations,
     resize_to,
@@ -130,11 +131,11 @@ def _count_at_or_above_fixated(S: torch.Tensor, layout: FixationLayout,
     th, order = torch.where(valid, th, torch.full_like(th, math.inf)).sort(1)
     above = torch.zeros_like(hi_bin)
     scratch, bins = workspace("judd", N, S.dtype, dev), workspace("judd_bins", N, torch.int64, dev)
-    sc, sh, nf = scale.tolist(), shift.tolist(), layout.nf.tolist()
+    sc, nf = scale.tolist(), layout.nf.tolist()
     for b in range(B):
         if not nf[b]:
             continue
-        torch.add(torch.tensor(sh[b], dtype=S.dtype), S[b], alpha=sc[b], out=scratch)
+        torch.add(shift[b], S[b], alpha=sc[b], out=scratch)
         bins.copy_(scratch)  # truncation
         hist = torch.bincount(bins, minlength=K + 3)
         close = sparse_nonzero(marked[b].index_select(0, bins)[None])[1]
@@ -150,6 +151,7 @@ def _count_at_or_above_fixated(S: torch.Tensor, layout: FixationLayout,
     return th, above
 
 
+@memoised
 def auc_judd(
     pred: torch.Tensor,
     fixations: torch.Tensor,
@@ -171,13 +173,9 @@ def auc_judd(
     layout = fixation_layout(fix.flatten(1))
     valid, nf = layout.valid, layout.nf
     st = map_stats(S)
-    if jitter:
-        # MATLAB normalises the jittered map: only a spread below the jitter's counts as constant
-        constant = constant_maps(st.lo, st.hi + JUDD_JITTER)
-        th, above_asc = _count_at_or_above_fixated(S, layout, image_seeds(seed, fix, keys))
-    else:
-        constant = st.constant
-        th, above_asc = _count_at_or_above_fixated(S, layout, None)
+    # MATLAB normalises the jittered map: only a spread below the jitter's counts as constant
+    constant = constant_maps(st.lo, st.hi + JUDD_JITTER) if jitter else st.constant
+    th, above_asc = _count_at_or_above_fixated(S, layout, image_seeds(seed, fix, keys) if jitter else None)
     F = th.shape[1]
     i = torch.arange(1, F + 1, device=S.device)[None, :]
     k = (nf[:, None] - i).clamp_min(0)  # the i-th largest valid threshold sits at ascending index nf - i
@@ -217,6 +215,7 @@ def _stepped_auc(pos: torch.Tensor, pos_valid: torch.Tensor, neg: torch.Tensor, 
     return auc.mean(1)
 
 
+@memoised
 def auc_borji(
     pred: torch.Tensor,
     fixations: torch.Tensor,
@@ -256,6 +255,7 @@ def _exact_auc(pos: torch.Tensor, wpos: torch.Tensor, neg: torch.Tensor, wneg: t
     return ((lt + le) / 2 * wpos).sum() / (wpos.sum() * wneg.sum())
 
 
+@memoised
 def sauc(
     pred: torch.Tensor,
     fixations: torch.Tensor,

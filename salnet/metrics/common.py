@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import hashlib
 import threading
 from collections.abc import Sequence
@@ -36,7 +37,8 @@ def check_variant(variant: str) -> str:
     return variant
 
 
-_SHARED: contextvars.ContextVar[dict | None] = contextvars.ContextVar("salnet_metrics_shared", default=None)
+_CACHE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("salnet_metrics_cache", default=None)
+_CHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar("salnet_metrics_checked", default=False)
 
 
 @contextlib.contextmanager
@@ -44,18 +46,36 @@ def shared_inputs():
     """Inside, :func:`as_batch` skips the NaN/inf scan and per-map statistics and fixation packings are
     computed once: ``score_batch`` checks every input once and then calls the nine metrics on the same
     tensors, which would otherwise each recompute min, max, sums and the fixated pixels."""
-    token = _SHARED.set({})
+    cache, checked = _CACHE.set({}), _CHECKED.set(True)
     try:
         yield
     finally:
-        _SHARED.reset(token)
+        _CHECKED.reset(checked)
+        _CACHE.reset(cache)
+
+
+def memoised(fn):
+    """Decorator for a metric: its statistics and packings are computed once per call (or once per
+    :func:`shared_inputs` block when called inside one), its inputs still checked."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if _CACHE.get() is not None:
+            return fn(*args, **kwargs)
+        token = _CACHE.set({})
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _CACHE.reset(token)
+
+    return wrapper
 
 
 def _memo(op: str, tensors: Sequence[torch.Tensor], compute):
-    """``compute()`` once per (op, tensors) inside :func:`shared_inputs`, else every time. Tensors are
-    identified by storage address, layout and version counter; the cache keeps them alive so an address
-    cannot be reused by another tensor while it is cached."""
-    cache = _SHARED.get()
+    """``compute()`` once per (op, tensors) inside a :func:`memoised` call or :func:`shared_inputs`, else
+    every time. Tensors are identified by storage address, layout and version counter; the cache keeps
+    them alive so an address cannot be reused by another tensor while it is cached."""
+    cache = _CACHE.get()
     if cache is None:
         return compute()
     key = (op, *((t.data_ptr(), tuple(t.shape), t.stride(), t.dtype, t.device, t._version) for t in tensors))
@@ -73,7 +93,7 @@ def as_batch(x: torch.Tensor, name: str, dtype: torch.dtype) -> torch.Tensor:
     if x.ndim != 3:
         raise ValueError(f"{name} must have shape (B, H, W) or (B, 1, H, W), got {tuple(x.shape)}")
     x = x.to(dtype)
-    if _SHARED.get() is None:
+    if not _CHECKED.get():
         check_finite(x, name, x.sum())
     return x
 

@@ -17,6 +17,7 @@ from salnet.metrics.common import (
     map_stats,
     map_std,
     mean_at_fixations,
+    memoised,
     nan_where,
     pack_at_fixations,
     resize_to,
@@ -31,6 +32,7 @@ def _pair(pred, target, name, dtype):
     return p, t
 
 
+@memoised
 def nss(pred: torch.Tensor, fixations: torch.Tensor, *, variant: str = "mit",
         dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Normalised scanpath saliency: mean of the standardised prediction at fixations.
@@ -47,6 +49,7 @@ def nss(pred: torch.Tensor, fixations: torch.Tensor, *, variant: str = "mit",
     return mean_at_fixations(z, counts, valid, nf, variant)
 
 
+@memoised
 def cc(pred: torch.Tensor, gt_map: torch.Tensor, *, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Pearson correlation of the prediction and the continuous ground-truth map, in [−1, 1]
     (MIT ``CC.m`` = pysaliency ``CC``); undefined for a constant map on either side."""
@@ -85,6 +88,7 @@ def _affine_distribution(x: torch.Tensor, variant: str) -> tuple[torch.Tensor, t
     return scale, torch.where(uniform, one / n, -lo * scale), one
 
 
+@memoised
 def sim(pred: torch.Tensor, gt_map: torch.Tensor, *, variant: str = "mit",
         dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Similarity (histogram intersection) Σ min(P, G) of the two maps as distributions, in [0, 1].
@@ -108,6 +112,7 @@ def sim(pred: torch.Tensor, gt_map: torch.Tensor, *, variant: str = "mit",
     return (tp + tg - l1) / 2
 
 
+@memoised
 def kld(pred: torch.Tensor, gt_map: torch.Tensor, *, eps: float = EPS,
         dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """KL(G‖P) = Σ G·log(eps + G/(P + eps)) of the sum-normalised maps (MIT ``KLdiv.m``; equals
@@ -143,6 +148,7 @@ def kld(pred: torch.Tensor, gt_map: torch.Tensor, *, eps: float = EPS,
     return out
 
 
+@memoised
 def info_gain(pred: torch.Tensor, fixations: torch.Tensor, baseline: torch.Tensor, *,
               variant: str = "mit", dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """Information gain over a baseline (MIT ``InfoGain.m``), bits per fixation:
