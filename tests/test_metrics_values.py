@@ -72,6 +72,27 @@ def test_auc_judd_by_hand():
     assert M.auc_judd(S, F, jitter=False).item() == pytest.approx(np.trapezoid(y, x), abs=1e-12)
 
 
+def _auc_judd_numpy(s, fix):
+    """AUC_Judd.m without jitter, by sorting: thresholds at the fixated values, counts by comparison."""
+    th = np.sort(s[fix > 0])[::-1]
+    n, nf = s.size, th.size
+    above = np.array([(s >= t).sum() for t in th])
+    tp = np.concatenate([[0], np.arange(1, nf + 1) / nf, [1]])
+    fp = np.concatenate([[0], (above - np.arange(1, nf + 1)) / (n - nf), [1]])
+    return np.trapezoid(tp, fp)
+
+
+@pytest.mark.parametrize("offset", [0.0, -3.0, 1e11])
+def test_auc_judd_histogram_equals_sorting(offset):
+    # the histogram counting with its exact pass over the pixels near each threshold, against plain
+    # sorting; a map far from zero relative to its spread takes the subtract-first binning
+    maps = blobs(3, 60, 80, seed=31) + offset
+    fix = sample_fixations(blobs(3, 60, 80, seed=32), n=50, seed=33)
+    got = M.auc_judd(maps, fix, jitter=False)
+    want = [_auc_judd_numpy(m.numpy(), f.numpy()) for m, f in zip(maps, fix)]
+    np.testing.assert_allclose(got.numpy(), want, atol=1e-12, rtol=0)
+
+
 def test_emd_point_masses_is_their_distance():
     p = torch.zeros(1, 6, 8, dtype=torch.float64)
     q = torch.zeros_like(p)
@@ -254,7 +275,10 @@ def test_sparse_nonzero_equals_nonzero():
         for dens in (0.0, 0.01, 0.5):
             vals = torch.randint(-2, 3, shape, generator=gen).double()
             x = (torch.rand(shape, generator=gen) < dens) * vals
-            for t in (x, x != 0, (x != 0)[:, 1:]):
+            odd = x.clone()  # −0.0 is zero, NaN is not: both are nonzero bit patterns
+            odd.view(-1)[:: 5] = -0.0
+            odd.view(-1)[3::11] = float("nan")
+            for t in (x, x != 0, (x != 0)[:, 1:], x.float(), odd, odd.float()):
                 want = t.nonzero(as_tuple=True)
                 got = sparse_nonzero(t)
                 assert all(torch.equal(a, b) for a, b in zip(got, want))

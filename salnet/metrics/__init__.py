@@ -11,7 +11,16 @@ from dataclasses import dataclass
 import torch
 
 from salnet.metrics.auc import auc_borji, auc_judd, sauc
-from salnet.metrics.common import EPS, VARIANTS, as_batch, check_finite, map_stats, resize_to, shared_inputs
+from salnet.metrics.common import (
+    EPS,
+    VARIANTS,
+    as_batch,
+    check_finite,
+    fixation_layout,
+    map_stats,
+    resize_to,
+    shared_inputs,
+)
 from salnet.metrics.distribution import cc, info_gain, kld, nss, sim
 from salnet.metrics.emd import emd
 from salnet.metrics.shuffled import other_fixations
@@ -94,11 +103,22 @@ def score_batch(
         check_finite(pred, "pred", map_stats(resized.flatten(1)).total)
         for k, v in given.items():
             if v is not None and k in needed:
-                check_finite(v, k, map_stats(v.flatten(1)).total if k == "gt_map" else v.sum())
+                check_finite(v, k, _total(k, v.flatten(1)))
         for name in names:
             out[name] = _call(METRICS[name], name, resized if name != "emd" else pred, given, variant, seed, keys,
                               n_splits, step, dtype)
     return out
+
+
+def _total(name: str, x: torch.Tensor) -> torch.Tensor:
+    """Sums over each row of the input ``name`` (B,N), shared with the metrics: a ground-truth map's from
+    its statistics; a fixation map's over its fixated (nonzero, NaN/inf included) pixels, from the
+    packing the metrics use, so that the mostly-zero map is not summed in full as well."""
+    if name == "gt_map":
+        return map_stats(x).total
+    if name in ("fixations", "other"):
+        return fixation_layout(x).counts.sum(1)
+    return x.sum(1)
 
 
 def _call(m: Metric, name, pred, given, variant, seed, keys, n_splits, step, dtype) -> torch.Tensor:

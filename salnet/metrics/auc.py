@@ -20,6 +20,7 @@ from salnet.metrics.common import (
     check_variant,
     constant_maps,
     fixation_layout,
+    flatnonzero,
     generator,
     image_seeds,
     map_stats,
@@ -27,7 +28,6 @@ from salnet.metrics.common import (
     nan_where,
     pack_at_fixations,
     resize_to,
-    sparse_nonzero,
     workspace,
 )
 
@@ -69,7 +69,7 @@ def _range(S):
     return st.lo, nan_where(st.hi - st.lo, st.constant)
 
 
-JUDD_BINS = 1 << 14  # value bins per image for AUC-Judd's counting pass
+JUDD_BINS = 1 << 15  # value bins per image for AUC-Judd's counting pass
 _GOLDEN, _MIX1, _MIX2 = np.uint64(0x9E3779B97F4A7C15), np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
@@ -102,15 +102,20 @@ def _count_at_or_above_fixated(S: torch.Tensor, layout: FixationLayout,
     above θ whatever its jitter; one two bins or more below the bin of raw − 2e-7 is below it; the rest
     ("close" pixels, the fixated ones among them) get their jitter and are compared with the thresholds
     exactly. One histogram pass instead of a binary search per pixel, and jitter for a few pixels, not N.
-    The per-pixel passes run image by image in reused buffers (:func:`workspace`).
+    The per-pixel passes (bin, histogram, close-bin lookup) run image by image, so that one image's
+    buffers stay in cache between them; everything after them is batched over the close pixels.
     """
     B, N = S.shape
     K, dev = JUDD_BINS, S.device
+    R = K + 3  # bins per image: pixels land in 1..K+1, the thresholds' margins reach 0..K+2
     st = map_stats(S)
     spread = st.hi - st.lo
     ok = spread > 0
     scale = torch.where(ok, K / torch.where(ok, spread, torch.ones_like(spread)), torch.zeros_like(spread))
-    shift = 1.5 - st.lo * scale  # bin = trunc(S·scale + shift) ∈ [1, K+1] up to rounding
+    # bin = trunc((S − lo)·scale + 1.5). Folding lo into the shift (one pass) is exact to far below a
+    # bin unless |lo| dwarfs the spread; then lo is subtracted first (two more passes).
+    subtract = bool((st.lo.abs() * scale > 2.0**30).any())
+    shift = 1.5 - (torch.zeros_like(scale) if subtract else st.lo * scale)
     valid = layout.valid
     raw = layout.pack(S)
     th = raw
@@ -118,37 +123,53 @@ def _count_at_or_above_fixated(S: torch.Tensor, layout: FixationLayout,
         sd = np.asarray(seeds, dtype=np.uint64)
         th = raw + torch.from_numpy(judd_jitter(sd[:, None], layout.pack_index().cpu().numpy())).to(raw)
 
-    def bin_of(v):  # the pixels' map for a few values, computed apart from theirs and so possibly one bin
-        # off in rounding (the ±1 margins allow for it), clamped to the pixels' range
+    def bin_of(v):  # the bin of a few values, computed apart from the pixels' and so possibly one bin off
+        # in rounding (the ±1 margins allow for it), clamped to the pixels' range
+        v = v - st.lo[:, None] if subtract else v
         return torch.addcmul(shift[:, None], v, scale[:, None]).floor().clamp(1, K + 1).to(torch.int64)
 
     hi_bin = bin_of(raw + (0.0 if seeds is None else JUDD_JITTER)) + 1
     lo_bin = bin_of(raw - (0.0 if seeds is None else 2 * JUDD_JITTER)) - 1
     # bins lo_bin..hi_bin of every threshold are marked: +1/−1 at the ends, then a running sum
-    edges = torch.zeros((B, K + 4), dtype=torch.int64, device=dev)
+    edges = torch.zeros((B, R + 1), dtype=torch.int64, device=dev)
     edges.scatter_add_(1, lo_bin, valid.long()).scatter_add_(1, hi_bin + 1, -valid.long())
-    marked = edges.cumsum(1)[:, :-1] > 0
-    th, order = torch.where(valid, th, torch.full_like(th, math.inf)).sort(1)
-    above = torch.zeros_like(hi_bin)
-    scratch, bins = workspace("judd", N, S.dtype, dev), workspace("judd_bins", N, torch.int64, dev)
-    sc, nf = scale.tolist(), layout.nf.tolist()
+    marked = edges.cumsum(1)[:, :R] > 0
+    scratch = workspace("judd", N, S.dtype, dev)
+    bins = workspace("judd_bins", B * N, torch.int32, dev)
+    is_close = workspace("judd_close", B * N, torch.bool, dev)
+    hist = torch.zeros((B, R), dtype=torch.int64, device=dev)
+    lo_l, sc_l, sh_l = st.lo.tolist(), scale.tolist(), shift.tolist()
     for b in range(B):
-        if not nf[b]:
-            continue
-        torch.add(shift[b], S[b], alpha=sc[b], out=scratch)
-        bins.copy_(scratch)  # truncation
-        hist = torch.bincount(bins, minlength=K + 3)
-        close = sparse_nonzero(marked[b].index_select(0, bins)[None])[1]
-        hist.index_add_(0, bins[close], torch.full_like(close, -1))  # the far pixels' histogram
-        cum = hist.cumsum(0)
-        far = cum[-1] - cum[hi_bin[b, :nf[b]]]  # far pixels above θ's marked range, in layout order
-        vals = S[b, close]
-        if seeds is not None:
-            vals = vals + torch.from_numpy(judd_jitter(int(seeds[b]), close.cpu().numpy())).to(vals)
-        rank = torch.searchsorted(th[b, :nf[b]], vals, right=True)  # thresholds ≤ each close value
-        near = torch.bincount(rank, minlength=nf[b] + 1).flip(0).cumsum(0).flip(0)[1:]  # #(close ≥ th[k])
-        above[b, :nf[b]] = far[order[b, :nf[b]]] + near
-    return th, above
+        if subtract:
+            torch.sub(S[b], lo_l[b], out=scratch).mul_(sc_l[b]).add_(sh_l[b])
+        else:
+            torch.add(sh_l[b], S[b], alpha=sc_l[b], out=scratch)
+        image_bins = bins[b * N:(b + 1) * N]
+        image_bins.copy_(scratch)  # truncation (all values ≥ 1)
+        hist[b] = torch.bincount(image_bins, minlength=R)
+        torch.index_select(marked[b], 0, image_bins, out=is_close[b * N:(b + 1) * N])
+    close = flatnonzero(is_close)
+    rows = close // N
+    gbins = bins.index_select(0, close) + rows * R
+    hist.view(-1).index_add_(0, gbins, torch.full_like(close, -1))  # the far pixels' histogram
+    cum = hist.cumsum(1)
+    far = cum[:, -1:] - cum.gather(1, hi_bin)  # (B,F) far pixels above θ's marked range, in layout order
+    cols = close - rows * N
+    vals = S.view(-1).index_select(0, close)
+    if seeds is not None:
+        vals = vals + torch.from_numpy(judd_jitter(sd[rows.cpu().numpy()], cols.cpu().numpy())).to(vals)
+    th, order = torch.where(valid, th, torch.full_like(th, math.inf)).sort(1)
+    # each close value's rank among its image's thresholds, (B, most close pixels) padded with −inf (rank 0)
+    per = torch.bincount(rows, minlength=B)
+    pos = torch.arange(close.numel(), device=dev) - (per.cumsum(0) - per)[rows]
+    padded = torch.full((B, max(int(per.max()), 1) if close.numel() else 1), -math.inf, dtype=S.dtype, device=dev)
+    padded[rows, pos] = vals
+    F = th.shape[1]
+    rank = torch.searchsorted(th, padded, right=True)  # thresholds ≤ each close value, 0..F
+    rank += torch.arange(B, device=dev)[:, None] * (F + 1)
+    near = torch.bincount(rank.view(-1), minlength=B * (F + 1)).view(B, F + 1)
+    near = near.flip(1).cumsum(1).flip(1)[:, 1:]  # (B,F) #(close ≥ th[k]); the pads' rank-0 bucket dropped
+    return th, torch.gather(far, 1, order) + near
 
 
 @memoised

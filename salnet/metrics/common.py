@@ -241,10 +241,19 @@ class FixationLayout:
 NONZERO_BLOCK = 64
 
 
+def flatnonzero(mask: torch.Tensor) -> torch.Tensor:
+    """Flat int64 indices of the true entries of a bool tensor (numpy's scan on CPU: ~3× torch's)."""
+    if mask.device.type == "cpu" and mask.is_contiguous():
+        return torch.from_numpy(np.flatnonzero(mask.numpy()))
+    return mask.reshape(-1).nonzero().view(-1)
+
+
 def sparse_nonzero(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``x.nonzero(as_tuple=True)`` of a sparse (B,N) map, row-major. A full ``nonzero`` scan costs
-    ~10 reductions; fixation maps are nearly all zero, so blocks with a nonzero entry (max > 0 or
-    min < 0) are found by two block reductions and only those blocks are scanned."""
+    ~10 reductions; fixation maps are nearly all zero, so blocks with a nonzero entry (Σx² > 0) are
+    found by one block reduction and only those blocks are scanned. NaN counts as nonzero, as in
+    ``nonzero``; an entry below 1e-154 in magnitude (its square underflows) only when its block holds a
+    larger one."""
     B, N = x.shape
     if x.device.type != "cpu":
         return x.nonzero(as_tuple=True)
@@ -255,9 +264,11 @@ def sparse_nonzero(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     blocks = flat[:cut].view(-1, NONZERO_BLOCK)
     if flat.dtype == torch.uint8 and flat.storage_offset() % 8 == 0:
         hit = blocks.view(torch.int64).amax(1) != 0  # a block of 64 flags as 8 words: 0 iff all are 0
+    elif flat.dtype.is_floating_point:  # Σx² of a block: one pass, no cancellation, NaN/inf propagate
+        hit = torch.linalg.vector_norm(blocks, dim=1) != 0
     else:
         hit = (blocks.amax(1) > 0) | (blocks.amin(1) < 0)
-    hit = hit.nonzero().flatten()
+    hit = flatnonzero(hit)
     r, c = blocks.index_select(0, hit).nonzero(as_tuple=True)
     per = NONZERO_BLOCK
     # ascending: blocks in order, entries in order within a block, then the tail

@@ -142,8 +142,7 @@ def kld(pred: torch.Tensor, gt_map: torch.Tensor, *, eps: float = EPS,
     eps_t = torch.tensor(eps, dtype=p.dtype, device=p.device)
     for b, (a, c, s_p, s_g) in enumerate(zip(p, g, scale_p.tolist(), scale_g.tolist())):
         torch.add(eps_t, a, alpha=s_p, out=buf)
-        torch.div(c, buf, out=buf)
-        log_(torch.add(eps_t, buf, alpha=s_g, out=buf))
+        log_(torch.addcdiv(eps_t, c, buf, value=s_g, out=buf))  # eps + G'/(P' + eps)
         out[b] = torch.dot(c, buf) * s_g
     return out
 
