@@ -94,22 +94,24 @@ def time_reference(n):
     p, g, f = make_batch(0, n)
     totals = dict.fromkeys(["auc_judd", "auc_borji", "sauc", "nss", "cc", "sim", "kld", "emd", "ig"], 0.0)
     pts = [np.argwhere(fi > 0) for fi in f]
-    rng = np.random.default_rng(0)
+    rst = np.random.RandomState(42)
     for i in range(n):
         ys, xs = np.nonzero(f[i])
-        jit = p[i] + rng.random((H, W)) / 1e7
+        # each AUC as pysaliency's AUC_per_image computes it: positives and negatives gathered and copied
+        # as float, then general_roc; AUC_Judd first adds its jitter (RandomNoiseSaliencyMapModel:
+        # randn·1e-7 per map) and takes the unfixated pixels as negatives
         t0 = time.perf_counter()
-        pos = jit[ys, xs]
+        jit = p[i] + rst.randn(H, W) * 1e-7
         unfixated = np.ones((H, W), bool)
         unfixated[ys, xs] = False
-        general_roc(pos, jit[unfixated], judd=1)  # pysaliency's AUC_Judd core
+        general_roc(jit[ys, xs].astype(float), jit[unfixated].astype(float), judd=1)
         totals["auc_judd"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        general_roc(p[i][ys, xs], p[i].ravel(), judd=0)  # uniform-negatives AUC (pysaliency's "AUC")
+        general_roc(p[i][ys, xs].astype(float), p[i].flatten().astype(float), judd=0)  # "uniform" nonfixations
         totals["auc_borji"] += time.perf_counter() - t0
         j = (i - 1) % n
         t0 = time.perf_counter()
-        general_roc(p[i][ys, xs], p[i][pts[j][:, 0], pts[j][:, 1]], judd=0)  # shuffled AUC
+        general_roc(p[i][ys, xs].astype(float), p[i][pts[j][:, 0], pts[j][:, 1]].astype(float), judd=0)  # shuffled
         totals["sauc"] += time.perf_counter() - t0
         for name, fn, args in (("nss", lambda a, x, y: pm.NSS(a, x, y).mean(), (p[i], xs, ys)),
                                ("cc", pm.CC, (p[i], g[i])), ("sim", pm.SIM, (p[i], g[i])),
