@@ -252,8 +252,8 @@ def sparse_nonzero(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``x.nonzero(as_tuple=True)`` of a sparse (B,N) map, row-major. A full ``nonzero`` scan costs
     ~10 reductions; fixation maps are nearly all zero, so blocks with a nonzero entry (Σx² > 0) are
     found by one block reduction and only those blocks are scanned. NaN counts as nonzero, as in
-    ``nonzero``; an entry below 1e-154 in magnitude (its square underflows) only when its block holds a
-    larger one."""
+    ``nonzero``. An entry below 1e-154 in magnitude (its square underflows) is found only when its
+    block holds a larger one: no fixation count is that small."""
     B, N = x.shape
     if x.device.type != "cpu":
         return x.nonzero(as_tuple=True)
