@@ -202,6 +202,16 @@ def test_prediction_resized_to_ground_truth_and_bad_input():
         M.score_batch(maps, gt_map=maps, metrics=["auc"])
     with pytest.raises(ValueError, match="needs other"):
         M.score_batch(maps, fixations=maps, metrics=["sauc"])
+    # score_batch checks a fixation map on its nonzero entries only: NaN and −inf must still be caught,
+    # named, with the batch item
+    fix = sample_fixations(maps.expand(3, -1, -1).contiguous(), n=10, seed=16)
+    for value, item in ((float("nan"), 1), (-float("inf"), 2)):
+        broken = fix.clone()
+        broken[item, 40, 60] = value
+        for kw in ({"fixations": broken}, {"fixations": fix, "other": broken}):
+            name = "other" if "other" in kw else "fixations"
+            with pytest.raises(ValueError, match=rf"{name} contains NaN or inf values \(batch items \[{item}\]\)"):
+                M.score_batch(maps.expand(3, -1, -1), metrics=["nss", "sauc"], **{"other": fix, **kw})
 
 
 def test_float32_close_to_float64():
