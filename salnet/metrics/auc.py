@@ -23,6 +23,7 @@ from salnet.metrics.common import (
     flatnonzero,
     generator,
     image_seeds,
+    left_pack,
     map_stats,
     memoised,
     nan_where,
@@ -160,9 +161,8 @@ def _count_at_or_above_fixated(S: torch.Tensor, layout: FixationLayout,
         vals = vals + torch.from_numpy(judd_jitter(sd[rows.cpu().numpy()], cols.cpu().numpy())).to(vals)
     th, order = torch.where(valid, th, torch.full_like(th, math.inf)).sort(1)
     # each close value's rank among its image's thresholds, (B, most close pixels) padded with −inf (rank 0)
-    per = torch.bincount(rows, minlength=B)
-    pos = torch.arange(close.numel(), device=dev) - (per.cumsum(0) - per)[rows]
-    padded = torch.full((B, max(int(per.max()), 1) if close.numel() else 1), -math.inf, dtype=S.dtype, device=dev)
+    _, pos, width = left_pack(rows, B)
+    padded = torch.full((B, width), -math.inf, dtype=S.dtype, device=dev)
     padded[rows, pos] = vals
     F = th.shape[1]
     rank = torch.searchsorted(th, padded, right=True)  # thresholds ≤ each close value, 0..F

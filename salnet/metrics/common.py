@@ -276,15 +276,21 @@ def sparse_nonzero(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return idx // N, idx % N
 
 
+def left_pack(rows: torch.Tensor, B: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Left-packing of entries whose batch rows ``rows`` (ascending) are given: ``per`` (B,) entries per
+    row, ``pos`` each entry's column in its row, and the width (the most entries in a row, at least 1)."""
+    per = torch.bincount(rows, minlength=B)
+    width = max(int(per.max()), 1) if rows.numel() else 1
+    pos = torch.arange(rows.numel(), device=rows.device) - (per.cumsum(0) - per)[rows]
+    return per, pos, width
+
+
 def fixation_layout(fix: torch.Tensor) -> FixationLayout:
     """:class:`FixationLayout` of the count map ``fix`` (B,N); counts are ≥ 0, so nonzero = fixated."""
 
     def compute():
         rows, cols = sparse_nonzero(fix)
-        B = fix.shape[0]
-        nf = torch.bincount(rows, minlength=B)
-        fmax = max(int(nf.max()), 1) if rows.numel() else 1
-        pos = torch.arange(rows.numel(), device=fix.device) - (nf.cumsum(0) - nf)[rows]
+        nf, pos, fmax = left_pack(rows, fix.shape[0])
         valid = torch.arange(fmax, device=fix.device)[None, :] < nf[:, None]
         layout = FixationLayout(rows, cols, pos, nf, valid, torch.zeros(0))
         return FixationLayout(rows, cols, pos, nf, valid, layout.pack(fix))
