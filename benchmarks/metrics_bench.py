@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from salnet import metrics as M
+from salnet import native
 from salnet.baselines import center_bias
 from salnet.metrics.emd import _ground_distance
 
@@ -166,8 +167,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     dtype = getattr(torch, args.dtype)
     dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
-    print(f"{args.n} maps {H}x{W}, {NFIX} fixations each; salnet on {dev}, {args.dtype}, batch {args.batch}; "
-          f"fastest of {args.repeats} timed calls per batch (salnet) and per image (reference)")
+    kernels = "C kernels" if native.library() is not None else "torch only (no C compiler)"
+    print(f"{args.n} maps {H}x{W}, {NFIX} fixations each; salnet on {dev}, {args.dtype}, batch {args.batch}, "
+          f"{kernels}; fastest of {args.repeats} timed calls per batch (salnet) and per image (reference)")
     ours = time_salnet(args.n, args.batch, args.device, dtype, args.repeats)
     ref = time_reference(min(args.ref_n, args.n), args.repeats)
     print(f"{'metric':<12}{'salnet img/s':>14}{'reference img/s':>17}{'ratio':>9}  reference")

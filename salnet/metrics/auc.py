@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from salnet import native
 from salnet.metrics.common import (
     FixationLayout,
     as_batch,
@@ -103,8 +104,8 @@ def _count_at_or_above_fixated(S: torch.Tensor, layout: FixationLayout,
     above θ whatever its jitter; one two bins or more below the bin of raw − 2e-7 is below it; the rest
     ("close" pixels, the fixated ones among them) get their jitter and are compared with the thresholds
     exactly. One histogram pass instead of a binary search per pixel, and jitter for a few pixels, not N.
-    The per-pixel passes (bin, histogram, close-bin lookup) run image by image, so that one image's
-    buffers stay in cache between them; everything after them is batched over the close pixels.
+    The per-pixel pass (bin, histogram, close-bin lookup) is one C loop where :mod:`salnet.native` is
+    available, else :func:`_judd_pass`; everything after it is batched over the close pixels.
     """
     B, N = S.shape
     K, dev = JUDD_BINS, S.device
@@ -135,24 +136,12 @@ def _count_at_or_above_fixated(S: torch.Tensor, layout: FixationLayout,
     edges = torch.zeros((B, R + 1), dtype=torch.int64, device=dev)
     edges.scatter_add_(1, lo_bin, valid.long()).scatter_add_(1, hi_bin + 1, -valid.long())
     marked = edges.cumsum(1)[:, :R] > 0
-    scratch = workspace("judd", N, S.dtype, dev)
-    bins = workspace("judd_bins", B * N, torch.int32, dev)
-    is_close = workspace("judd_close", B * N, torch.bool, dev)
-    hist = torch.zeros((B, R), dtype=torch.int64, device=dev)
-    lo_l, sc_l, sh_l = st.lo.tolist(), scale.tolist(), shift.tolist()
-    for b in range(B):
-        if subtract:
-            torch.sub(S[b], lo_l[b], out=scratch).mul_(sc_l[b]).add_(sh_l[b])
-        else:
-            torch.add(sh_l[b], S[b], alpha=sc_l[b], out=scratch)
-        image_bins = bins[b * N:(b + 1) * N]
-        image_bins.copy_(scratch)  # truncation (all values ≥ 1)
-        hist[b] = torch.bincount(image_bins, minlength=R)
-        torch.index_select(marked[b], 0, image_bins, out=is_close[b * N:(b + 1) * N])
-    close = flatnonzero(is_close)
+    fused = native.judd_pass(S, st.lo, scale, shift, subtract, marked, K + 1)  # one pass in C, if available
+    if fused is not None:
+        hist, close = fused
+    else:
+        hist, close = _judd_pass(S, st.lo.tolist(), scale.tolist(), shift.tolist(), subtract, marked)
     rows = close // N
-    gbins = bins.index_select(0, close) + rows * R
-    hist.view(-1).index_add_(0, gbins, torch.full_like(close, -1))  # the far pixels' histogram
     cum = hist.cumsum(1)
     far = cum[:, -1:] - cum.gather(1, hi_bin)  # (B,F) far pixels above θ's marked range, in layout order
     cols = close - rows * N
@@ -170,6 +159,32 @@ def _count_at_or_above_fixated(S: torch.Tensor, layout: FixationLayout,
     near = torch.bincount(rank.view(-1), minlength=B * (F + 1)).view(B, F + 1)
     near = near.flip(1).cumsum(1).flip(1)[:, 1:]  # (B,F) #(close ≥ th[k]); the pads' rank-0 bucket dropped
     return th, torch.gather(far, 1, order) + near
+
+
+def _judd_pass(S: torch.Tensor, lo: list[float], scale: list[float], shift: list[float], subtract: bool,
+               marked: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Torch path of :func:`salnet.native.judd_pass`: the histogram (B, R) of the pixels whose bin is not
+    ``marked`` (B, R) and the flat indices of those whose bin is. The per-pixel passes run image by image,
+    so that one image's buffers stay in cache between them."""
+    B, N = S.shape
+    R, dev = marked.shape[1], S.device
+    scratch = workspace("judd", N, S.dtype, dev)
+    bins = workspace("judd_bins", B * N, torch.int32, dev)
+    is_close = workspace("judd_close", B * N, torch.bool, dev)
+    hist = torch.zeros((B, R), dtype=torch.int64, device=dev)
+    for b in range(B):
+        if subtract:
+            torch.sub(S[b], lo[b], out=scratch).mul_(scale[b]).add_(shift[b])
+        else:
+            torch.add(shift[b], S[b], alpha=scale[b], out=scratch)
+        image_bins = bins[b * N:(b + 1) * N]
+        image_bins.copy_(scratch)  # truncation (all values ≥ 1)
+        hist[b] = torch.bincount(image_bins, minlength=R)
+        torch.index_select(marked[b], 0, image_bins, out=is_close[b * N:(b + 1) * N])
+    close = flatnonzero(is_close)
+    gbins = bins.index_select(0, close) + (close // N) * R
+    hist.view(-1).index_add_(0, gbins, torch.full_like(close, -1))  # the close pixels are counted apart
+    return hist, close
 
 
 @memoised

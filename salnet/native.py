@@ -1,0 +1,136 @@
+"""Optional C kernels (``salnet/native.c``) for CPU hot loops that take torch's operators several passes.
+
+The source is compiled on first use with the system C compiler (``$CC``, else ``cc``/``gcc``; ``-O3
+-march=native``) into a cache folder (``$SALNET_CACHE``, default ``~/.cache/salnet``) keyed by the source,
+the compiler, its flags and the CPU, and loaded with ctypes. Without a compiler, or with
+``SALNET_NATIVE=0``, :func:`library` is None and every caller uses its torch path (same values; the
+kernels are tested against them). Each kernel runs over ranges of rows in ``torch.get_num_threads()``
+threads: ctypes releases the GIL during the call.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("native.c")
+FLAGS = ("-O3", "-march=native", "-shared", "-fPIC", "-std=c99")
+
+
+def _cpu_id() -> str:
+    """The CPU's model and feature flags (a -march=native build must not run on another CPU)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    lines = [ln for ln in info.splitlines() if ln.startswith(("model name", "flags"))]
+    return "\n".join(sorted(set(lines)))
+
+
+@functools.cache
+def library() -> ctypes.CDLL | None:
+    """The compiled kernels, or None (no compiler, compilation failed, or ``SALNET_NATIVE=0``)."""
+    if os.environ.get("SALNET_NATIVE", "1") == "0":
+        return None
+    cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
+    if cc is None:
+        return None
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(b"\0".join([source, cc.encode(), " ".join(FLAGS).encode(), _cpu_id().encode()]))
+    cache = Path(os.environ.get("SALNET_CACHE", Path.home() / ".cache" / "salnet"))
+    path = cache / f"native-{key.hexdigest()[:16]}.so"
+    if not path.exists():
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=cache) as tmp:
+                built = Path(tmp) / path.name
+                subprocess.run([cc, *FLAGS, str(SOURCE), "-o", str(built)], check=True, capture_output=True,
+                               timeout=120)
+                os.replace(built, path)  # atomic: concurrent processes never load a half-written file
+        except (OSError, subprocess.SubprocessError) as exn:
+            detail = getattr(exn, "stderr", b"") or b""
+            warnings.warn(f"salnet: could not compile {SOURCE.name} with {cc} ({exn}; "
+                          f"{detail.decode(errors='replace')[-300:]}); using the torch paths", stacklevel=2)
+            return None
+    lib = ctypes.CDLL(str(path))
+    P, I64 = ctypes.c_void_p, ctypes.c_int64
+    lib.salnet_row_stats_f64.argtypes = [P, I64, I64, P, P, P, P]
+    lib.salnet_row_stats_f64.restype = None
+    lib.salnet_judd_pass_f64.argtypes = [P, I64, I64, P, P, P, ctypes.c_int32, P, I64, I64, P, P, P]
+    lib.salnet_judd_pass_f64.restype = None
+    return lib
+
+
+@functools.cache
+def _pool(threads: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(threads, thread_name_prefix="salnet-native")
+
+
+def _over_rows(rows: int, call) -> None:
+    """``call(start, stop)`` over ranges covering 0..rows, in up to ``torch.get_num_threads()`` threads."""
+    threads = min(torch.get_num_threads(), rows)
+    if threads < 2:
+        call(0, rows)
+        return
+    bounds = [rows * k // threads for k in range(threads + 1)]
+    list(_pool(threads).map(lambda k: call(bounds[k], bounds[k + 1]), range(threads)))
+
+
+def _usable(*tensors: torch.Tensor) -> bool:
+    return all(t.device.type == "cpu" and t.dtype == torch.float64 and t.is_contiguous() for t in tensors)
+
+
+def row_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Per row of ``x`` (B,N) float64: (min, max, sum, sum of squares), each (B,), in one pass; None when
+    the kernels are unavailable or ``x`` is not a contiguous float64 CPU tensor."""
+    lib = library()
+    if lib is None or x.ndim != 2 or not _usable(x):
+        return None
+    B, N = x.shape
+    out = torch.empty((4, B), dtype=torch.float64)
+    p, q, e = x.data_ptr(), out.data_ptr(), 8
+
+    def call(a, b):
+        lib.salnet_row_stats_f64(p + a * N * e, b - a, N, q + a * e, q + (B + a) * e, q + (2 * B + a) * e,
+                                 q + (3 * B + a) * e)
+
+    _over_rows(B, call)
+    return out[0], out[1], out[2], out[3]
+
+
+def judd_pass(S: torch.Tensor, lo: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, subtract: bool,
+              marked: torch.Tensor, kmax: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """AUC-Judd's per-pixel pass over ``S`` (B,N) float64: each pixel's bin, clamped to [1, kmax] (see
+    ``native.c``). Returns ``far`` (B, R) int64, the histogram of the pixels whose bin is not ``marked``
+    (B, R) bool, and ``close`` the flat indices (into S.view(-1), ascending) of those whose bin is; None
+    without the kernels."""
+    lib = library()
+    if lib is None or not _usable(S, lo, scale, shift):
+        return None
+    B, N = S.shape
+    R = marked.shape[1]
+    marked = marked.to(torch.uint8).contiguous()
+    hist = torch.zeros((B, R), dtype=torch.int64)
+    close = torch.empty(B * N, dtype=torch.int64)
+    found = torch.empty(B, dtype=torch.int64)
+    ptrs = [t.data_ptr() for t in (S, lo, scale, shift, marked, hist, close, found)]
+
+    def call(a, b):
+        s, lo_, sc, sh, m, h, c, f = ptrs
+        lib.salnet_judd_pass_f64(s + a * N * 8, b - a, N, lo_ + a * 8, sc + a * 8, sh + a * 8, int(subtract),
+                                 m + a * R, R, kmax, h + a * R * 8, c + a * N * 8, f + a * 8)
+
+    _over_rows(B, call)
+    parts = [close[b * N:b * N + n] + b * N for b, n in enumerate(found.tolist())]
+    return hist, torch.cat(parts) if parts else close[:0]

@@ -1,0 +1,50 @@
+"""The optional C kernels (salnet/native.c) against the torch paths they replace."""
+
+import pytest
+import torch
+
+from salnet import native
+from salnet.metrics.auc import JUDD_BINS, _judd_pass
+
+pytestmark = pytest.mark.skipif(native.library() is None,
+                                reason="no C compiler here: salnet uses its torch paths (tested elsewhere)")
+
+
+def test_row_stats_equal_torch_reductions():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(5, 10_007, generator=gen, dtype=torch.float64) * 3 + 1e3  # odd length: the tail loop
+    x[2, 17] = float("inf")
+    lo, hi, total, sumsq = native.row_stats(x)
+    assert torch.equal(lo, x.amin(1)) and torch.equal(hi, x.amax(1))
+    assert torch.allclose(total, x.sum(1), rtol=1e-13, atol=0, equal_nan=True)
+    assert torch.allclose(sumsq, x.square().sum(1), rtol=1e-13, atol=0)
+    x[3, 5000] = float("nan")  # NaN in a row: all four NaN, as torch's reductions give
+    assert all(v[3].isnan() for v in native.row_stats(x))
+    assert native.row_stats(x.float()) is None and native.row_stats(x.t()) is None  # not its kind: torch path
+
+
+@pytest.mark.parametrize("subtract", [False, True])
+def test_judd_pass_equals_torch_path(subtract):
+    gen = torch.Generator().manual_seed(1)
+    B, N, K = 4, 30_001, JUDD_BINS
+    S = torch.rand(B, N, generator=gen, dtype=torch.float64) * 2 + (1e9 if subtract else -0.5)
+    S[1, :500] = S[1, 0]  # ties: many pixels in one bin
+    lo, hi = S.amin(1), S.amax(1)
+    scale = K / (hi - lo)
+    shift = 1.5 - (torch.zeros_like(scale) if subtract else lo * scale)
+    marked = torch.rand(B, K + 3, generator=gen) < 0.02
+    hist, close = native.judd_pass(S, lo, scale, shift, subtract, marked, K + 1)
+    want_hist, want_close = _judd_pass(S, lo.tolist(), scale.tolist(), shift.tolist(), subtract, marked)
+    assert torch.equal(close, want_close)
+    assert torch.equal(hist, want_hist)
+    assert hist.sum() + close.numel() == B * N  # every pixel counted once, far or close
+
+
+def test_without_the_kernels_the_torch_paths_run(monkeypatch):
+    monkeypatch.setenv("SALNET_NATIVE", "0")
+    native.library.cache_clear()
+    try:
+        assert native.library() is None and native.row_stats(torch.zeros(2, 3, dtype=torch.float64)) is None
+    finally:
+        monkeypatch.delenv("SALNET_NATIVE")
+        native.library.cache_clear()
