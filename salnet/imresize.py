@@ -20,6 +20,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from salnet import native
+
 METHODS = ("bicubic", "bilinear", "area")
 
 
@@ -223,6 +225,7 @@ def band_resize(x: torch.Tensor, size: tuple[int, int], method: str, channels_la
     return _resize_axis(rows, wdim, size[1], method)
 
 
+@lru_cache(maxsize=64)
 def _integer_block(n_in: int, n_out: int) -> tuple[int, list[list[tuple[int, int]]]] | None:
     """INTER_AREA's repeated block with integer weights: (block_in, per output [(offset, weight·block_in)]).
     Area weights are overlaps (multiples of 1/block_out input pixels) × block_out/block_in, so times
@@ -250,15 +253,31 @@ def _integer_axis0(x: torch.Tensor, block: tuple[int, list[list[tuple[int, int]]
     return out.flatten(0, 1)
 
 
-def area_resize_int(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor | None:
-    """INTER_AREA shrink of a uint8 or uint16 (H, W, C) image straight to float32 (C, h, w) in [0, 1]
-    (divided by 255 or 65535), or None when the size is unchanged or an axis has no short repeated
-    block (then use :func:`band_resize`).
+@lru_cache(maxsize=64)
+def _integer_taps(n_in: int, n_out: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """:func:`_integer_block` as arrays for :func:`salnet.native.area_shrink`: (block_in, first input
+    offset in the block per output (block_out,) int32, integer weights (block_out, taps) int32, zero-padded)."""
+    bi, terms = _integer_block(n_in, n_out)
+    taps = max(t[-1][0] - t[0][0] + 1 for t in terms)
+    first = torch.tensor([t[0][0] for t in terms], dtype=torch.int32)
+    weights = torch.zeros((len(terms), taps), dtype=torch.int32)
+    for o, t in enumerate(terms):
+        for i, w in t:
+            weights[o, i - t[0][0]] = w
+    return bi, first, weights
 
-    Both passes run in integers on rows that are contiguous in memory: the height pass on (H, W·C)
-    rows, then a 2-D transposing copy to (W·C, h) so that the width pass is again a pass over whole
-    rows, and a last transposing copy to (C, h, w) that also scales. The integer sums are exact, so the only
-    rounding is the final scaling: values equal :func:`imresize`'s to float32 precision.
+
+def area_resize_int(x: torch.Tensor, size: tuple[int, int], flip: bool = False) -> torch.Tensor | None:
+    """INTER_AREA shrink of a uint8 or uint16 (H, W, C) image straight to float32 (C, h, w) in [0, 1]
+    (divided by 255 or 65535), columns mirrored when ``flip``; or None when the size is unchanged or an
+    axis has no short repeated block (then use :func:`band_resize`).
+
+    The sums are exact integers, so the only rounding is the final scaling: values equal
+    :func:`imresize`'s to float32 precision. With :mod:`salnet.native`'s kernels it is one C pass (a row
+    of sums per output row, then the width taps). Otherwise both passes run in torch's integer operators
+    on rows that are contiguous in memory: the height pass on (H, W·C) rows, then a 2-D transposing copy
+    to (W·C, h) so that the width pass is again a pass over whole rows, and a last transposing copy to
+    (C, h, w) that also scales.
     """
     H, W, C = x.shape
     full = {torch.uint8: 255, torch.uint16: 65535}.get(x.dtype)
@@ -267,6 +286,10 @@ def area_resize_int(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor | No
     bh, bw = _integer_block(H, size[0]), _integer_block(W, size[1])
     if bh is None or bw is None:
         return None
+    scale = 1.0 / (full * bh[0] * bw[0])
+    out = native.area_shrink(x, _integer_taps(H, size[0]), _integer_taps(W, size[1]), scale, flip)
+    if out is not None:
+        return out
     # worst case sum full·bh·bw; int16 holds 8-bit images for blocks up to ~11×11 (640 -> 400 is 8 -> 5)
     dtype = torch.int16 if full * bh[0] * bw[0] < 2**15 else torch.int32
     h, w = size
@@ -274,4 +297,5 @@ def area_resize_int(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor | No
     # a 2-D transpose (blocked, fast) where a (h, W, C) -> (W, h, C) permute would move C-element runs
     cols = _integer_axis0(rows.t().contiguous().view(W, C * h), bw).view(w, C, h)
     out = torch.empty((C, h, w), dtype=torch.float32)
-    return torch.mul(cols.permute(1, 2, 0), 1.0 / (full * bh[0] * bw[0]), out=out)
+    torch.mul(cols.permute(1, 2, 0), scale, out=out)
+    return out.flip(-1) if flip else out

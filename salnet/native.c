@@ -4,6 +4,7 @@
  * releases the GIL). Every kernel has a torch fallback it is tested against (tests/test_native.py). */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #define LANES 8      /* independent accumulators: vectorisable, and a shorter rounding chain */
 #define FLUSH 1024   /* partial sums are flushed into the row total every FLUSH elements (blocked summation) */
@@ -84,3 +85,94 @@ void salnet_judd_pass_f64(const double *S, int64_t rows, int64_t n, const double
         nclose[b] = found;
     }
 }
+
+/* INTER_AREA shrink (salnet.imresize.area_resize_int) of an image in (H, W, C) (uint8 or uint16) to float32
+ * (C, h, w), with exact int32 sums. Each axis is a repeated block: bi inputs -> bo outputs, output o of a
+ * block = sum_j k[o, j] * input[block start + first[o] + j] (k: (bo, taps) integer weights, zero-padded).
+ * out = scale * height sums of width sums; flip mirrors the output's columns. The height pass runs over
+ * whole contiguous rows into one row of sums; the width pass walks the blocks with one output's weights
+ * held fixed, specialised for the common channel and tap counts so that its loops unroll. */
+#define WIDTH_PASS(NAME, C, TW)                                                                           \
+    static void NAME(const int32_t *restrict acc, int64_t groups, int64_t bi, int64_t bo,                 \
+                     const int32_t *first, const int32_t *kw, float scale, int64_t plane, int64_t w,      \
+                     int32_t flip, float *restrict out) {                                                 \
+        const int64_t step = flip ? -bo : bo;                                                             \
+        for (int64_t o = 0; o < bo; o++) {                                                                \
+            int32_t k[TW];                                                                                \
+            for (int64_t j = 0; j < TW; j++) k[j] = kw[o * TW + j];                                       \
+            for (int64_t c = 0; c < C; c++) {                                                             \
+                const int32_t *a = acc + first[o] * C + c;                                                \
+                float *restrict dst = out + c * plane + (flip ? w - 1 - o : o);                           \
+                for (int64_t g = 0; g < groups; g++) {                                                    \
+                    const int32_t *p = a + g * bi * C;                                                    \
+                    int32_t s = 0;                                                                        \
+                    for (int64_t j = 0; j < TW; j++) s += k[j] * p[j * C];                                \
+                    dst[g * step] = (float)s * scale;                                                     \
+                }                                                                                         \
+            }                                                                                             \
+        }                                                                                                 \
+    }
+WIDTH_PASS(width_c1_t2, 1, 2)
+WIDTH_PASS(width_c1_t3, 1, 3)
+WIDTH_PASS(width_c1_t4, 1, 4)
+WIDTH_PASS(width_c3_t2, 3, 2)
+WIDTH_PASS(width_c3_t3, 3, 3)
+WIDTH_PASS(width_c3_t4, 3, 4)
+
+static void width_any(const int32_t *restrict acc, int64_t groups, int64_t bi, int64_t bo, const int32_t *first,
+                      const int32_t *kw, float scale, int64_t plane, int64_t w, int32_t flip, int64_t C,
+                      int64_t tw, float *restrict out) {
+    const int64_t step = flip ? -bo : bo;
+    for (int64_t o = 0; o < bo; o++)
+        for (int64_t c = 0; c < C; c++) {
+            const int32_t *a = acc + first[o] * C + c;
+            float *restrict dst = out + c * plane + (flip ? w - 1 - o : o);
+            for (int64_t g = 0; g < groups; g++) {
+                int32_t s = 0;
+                for (int64_t j = 0; j < tw; j++) s += kw[o * tw + j] * a[g * bi * C + j * C];
+                dst[g * step] = (float)s * scale;
+            }
+        }
+}
+
+#define AREA_SHRINK(NAME, T)                                                                                \
+    int32_t NAME(const T *restrict in, int64_t H, int64_t W, int64_t C, int64_t bih, int64_t boh,           \
+                 int64_t th, const int32_t *fh, const int32_t *kh, int64_t biw, int64_t bow, int64_t tw,      \
+                 const int32_t *fw, const int32_t *kw, float scale, int32_t flip, float *restrict out) {      \
+        const int64_t WC = W * C, h = H / bih * boh, w = W / biw * bow, gw = W / biw;                         \
+        /* padded taps of the last block read past the row: zeros there */                                   \
+        int32_t *acc = calloc(WC + tw * C, sizeof(int32_t));                                                 \
+        if (!acc) return -1;                                                                                  \
+        for (int64_t y = 0; y < h; y++) {                                                                     \
+            const int64_t o = y % boh;                                                                        \
+            const T *src = in + (y / boh * bih + fh[o]) * WC;                                                 \
+            const int32_t *k = kh + o * th;                                                                   \
+            const int32_t k0 = k[0];                                                                          \
+            if (th == 3 && k[1] && k[2]) { /* the common 3-tap rows in one pass */                            \
+                const T *restrict s1 = src + WC, *restrict s2 = src + 2 * WC;                                 \
+                const int32_t k1 = k[1], k2 = k[2];                                                           \
+                for (int64_t x = 0; x < WC; x++)                                                              \
+                    acc[x] = k0 * (int32_t)src[x] + k1 * (int32_t)s1[x] + k2 * (int32_t)s2[x];                \
+            } else {                                                                                          \
+            for (int64_t x = 0; x < WC; x++) acc[x] = k0 * (int32_t)src[x];                                   \
+            for (int64_t i = 1; i < th; i++) {                                                                \
+                const T *restrict s = src + i * WC;                                                           \
+                const int32_t ki = k[i];                                                                      \
+                if (ki) /* a zero-padded tap may lie past the last row: never read */                         \
+                    for (int64_t x = 0; x < WC; x++) acc[x] += ki * (int32_t)s[x];                            \
+            }                                                                                                 \
+            }                                                                                                 \
+            float *row = out + y * w;                                                                         \
+            if (C == 3 && tw == 3) width_c3_t3(acc, gw, biw, bow, fw, kw, scale, h * w, w, flip, row);        \
+            else if (C == 3 && tw == 2) width_c3_t2(acc, gw, biw, bow, fw, kw, scale, h * w, w, flip, row);   \
+            else if (C == 3 && tw == 4) width_c3_t4(acc, gw, biw, bow, fw, kw, scale, h * w, w, flip, row);   \
+            else if (C == 1 && tw == 3) width_c1_t3(acc, gw, biw, bow, fw, kw, scale, h * w, w, flip, row);   \
+            else if (C == 1 && tw == 2) width_c1_t2(acc, gw, biw, bow, fw, kw, scale, h * w, w, flip, row);   \
+            else if (C == 1 && tw == 4) width_c1_t4(acc, gw, biw, bow, fw, kw, scale, h * w, w, flip, row);   \
+            else width_any(acc, gw, biw, bow, fw, kw, scale, h * w, w, flip, C, tw, row);                     \
+        }                                                                                                     \
+        free(acc);                                                                                            \
+        return 0;                                                                                             \
+    }
+AREA_SHRINK(salnet_area_shrink_u8, uint8_t)
+AREA_SHRINK(salnet_area_shrink_u16, uint16_t)

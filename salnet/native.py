@@ -69,11 +69,15 @@ def library() -> ctypes.CDLL | None:
     lib.salnet_row_stats_f64.restype = None
     lib.salnet_judd_pass_f64.argtypes = [P, I64, I64, P, P, P, ctypes.c_int32, P, I64, I64, P, P, P]
     lib.salnet_judd_pass_f64.restype = None
+    for f in (lib.salnet_area_shrink_u8, lib.salnet_area_shrink_u16):
+        f.argtypes = [P, I64, I64, I64, I64, I64, I64, P, P, I64, I64, I64, P, P, ctypes.c_float, ctypes.c_int32, P]
+        f.restype = ctypes.c_int32
     return lib
 
 
 @functools.cache
-def _pool(threads: int) -> ThreadPoolExecutor:
+def _pool(threads: int, pid: int) -> ThreadPoolExecutor:
+    """A pool per process (``pid``): a pool inherited through fork (a DataLoader worker) has no threads."""
     return ThreadPoolExecutor(threads, thread_name_prefix="salnet-native")
 
 
@@ -84,7 +88,7 @@ def _over_rows(rows: int, call) -> None:
         call(0, rows)
         return
     bounds = [rows * k // threads for k in range(threads + 1)]
-    list(_pool(threads).map(lambda k: call(bounds[k], bounds[k + 1]), range(threads)))
+    list(_pool(threads, os.getpid()).map(lambda k: call(bounds[k], bounds[k + 1]), range(threads)))
 
 
 def _usable(*tensors: torch.Tensor) -> bool:
@@ -134,3 +138,24 @@ def judd_pass(S: torch.Tensor, lo: torch.Tensor, scale: torch.Tensor, shift: tor
     _over_rows(B, call)
     parts = [close[b * N:b * N + n] + b * N for b, n in enumerate(found.tolist())]
     return hist, torch.cat(parts) if parts else close[:0]
+
+
+def area_shrink(x: torch.Tensor, rows: tuple[int, torch.Tensor, torch.Tensor],
+                cols: tuple[int, torch.Tensor, torch.Tensor], scale: float, flip: bool = False) -> torch.Tensor | None:
+    """Separable integer-weight shrink of ``x`` (H, W, C) uint8/uint16 into float32 (C, h, w) = scale · Σ
+    weights · x (see ``native.c``). ``rows`` = (block_in, first (block_out,) int32, weights (block_out, taps)
+    int32): output o of each block of block_in rows is Σ_j weights[o, j] · row[first[o] + j] of the block;
+    ``cols`` likewise. ``flip`` mirrors the output's columns. None without the kernels, or for another
+    dtype, layout or device."""
+    lib = library()
+    kernel = {torch.uint8: "salnet_area_shrink_u8", torch.uint16: "salnet_area_shrink_u16"}.get(x.dtype)
+    if lib is None or kernel is None or x.ndim != 3 or x.device.type != "cpu" or not x.is_contiguous():
+        return None
+    H, W, C = x.shape
+    (bih, fh, kh), (biw, fw, kw) = rows, cols
+    out = torch.empty((C, H // bih * kh.shape[0], W // biw * kw.shape[0]), dtype=torch.float32)
+    if getattr(lib, kernel)(x.data_ptr(), H, W, C, bih, kh.shape[0], kh.shape[1], fh.data_ptr(), kh.data_ptr(),
+                            biw, kw.shape[0], kw.shape[1], fw.data_ptr(), kw.data_ptr(), scale, int(flip),
+                            out.data_ptr()) != 0:
+        raise MemoryError(f"salnet.native.area_shrink: no memory for a row of {W * C} sums")
+    return out

@@ -48,3 +48,24 @@ def test_without_the_kernels_the_torch_paths_run(monkeypatch):
     finally:
         monkeypatch.delenv("SALNET_NATIVE")
         native.library.cache_clear()
+
+
+@pytest.mark.parametrize("src, dst", [((480, 640), (192, 256)),  # SalGAN's input: 5 -> 2, 3 taps
+                                      ((480, 640), (300, 400)),  # the loss study's: 8 -> 5, zero-padded taps
+                                      ((240, 320), (192, 256)),  # fast_decode's: 5 -> 4, 2 taps
+                                      ((48, 64), (3, 4)),  # 16 -> 1: the generic width pass
+                                      ((40, 60), (16, 24))])
+@pytest.mark.parametrize("dtype, full", [(torch.uint8, 255), (torch.uint16, 65535)])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_area_shrink_equals_torch_path(monkeypatch, src, dst, dtype, full, channels):
+    from salnet.imresize import area_resize_int
+
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randint(0, full + 1, (*src, channels), generator=gen, dtype=torch.int32).to(dtype)
+    x[0, 0], x[-1, -1] = full, full  # the corners: the last block's padded taps must read nothing
+    fast = {flip: area_resize_int(x, dst, flip) for flip in (False, True)}
+    monkeypatch.setattr(native, "library", lambda: None)
+    for flip in (False, True):
+        slow = area_resize_int(x, dst, flip)
+        assert slow.shape == (channels, *dst) and torch.equal(fast[flip], slow)
+    assert torch.equal(fast[True], fast[False].flip(-1))

@@ -76,8 +76,9 @@ def quantize16(m: np.ndarray) -> np.ndarray:
     return np.round(np.clip(m, 0.0, 1.0) * 65535.0).astype(np.uint16)
 
 
-def fixation_map(points: np.ndarray, in_size: tuple[int, int], out_size: tuple[int, int]) -> np.ndarray:
-    """Binary fixation map at another resolution: float32 (h, w) in {0, 1}.
+def fixation_map(points: np.ndarray, in_size: tuple[int, int], out_size: tuple[int, int],
+                 flip: bool = False) -> np.ndarray:
+    """Binary fixation map at another resolution: float32 (h, w) in {0, 1}, columns mirrored when ``flip``.
 
     points: (N, >=2) (y, x) 0-based in an image of in_size; pixel (y, x) maps to
     (floor(y * h / H), floor(x * w / W)), i.e. the output pixel whose footprint contains it.
@@ -87,5 +88,5 @@ def fixation_map(points: np.ndarray, in_size: tuple[int, int], out_size: tuple[i
     if len(points):
         ys = np.minimum(points[:, 0].astype(np.int64) * h // in_size[0], h - 1)
         xs = np.minimum(points[:, 1].astype(np.int64) * w // in_size[1], w - 1)
-        out[ys, xs] = 1.0
+        out[ys, w - 1 - xs if flip else xs] = 1.0
     return out

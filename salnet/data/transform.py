@@ -31,27 +31,29 @@ class Transform:
             raise ValueError(f"{sample.id}: no map.png (a split without targets cannot be trained on)")
         gray = decode_gray(rec["map.png"])
         pts = sample.fixations.astype(np.int64)
-        fix = torch.from_numpy(fixation_map(pts, (sample.height, sample.width), self.size))[None]
+        fix = torch.from_numpy(fixation_map(pts, (sample.height, sample.width), self.size, flip))[None]
         area = self.resize == "area"
-        image = area_resize_int(rgb, self.size) if area else None  # exact integer passes
+        # flips are applied after resizing, to all three alike (a flipped point grid would not align):
+        # area_resize_int and fixation_map write their outputs mirrored, the band paths flip a copy
+        image = area_resize_int(rgb, self.size, flip) if area else None  # exact integer sums
         if image is None:
             # uint8 HWC in: the first pass gathers bytes and its weights make floats (no full-size float copy)
             image = band_resize(rgb, self.size, self.resize, channels_last=True)
             image = image.float() if image.dtype == torch.uint8 else image  # same size: no resize happened
             # divided straight into a (3, H, W) tensor: one pass instead of divide, clamp and a transposing copy
             image = torch.div(image.permute(2, 0, 1), 255.0, out=torch.empty(3, *self.size)).clamp_(0, 1)
+            image = image.flip(-1) if flip else image
         smap = None
         with warnings.catch_warnings():  # PIL's array is read-only; it is only read here
             warnings.simplefilter("ignore", UserWarning)
             gray_t = torch.from_numpy(gray)
-        smap_small = area_resize_int(gray_t[..., None], self.size) if area else None
+        smap_small = area_resize_int(gray_t[..., None], self.size, flip) if area else None
         if smap_small is None or self.keep_original:
             smap = torch.from_numpy(map_to_float(gray))[None]
         if smap_small is None:
             smap_small = band_resize(smap, self.size, self.resize)
             smap_small = smap_small.clamp(0, 1) if smap_small is smap else smap_small.clamp_(0, 1)  # no alias
-        if flip:  # flipped after resizing, all three alike (a flipped point grid would not align)
-            image, smap_small, fix = image.flip(-1), smap_small.flip(-1), fix.flip(-1)
+            smap_small = smap_small.flip(-1) if flip else smap_small
         out = {"image": image, "map": smap_small, "fixations": fix, "id": sample.id}
         if self.keep_original:
             out["map_orig"], out["points"] = smap, torch.from_numpy(pts)
