@@ -66,24 +66,63 @@ void salnet_row_stats_f64(const double *x, int64_t rows, int64_t n, double *lo, 
  * pixel whose bin is marked (marked[row, bin] != 0) is "close": listed in close[row*n ...] (its index
  * within the row, ascending) and counted in nclose[row]; the others are counted in hist[row, bin] (hist
  * zeroed by the caller, rows of width nbins). */
-void salnet_judd_pass_f64(const double *S, int64_t rows, int64_t n, const double *lo, const double *scale,
-                          const double *shift, int32_t subtract, const uint8_t *marked, int64_t nbins,
-                          int64_t kmax, int64_t *hist, int64_t *close, int64_t *nclose) {
+#define CHUNK 512  /* pixels binned in one vectorised loop before the scalar histogram loop */
+#define SUBHISTS 4  /* neighbouring pixels often share a bin: separate histograms break the chain of increments */
+
+int32_t salnet_judd_pass_f64(const double *S, int64_t rows, int64_t n, const double *lo, const double *scale,
+                             const double *shift, int32_t subtract, const uint8_t *marked, int64_t nbins,
+                             int64_t kmax, int64_t *hist, int64_t *close, int64_t *nclose) {
+    /* per-thread sub-histograms, kept between calls (the merge below leaves them zeroed): a fresh
+     * half-megabyte calloc per call costs more in page faults than the pass itself */
+    static _Thread_local int32_t *sub = NULL;
+    static _Thread_local int64_t capacity = 0;
+    if (capacity < SUBHISTS * nbins) {
+        free(sub);
+        sub = calloc(SUBHISTS * nbins, sizeof(int32_t));
+        capacity = sub ? SUBHISTS * nbins : 0;
+        if (!sub) return -1;
+    }
     for (int64_t b = 0; b < rows; b++) {
         const double *r = S + b * n;
         const uint8_t *m = marked + b * nbins;
         int64_t *h = hist + b * nbins, *c = close + b * n, found = 0;
-        double base = subtract ? lo[b] : 0.0, sc = scale[b], sh = shift[b];
-        for (int64_t i = 0; i < n; i++) {
-            double f = (r[i] - base) * sc + sh;
-            int64_t k = f >= 1.0 ? (f < (double)kmax ? (int64_t)f : kmax) : 1;  /* NaN -> 1 */
-            int close_pixel = m[k] != 0;
-            h[k] += !close_pixel;
-            c[found] = i;
-            found += close_pixel;
+        const double base = subtract ? lo[b] : 0.0, sc = scale[b], sh = shift[b], top = (double)kmax;
+        int32_t bins[CHUNK];
+        for (int64_t start = 0; start < n; start += CHUNK) {
+            const int64_t len = n - start < CHUNK ? n - start : CHUNK;
+            for (int64_t i = 0; i < len; i++) {
+                double f = (r[start + i] - base) * sc + sh;
+                f = f >= 1.0 ? f : 1.0;  /* NaN -> 1 */
+                bins[i] = (int32_t)(f < top ? f : top);
+            }
+            int64_t i = 0;
+            for (; i + SUBHISTS <= len; i += SUBHISTS)
+                for (int64_t q = 0; q < SUBHISTS; q++) {
+                    const int32_t k = bins[i + q];
+                    const int close_pixel = m[k] != 0;
+                    sub[q * nbins + k] += !close_pixel;
+                    c[found] = start + i + q;
+                    found += close_pixel;
+                }
+            for (; i < len; i++) {
+                const int32_t k = bins[i];
+                const int close_pixel = m[k] != 0;
+                sub[k] += !close_pixel;
+                c[found] = start + i;
+                found += close_pixel;
+            }
+        }
+        for (int64_t k = 0; k < nbins; k++) {
+            int64_t t = 0;
+            for (int64_t q = 0; q < SUBHISTS; q++) {
+                t += sub[q * nbins + k];
+                sub[q * nbins + k] = 0;
+            }
+            h[k] = t;
         }
         nclose[b] = found;
     }
+    return 0;
 }
 
 /* INTER_AREA shrink (salnet.imresize.area_resize_int) of an image in (H, W, C) (uint8 or uint16) to float32

@@ -18,6 +18,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 
 SOURCE = Path(__file__).with_name("native.c")
-FLAGS = ("-O3", "-march=native", "-shared", "-fPIC", "-std=c99")
+FLAGS = ("-O3", "-march=native", "-shared", "-fPIC", "-std=c11")
 
 
 def _cpu_id() -> str:
@@ -68,7 +69,7 @@ def library() -> ctypes.CDLL | None:
     lib.salnet_row_stats_f64.argtypes = [P, I64, I64, P, P, P, P]
     lib.salnet_row_stats_f64.restype = None
     lib.salnet_judd_pass_f64.argtypes = [P, I64, I64, P, P, P, ctypes.c_int32, P, I64, I64, P, P, P]
-    lib.salnet_judd_pass_f64.restype = None
+    lib.salnet_judd_pass_f64.restype = ctypes.c_int32
     for f in (lib.salnet_area_shrink_u8, lib.salnet_area_shrink_u16):
         f.argtypes = [P, I64, I64, I64, I64, I64, I64, P, P, I64, I64, I64, P, P, ctypes.c_float, ctypes.c_int32, P]
         f.restype = ctypes.c_int32
@@ -89,6 +90,19 @@ def _over_rows(rows: int, call) -> None:
         return
     bounds = [rows * k // threads for k in range(threads + 1)]
     list(_pool(threads, os.getpid()).map(lambda k: call(bounds[k], bounds[k + 1]), range(threads)))
+
+
+_buffers = threading.local()
+
+
+def _buffer(name: str, numel: int, dtype: torch.dtype) -> torch.Tensor:
+    """A per-thread scratch tensor of ``numel`` elements, reused between calls (valid until the next call
+    for ``name``): fresh multi-megabyte buffers cost more in page faults than the kernels that fill them."""
+    cache = _buffers.__dict__
+    buf = cache.get(name)
+    if buf is None or buf.numel() < numel or buf.dtype != dtype:
+        buf = cache[name] = torch.empty(numel, dtype=dtype)
+    return buf[:numel]
 
 
 def _usable(*tensors: torch.Tensor) -> bool:
@@ -117,23 +131,24 @@ def judd_pass(S: torch.Tensor, lo: torch.Tensor, scale: torch.Tensor, shift: tor
               marked: torch.Tensor, kmax: int) -> tuple[torch.Tensor, torch.Tensor] | None:
     """AUC-Judd's per-pixel pass over ``S`` (B,N) float64: each pixel's bin, clamped to [1, kmax] (see
     ``native.c``). Returns ``far`` (B, R) int64, the histogram of the pixels whose bin is not ``marked``
-    (B, R) bool, and ``close`` the flat indices (into S.view(-1), ascending) of those whose bin is; None
-    without the kernels."""
+    (B, R) bool (a scratch buffer, valid until the next call in this thread), and ``close`` the flat
+    indices (into S.view(-1), ascending) of those whose bin is; None without the kernels."""
     lib = library()
     if lib is None or not _usable(S, lo, scale, shift):
         return None
     B, N = S.shape
     R = marked.shape[1]
-    marked = marked.to(torch.uint8).contiguous()
-    hist = torch.zeros((B, R), dtype=torch.int64)
-    close = torch.empty(B * N, dtype=torch.int64)
+    marked = marked.contiguous().view(torch.uint8) if marked.dtype == torch.bool else marked.to(torch.uint8)
+    hist = _buffer("judd_hist", B * R, torch.int64).view(B, R)  # written whole by the kernel
+    close = _buffer("judd_close", B * N, torch.int64)
     found = torch.empty(B, dtype=torch.int64)
     ptrs = [t.data_ptr() for t in (S, lo, scale, shift, marked, hist, close, found)]
 
     def call(a, b):
         s, lo_, sc, sh, m, h, c, f = ptrs
-        lib.salnet_judd_pass_f64(s + a * N * 8, b - a, N, lo_ + a * 8, sc + a * 8, sh + a * 8, int(subtract),
-                                 m + a * R, R, kmax, h + a * R * 8, c + a * N * 8, f + a * 8)
+        if lib.salnet_judd_pass_f64(s + a * N * 8, b - a, N, lo_ + a * 8, sc + a * 8, sh + a * 8, int(subtract),
+                                    m + a * R, R, kmax, h + a * R * 8, c + a * N * 8, f + a * 8) != 0:
+            raise MemoryError(f"salnet.native.judd_pass: no memory for histograms of {R} bins")
 
     _over_rows(B, call)
     parts = [close[b * N:b * N + n] + b * N for b, n in enumerate(found.tolist())]
