@@ -1,7 +1,7 @@
 /* salnet's optional C kernels: the CPU hot loops that torch's operators can only do in several passes.
  * Compiled on first use by salnet/native.py (system C compiler, -O3 -march=native) and called through
- * ctypes on contiguous CPU tensors, one call per range of rows (Python runs the ranges in threads: ctypes
- * releases the GIL). Every kernel has a torch fallback it is tested against (tests/test_native.py). */
+ * ctypes on contiguous CPU tensors; the metric kernels take a range of rows per call (Python runs the ranges
+ * in threads: ctypes releases the GIL). Every kernel has a torch fallback it is tested against (tests/test_native.py). */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>

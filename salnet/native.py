@@ -4,8 +4,9 @@ The source is compiled on first use with the system C compiler (``$CC``, else ``
 -march=native``) into a cache folder (``$SALNET_CACHE``, default ``~/.cache/salnet``) keyed by the source,
 the compiler, its flags and the CPU, and loaded with ctypes. Without a compiler, or with
 ``SALNET_NATIVE=0``, :func:`library` is None and every caller uses its torch path (same values; the
-kernels are tested against them). Each kernel runs over ranges of rows in ``torch.get_num_threads()``
-threads: ctypes releases the GIL during the call.
+kernels are tested against them). The metric kernels run over ranges of rows in
+``torch.get_num_threads()`` threads (ctypes releases the GIL during the call); the loader's resize runs in
+the calling thread, as each loader worker is one.
 """
 
 from __future__ import annotations
