@@ -19,7 +19,6 @@ import platform
 import shutil
 import subprocess
 import tempfile
-import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -93,19 +92,6 @@ def _over_rows(rows: int, call) -> None:
     list(_pool(threads, os.getpid()).map(lambda k: call(bounds[k], bounds[k + 1]), range(threads)))
 
 
-_buffers = threading.local()
-
-
-def _buffer(name: str, numel: int, dtype: torch.dtype) -> torch.Tensor:
-    """A per-thread scratch tensor of ``numel`` elements, reused between calls (valid until the next call
-    for ``name``): fresh multi-megabyte buffers cost more in page faults than the kernels that fill them."""
-    cache = _buffers.__dict__
-    buf = cache.get(name)
-    if buf is None or buf.numel() < numel or buf.dtype != dtype:
-        buf = cache[name] = torch.empty(numel, dtype=dtype)
-    return buf[:numel]
-
-
 def _usable(*tensors: torch.Tensor) -> bool:
     return all(t.device.type == "cpu" and t.dtype == torch.float64 and t.is_contiguous() for t in tensors)
 
@@ -129,19 +115,20 @@ def row_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
 
 
 def judd_pass(S: torch.Tensor, lo: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, subtract: bool,
-              marked: torch.Tensor, kmax: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+              marked: torch.Tensor, kmax: int, hist: torch.Tensor, close: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """AUC-Judd's per-pixel pass over ``S`` (B,N) float64: each pixel's bin, clamped to [1, kmax] (see
     ``native.c``). Returns ``far`` (B, R) int64, the histogram of the pixels whose bin is not ``marked``
-    (B, R) bool (a scratch buffer, valid until the next call in this thread), and ``close`` the flat
-    indices (into S.view(-1), ascending) of those whose bin is; None without the kernels."""
+    (B, R) bool, written into ``hist`` (B, R) int64, and ``close`` the flat indices (into S.view(-1),
+    ascending) of those whose bin is, gathered through ``close`` (B·N,) int64. ``hist`` and ``close`` are
+    the caller's reused scratch buffers (fresh multi-MB ones cost more in page faults than the pass). None
+    without the kernels."""
     lib = library()
     if lib is None or not _usable(S, lo, scale, shift):
         return None
     B, N = S.shape
     R = marked.shape[1]
     marked = marked.contiguous().view(torch.uint8) if marked.dtype == torch.bool else marked.to(torch.uint8)
-    hist = _buffer("judd_hist", B * R, torch.int64).view(B, R)  # written whole by the kernel
-    close = _buffer("judd_close", B * N, torch.int64)
     found = torch.empty(B, dtype=torch.int64)
     ptrs = [t.data_ptr() for t in (S, lo, scale, shift, marked, hist, close, found)]
 

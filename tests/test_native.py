@@ -33,7 +33,8 @@ def test_judd_pass_equals_torch_path(subtract):
     scale = K / (hi - lo)
     shift = 1.5 - (torch.zeros_like(scale) if subtract else lo * scale)
     marked = torch.rand(B, K + 3, generator=gen) < 0.02
-    hist, close = native.judd_pass(S, lo, scale, shift, subtract, marked, K + 1)
+    hist, close = native.judd_pass(S, lo, scale, shift, subtract, marked, K + 1,
+                                   torch.empty(B, K + 3, dtype=torch.int64), torch.empty(B * N, dtype=torch.int64))
     want_hist, want_close = _judd_pass(S, lo.tolist(), scale.tolist(), shift.tolist(), subtract, marked)
     assert torch.equal(close, want_close)
     assert torch.equal(hist, want_hist)

@@ -136,7 +136,9 @@ def _count_at_or_above_fixated(S: torch.Tensor, layout: FixationLayout,
     edges = torch.zeros((B, R + 1), dtype=torch.int64, device=dev)
     edges.scatter_add_(1, lo_bin, valid.long()).scatter_add_(1, hi_bin + 1, -valid.long())
     marked = edges.cumsum(1)[:, :R] > 0
-    fused = native.judd_pass(S, st.lo, scale, shift, subtract, marked, K + 1)  # one pass in C, if available
+    hist_buf = workspace("judd_hist", B * R, torch.int64, dev).view(B, R)
+    fused = native.judd_pass(S, st.lo, scale, shift, subtract, marked, K + 1, hist_buf,  # one pass in C
+                             workspace("judd_close", B * N, torch.int64, dev))  # if available
     if fused is not None:
         hist, close = fused
     else:
