@@ -68,6 +68,16 @@ def library() -> ctypes.CDLL | None:
     P, I64 = ctypes.c_void_p, ctypes.c_int64
     lib.salnet_row_stats_f64.argtypes = [P, I64, I64, P, P, P, P]
     lib.salnet_row_stats_f64.restype = None
+    lib.salnet_pair_stats_f64.argtypes = [P, P, I64, I64, I64, P]
+    lib.salnet_pair_stats_f64.restype = None
+    lib.salnet_affine_l1_f64.argtypes = [P, P, I64, I64, P, P, P, P]
+    lib.salnet_affine_l1_f64.restype = None
+    lib.salnet_kld_f64.argtypes = [P, P, I64, I64, P, P, ctypes.c_double, P]
+    lib.salnet_kld_f64.restype = I64
+    lib.salnet_threshold_counts_f64.argtypes = [P, I64, I64, P, I64, I64, P, P, P, P, I64, P]
+    lib.salnet_threshold_counts_f64.restype = None
+    lib.salnet_nonzero_f64.argtypes = [P, I64, P, I64]
+    lib.salnet_nonzero_f64.restype = I64
     lib.salnet_judd_pass_f64.argtypes = [P, I64, I64, P, P, P, ctypes.c_int32, P, I64, I64, P, P, P]
     lib.salnet_judd_pass_f64.restype = ctypes.c_int32
     for f in (lib.salnet_area_shrink_u8, lib.salnet_area_shrink_u16):
@@ -112,6 +122,103 @@ def row_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
 
     _over_rows(B, call)
     return out[0], out[1], out[2], out[3]
+
+
+def pair_stats(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+    """Per row of ``x`` and ``y`` (B,N) float64, in one pass over both: (9, B) = min, max, sum and sum of
+    squares of ``x``, the same four of ``y``, and the rows' dot products. None without the kernels or for
+    other tensors."""
+    lib = library()
+    if lib is None or x.ndim != 2 or x.shape != y.shape or not _usable(x, y):
+        return None
+    B, N = x.shape
+    out = torch.empty((9, B), dtype=torch.float64)
+    px, py, q = x.data_ptr(), y.data_ptr(), out.data_ptr()
+
+    def call(a, b):
+        lib.salnet_pair_stats_f64(px + a * N * 8, py + a * N * 8, b - a, N, B, q + a * 8)
+
+    _over_rows(B, call)
+    return out
+
+
+def _per_row(kernel, x: torch.Tensor, y: torch.Tensor, params: list[torch.Tensor], *extra) -> tuple[torch.Tensor, int]:
+    """``kernel(x rows, y rows, count, N, params..., *extra, out)`` over the rows of ``x``, ``y`` (B,N) in
+    threads; returns out (B,) and the sum of the kernel's return values (0 for void kernels)."""
+    B, N = x.shape
+    params = [p.to(torch.float64).contiguous() for p in params]
+    out = torch.empty(B, dtype=torch.float64)
+    ret = [0] * B
+
+    def call(a, b):
+        r = kernel(x.data_ptr() + a * N * 8, y.data_ptr() + a * N * 8, b - a, N,
+                   *[p.data_ptr() + a * 8 for p in params], *extra, out.data_ptr() + a * 8)
+        ret[a] = r or 0
+
+    _over_rows(B, call)
+    return out, sum(ret)
+
+
+def affine_l1(x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor
+              ) -> torch.Tensor | None:
+    """(B,) Σ|a·x + c − b·y| over each row of ``x``, ``y`` (B,N) float64, with a, b, c (B,) per row, in
+    one pass; None without the kernels or for other tensors."""
+    lib = library()
+    if lib is None or x.ndim != 2 or x.shape != y.shape or not _usable(x, y):
+        return None
+    return _per_row(lib.salnet_affine_l1_f64, x, y, [a, b, c])[0]
+
+
+def kld(x: torch.Tensor, y: torch.Tensor, kp: torch.Tensor, kg: torch.Tensor, eps: float) -> torch.Tensor | None:
+    """(B,) Σ kg·y · log(eps + kg·y / (eps + kp·max(x, 0))) over each row of the prediction ``x`` and the
+    ground truth ``y`` (B,N) float64, with kp, kg (B,) per row, in one pass (a vectorised log, < 1 ulp).
+    None without the kernels, for other tensors, or where a log's argument is not a positive normal
+    number (the caller's torch path then gives its NaN or inf)."""
+    lib = library()
+    if lib is None or x.ndim != 2 or x.shape != y.shape or not _usable(x, y):
+        return None
+    out, bad = _per_row(lib.salnet_kld_f64, x, y, [kp, kg], ctypes.c_double(eps))
+    return None if bad else out
+
+
+def threshold_counts(S: torch.Tensor, idx: torch.Tensor, use: torch.Tensor, lo: torch.Tensor, spread: torch.Tensor,
+                     T: torch.Tensor) -> torch.Tensor | None:
+    """(B, len(T)+1) int64: per row of ``S`` (B,N) float64, its values at ``idx`` (B, splits, width) int64,
+    the first ``use`` (B,) of each split, normalised by (v − lo)/spread (B,), counted by how many of the
+    ascending thresholds ``T`` are ≤ v (a NaN as 0). None without the kernels or for other tensors."""
+    lib = library()
+    if lib is None or not _usable(S, lo, spread, T) or idx.device.type != "cpu" or idx.ndim != 3:
+        return None
+    B, N = S.shape
+    _, splits, width = idx.shape
+    idx, use = idx.to(torch.int64).contiguous(), use.to(torch.int64).contiguous()
+    nt = T.numel()
+    out = torch.empty((B, nt + 1), dtype=torch.int64)
+    ptrs = [t.data_ptr() for t in (S, idx, use, lo, spread, out)]
+
+    def call(a, b):
+        s, ix, u, lo_, sp, o = ptrs
+        lib.salnet_threshold_counts_f64(s + a * N * 8, b - a, N, ix + a * splits * width * 8, splits, width, u + a * 8,
+                                        lo_ + a * 8, sp + a * 8, T.data_ptr(), nt, o + a * (nt + 1) * 8)
+
+    _over_rows(B, call)
+    return out
+
+
+def flat_nonzero(x: torch.Tensor) -> torch.Tensor | None:
+    """Flat int64 indices (ascending) of the nonzero entries of a contiguous float64 CPU tensor (NaN
+    nonzero, −0.0 zero, as ``nonzero``), skipping all-zero blocks of 64 in one pass; None without the
+    kernels or for another tensor."""
+    lib = library()
+    if lib is None or not _usable(x):
+        return None
+    n = x.numel()
+    out = torch.empty(n // 64 + 1024, dtype=torch.int64)  # a sparse map's; a denser one is counted, then rerun
+    found = lib.salnet_nonzero_f64(x.data_ptr(), n, out.data_ptr(), out.numel())
+    if found > out.numel():
+        out = torch.empty(found, dtype=torch.int64)
+        lib.salnet_nonzero_f64(x.data_ptr(), n, out.data_ptr(), found)
+    return out[:found]
 
 
 def judd_pass(S: torch.Tensor, lo: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, subtract: bool,

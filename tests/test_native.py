@@ -23,6 +23,74 @@ def test_row_stats_equal_torch_reductions():
     assert native.row_stats(x.float()) is None and native.row_stats(x.t()) is None  # not its kind: torch path
 
 
+def test_pair_stats_equal_torch_reductions():
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(4, 10_007, generator=gen, dtype=torch.float64) * 3 + 1e3
+    y = torch.rand(4, 10_007, generator=gen, dtype=torch.float64)
+    y[1, 9] = -float("inf")
+    out = native.pair_stats(x, y)
+    for k, t in enumerate((x, y)):
+        lo, hi, total, sumsq = out[4 * k:4 * k + 4]
+        assert torch.equal(lo, t.amin(1)) and torch.equal(hi, t.amax(1))
+        assert torch.allclose(total, t.sum(1), rtol=1e-13, atol=0)
+        assert torch.allclose(sumsq, t.square().sum(1), rtol=1e-13, atol=0)
+    assert torch.allclose(out[8], (x * y).sum(1), rtol=1e-13, atol=0)
+    x[2, 77] = float("nan")  # NaN in x's row 2: x's four and the dot NaN there, y's untouched
+    out = native.pair_stats(x, y)
+    assert out[[0, 1, 2, 3, 8], 2].isnan().all() and not out[4:8, 2].isnan().any()
+    assert native.pair_stats(x, y[:, 1:]) is None and native.pair_stats(x.float(), y.float()) is None
+
+
+def test_affine_l1_and_kld_equal_their_formulas():
+    gen = torch.Generator().manual_seed(6)
+    B, N = 5, 20_011
+    # values over ~26 orders of magnitude (and zeros): the log's range reduction sees every binade
+    x = torch.exp(torch.rand(B, N, generator=gen, dtype=torch.float64) * 60 - 30)
+    y = torch.exp(torch.rand(B, N, generator=gen, dtype=torch.float64) * 60 - 30)
+    x[0, :300], y[1, :300], x[2, 5:9] = 0, 0, -1e-3  # zeros in either map; negative prediction values are clipped
+    a, b, c = (torch.rand(B, generator=gen, dtype=torch.float64) for _ in range(3))
+    assert torch.allclose(native.affine_l1(x, y, a, b, c), (a[:, None] * x + c[:, None] - b[:, None] * y).abs().sum(1),
+                          rtol=1e-13, atol=0)
+    kp, kg = 1 / x.clamp_min(0).sum(1), 1 / y.sum(1)
+    eps = 2.220446049250313e-16
+    g = kg[:, None] * y
+    want = (g * torch.log(eps + g / (eps + kp[:, None] * x.clamp_min(0)))).sum(1)
+    assert torch.allclose(native.kld(x, y, kp, kg, eps), want, rtol=1e-13, atol=1e-15)
+    y[3, 4] = -1.0  # a negative ground-truth value: log of a negative number, left to the torch path's NaN
+    assert native.kld(x, y, kp, kg, eps) is None
+
+
+def test_threshold_counts_equal_torch_path(monkeypatch):
+    from salnet.metrics.auc import _threshold_counts, matlab_thresholds
+
+    gen = torch.Generator().manual_seed(7)
+    B, N, splits, width = 4, 5000, 9, 40
+    S = torch.rand(B, N, generator=gen, dtype=torch.float64) * 7 - 2
+    S[:, :50] = torch.linspace(-2, 5, 50, dtype=torch.float64)  # values exactly on the thresholds
+    lo, hi = S.amin(1), S.amax(1)
+    spread = hi - lo
+    spread[3] = float("nan")  # a constant map's: counted, then reported as undefined by the caller
+    idx = torch.randint(0, N, (B, splits, width), generator=gen)
+    idx[:, 0] = torch.arange(width)  # the pixels on the thresholds
+    use = torch.tensor([40, 17, 0, 40])
+    for step in (0.1, 0.01):
+        T = matlab_thresholds(step, torch.float64)
+        fast = _threshold_counts(S, idx, use, lo, spread, T)
+        with monkeypatch.context() as m:
+            m.setattr(native, "library", lambda: None)
+            slow = _threshold_counts(S, idx, use, lo, spread, T)
+        assert torch.equal(fast[:3], slow[:3]) and torch.equal(fast.sum(1), use * splits)
+
+
+def test_flat_nonzero_equals_nonzero():
+    gen = torch.Generator().manual_seed(8)
+    for n, density in ((64 * 100 + 13, 0.01), (1000, 0.9), (63, 0.5)):  # sparse; dense (output regrown); tail only
+        x = (torch.rand(n, generator=gen) < density).double() * torch.randn(n, generator=gen, dtype=torch.float64)
+        x[::7] = -0.0  # zero, though its bits are not
+        x[3::11] = float("nan")  # nonzero
+        assert torch.equal(native.flat_nonzero(x), x.nonzero().flatten())
+
+
 @pytest.mark.parametrize("subtract", [False, True])
 def test_judd_pass_equals_torch_path(subtract):
     gen = torch.Generator().manual_seed(1)
@@ -70,3 +138,22 @@ def test_area_shrink_equals_torch_path(monkeypatch, src, dst, dtype, full, chann
         slow = area_resize_int(x, dst, flip)
         assert slow.shape == (channels, *dst) and torch.equal(fast[flip], slow)
     assert torch.equal(fast[True], fast[False].flip(-1))
+
+
+def test_metrics_equal_with_and_without_the_kernels(monkeypatch):
+    from salnet import metrics as M
+    from salnet.baselines import center_bias
+
+    gen = torch.Generator().manual_seed(9)
+    B, H, W = 3, 48, 64
+    gt = torch.rand(B, H, W, generator=gen, dtype=torch.float64)
+    pred = torch.rand(B, 24, 32, generator=gen, dtype=torch.float64)  # resized: bicubic rings below 0
+    fix = (torch.rand(B, H, W, generator=gen) < 0.03).double()
+    kw = {"fixations": fix, "gt_map": gt, "other": fix.roll(1, 0), "baseline": torch.from_numpy(center_bias((H, W)))}
+    for variant in ("mit", "pysaliency"):
+        fast = M.score_batch(pred, variant=variant, **kw)
+        with monkeypatch.context() as m:
+            m.setattr(native, "library", lambda: None)
+            slow = M.score_batch(pred, variant=variant, **kw)
+        for name in M.METRICS:
+            assert torch.allclose(fast[name], slow[name], rtol=1e-12, atol=1e-13), (variant, name)

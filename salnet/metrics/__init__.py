@@ -17,6 +17,7 @@ from salnet.metrics.common import (
     as_batch,
     check_finite,
     fixation_layout,
+    map_pair_stats,
     map_stats,
     resize_to,
     shared_inputs,
@@ -98,6 +99,9 @@ def score_batch(
                  for k, v in {"fixations": fixations, "gt_map": gt_map, "other": other, "baseline": baseline}.items()}
         target = given["fixations"] if given["fixations"] is not None else given["gt_map"]
         resized = resize_to(pred, target.shape[-2:]) if target is not None else pred
+        gt = given["gt_map"]
+        if gt is not None and "gt_map" in needed and gt.shape == resized.shape:
+            map_pair_stats(resized.flatten(1), gt.flatten(1))  # both maps' statistics in one pass
         # bicubic weights are all nonzero, so a NaN/inf in pred reaches the resized map: its row sums
         # (shared with the metrics' statistics) are the check
         check_finite(pred, "pred", map_stats(resized.flatten(1)).total)

@@ -28,7 +28,6 @@ from salnet.metrics.common import (
     map_stats,
     memoised,
     nan_where,
-    pack_at_fixations,
     resize_to,
     workspace,
 )
@@ -226,31 +225,37 @@ def auc_judd(
     return nan_where(auc, (nf == 0) | constant)
 
 
-def _count_at_or_above(x: torch.Tensor, valid: torch.Tensor, T: torch.Tensor) -> torch.Tensor:
-    """#(x ≥ T[t]) over the last axis for each ascending threshold T[t], valid entries only: one
-    bucketize pass instead of one comparison pass per threshold. x (..., K), valid alike → (..., len(T))."""
-    nb = len(T) + 1
-    b = torch.bucketize(x, T, right=True)  # number of thresholds ≤ x, in 0..len(T)
-    b = torch.where(valid, b, torch.zeros_like(b))  # invalid entries: below every threshold
-    rows = b.reshape(-1, b.shape[-1])
-    offs = torch.arange(rows.shape[0], device=x.device)[:, None] * nb
-    hist = torch.bincount((rows + offs).flatten(), minlength=rows.shape[0] * nb).view(rows.shape[0], nb)
-    above = hist.flip(1).cumsum(1).flip(1)[:, 1:]  # entries with at least t+1 thresholds at or below them
-    return above.view(*x.shape[:-1], len(T))
+def _threshold_counts(S: torch.Tensor, idx: torch.Tensor, use: torch.Tensor, lo: torch.Tensor, spread: torch.Tensor,
+                      T: torch.Tensor) -> torch.Tensor:
+    """(B, len(T)+1) int64: per image b, the values S[b, idx[b, s, j]] (``idx`` (B, splits, width) pixel
+    indices) of every split s, only j < ``use[b]``, min–max normalised with ``lo``, ``spread`` (B,), counted
+    by how many of the ascending thresholds ``T`` are at or below them. One C pass over the sampled pixels
+    (:func:`salnet.native.threshold_counts`) where available, else gather, bucketize and one bincount."""
+    fused = native.threshold_counts(S, idx, use, lo, spread, T)
+    if fused is not None:
+        return fused
+    B, splits, width = idx.shape
+    nb = len(T) + 2  # counts 0..len(T), and one bucket for the unused entries, dropped
+    v = torch.gather(S, 1, idx.to(S.device).flatten(1)).view(B, splits, width)
+    b = torch.bucketize((v - lo[:, None, None]) / spread[:, None, None], T, right=True)
+    unused = torch.arange(width, device=S.device)[None, None, :] >= use.to(S.device)[:, None, None]
+    b = b.masked_fill(unused, nb - 1) + torch.arange(B, device=S.device)[:, None, None] * nb
+    return torch.bincount(b.flatten(), minlength=B * nb).view(B, nb)[:, :-1]
 
 
-def _stepped_auc(pos: torch.Tensor, pos_valid: torch.Tensor, neg: torch.Tensor, neg_valid: torch.Tensor,
-                 step: float) -> torch.Tensor:
-    """Mean over splits of the stepped-threshold AUC. pos (B,F), neg (B,S,K) in [0,1]; masks alike. → (B,)"""
-    T = matlab_thresholds(step, pos.dtype).to(pos.device)  # ascending; the ROC walks it descending
-    npos = pos_valid.sum(1, keepdim=True).to(pos.dtype)
-    nneg = neg_valid.sum(-1, keepdim=True).to(pos.dtype)
-    tp = (_count_at_or_above(pos, pos_valid, T) / npos).flip(-1)  # (B,T), thresholds descending
-    fp = (_count_at_or_above(neg, neg_valid.expand_as(neg), T) / nneg).flip(-1)  # (B,S,T)
-    tp = tp[:, None, :].expand_as(fp)
-    zero, one = torch.zeros_like(fp[..., :1]), torch.ones_like(fp[..., :1])
-    auc = _trapz(torch.cat([zero, fp, one], -1), torch.cat([zero, tp, one], -1))
-    return auc.mean(1)
+def _stepped_auc(pos: torch.Tensor, npos: torch.Tensor, neg: torch.Tensor, nneg: torch.Tensor, splits: int,
+                 T: torch.Tensor) -> torch.Tensor:
+    """Mean over splits of the stepped-threshold AUC, from the :func:`_threshold_counts` of the positives
+    ``pos`` and of all ``splits`` splits' negatives ``neg`` (B, len(T)+1), ``npos`` positives and ``nneg``
+    negatives per split (B,). Every split of an image has ``nneg`` negatives and the same tp, and the trapezoid
+    rule is linear in fp, so the mean of the splits' AUCs is the AUC of their mean fp. → (B,)"""
+    def at_or_above(c):  # (B, len(T)): entries ≥ T[t] = with at least t+1 thresholds at or below them
+        return c.flip(1).cumsum(1).flip(1)[:, 1:].to(T.dtype)
+
+    tp = (at_or_above(pos) / npos[:, None].to(T.dtype)).flip(-1)  # thresholds descending
+    fp = (at_or_above(neg) / (nneg * splits)[:, None].to(T.dtype)).flip(-1)
+    zero, one = torch.zeros_like(fp[:, :1]), torch.ones_like(fp[:, :1])
+    return _trapz(torch.cat([zero, fp, one], -1), torch.cat([zero, tp, one], -1))
 
 
 @memoised
@@ -268,19 +273,18 @@ def auc_borji(
     all pixels; thresholds ``0:step:max``; mean over ``n_splits``. Returns (B,) in [0, 1]."""
     S, fix = _prepare(pred, fixations, dtype)
     lo, spread = _range(S)
-    valid, nf, _, (pos,) = pack_at_fixations(fix.flatten(1), S)
+    layout = fixation_layout(fix.flatten(1))
+    nf = layout.nf
     B, N = S.shape
-    F = pos.shape[1]
+    F = layout.valid.shape[1]
+    T = matlab_thresholds(step, S.dtype).to(S.device)
     idx = torch.zeros((B, n_splits, F), dtype=torch.long)
-    for b, s in enumerate(image_seeds(seed, fix, keys)):
+    for b, (s, k) in enumerate(zip(image_seeds(seed, fix, keys), nf.tolist())):
         # MATLAB draws r = randi(Npix, [Nfix, Nsplits]); one generator per image
-        idx[b, :, : int(nf[b])] = torch.randint(0, N, (int(nf[b]), n_splits), generator=generator(s)).T
-    neg = torch.gather(S, 1, idx.to(S.device).flatten(1)).view(B, n_splits, F)
-
-    def norm(x):
-        return (x - lo.view(-1, *[1] * (x.ndim - 1))) / spread.view(-1, *[1] * (x.ndim - 1))
-
-    auc = _stepped_auc(norm(pos), valid, norm(neg), valid[:, None, :], step)
+        idx[b, :, :k] = torch.randint(0, N, (k, n_splits), generator=generator(s)).T
+    pos = _threshold_counts(S, layout.pack_index()[:, None, :], nf, lo, spread, T)
+    neg = _threshold_counts(S, idx, nf, lo, spread, T)
+    auc = _stepped_auc(pos, nf, neg, nf, n_splits, T)
     return nan_where(auc, (nf == 0) | spread.isnan())
 
 
@@ -332,23 +336,22 @@ def sauc(
             if fn[b] and on[b] and not bad[b]:
                 out[b] = _exact_auc(pos[b, :fn[b]], fl.counts[b, :fn[b]], neg[b, :on[b]], ol.counts[b, :on[b]])
         return out
-    valid, nf, _, (pos,) = pack_at_fixations(fixf, S)
-    locs = torch.arange(S.shape[1], device=S.device).expand(B, -1)
-    _, nloc, _, (negloc,) = pack_at_fixations(othf, locs)
-    K = max(int(torch.minimum(nf, nloc).max()), 1)
+    layout, others = fixation_layout(fixf), fixation_layout(othf)
+    nf, nloc = layout.nf, others.nf
+    use = torch.minimum(nf, nloc)
+    K = max(int(use.max()), 1)
+    negloc = others.pack_index().cpu()  # the other images' fixated locations
     idx = torch.zeros((B, n_splits, K), dtype=torch.long)
-    kvalid = torch.zeros((B, K), dtype=torch.bool)
-    for b, s in enumerate(image_seeds(seed, fix, keys)):
-        k, m = int(min(nf[b], nloc[b])), int(nloc[b])
+    for b, (s, k, m) in enumerate(zip(image_seeds(seed, fix, keys), use.tolist(), nloc.tolist())):
         if k == 0:
             continue
         if k == m:  # the first m of a permutation of all m locations: all of them, in any order
-            idx[b, :, :k] = negloc[b, :m].cpu()
+            idx[b, :, :k] = negloc[b, :m]
         else:  # randperm per split = argsort of uniform keys; take the first Nfixations_oth
             perm = torch.rand((n_splits, m), generator=generator(s), dtype=torch.float64).argsort(1)[:, :k]
-            idx[b, :, :k] = negloc[b, :m].cpu()[perm]
-        kvalid[b, :k] = True
-    neg = torch.gather(S, 1, idx.to(S.device).flatten(1)).view(B, n_splits, K)
-    pos, neg = (pos - lo[:, None]) / spread[:, None], (neg - lo[:, None, None]) / spread[:, None, None]
-    auc = _stepped_auc(pos, valid, neg, kvalid.to(S.device)[:, None, :], step)
+            idx[b, :, :k] = negloc[b, :m][perm]
+    T = matlab_thresholds(step, S.dtype).to(S.device)
+    pos = _threshold_counts(S, layout.pack_index()[:, None, :], nf, lo, spread, T)
+    neg = _threshold_counts(S, idx, use, lo, spread, T)
+    auc = _stepped_auc(pos, nf, neg, use, n_splits, T)
     return nan_where(auc, (nf == 0) | (nloc == 0) | spread.isnan())

@@ -163,6 +163,24 @@ def map_stats(x: torch.Tensor) -> MapStats:
     return _memo("stats", [x], compute)
 
 
+def map_pair_stats(x: torch.Tensor, y: torch.Tensor) -> tuple[MapStats, MapStats, torch.Tensor]:
+    """(:class:`MapStats` of ``x``, of ``y``, the rows' dot products (B,)) of two (B,N) maps. With the C
+    kernels one pass over both (:func:`salnet.native.pair_stats`), whose statistics are then cached for
+    :func:`map_stats` too; else the separate reductions and one BLAS dot per row."""
+
+    def compute():
+        fused = native.pair_stats(x, y)
+        if fused is None:
+            return map_stats(x), map_stats(y), row_dot(x, y)
+        n = x.shape[1]
+        sx, sy = MapStats(*fused[:4], n), MapStats(*fused[4:8], n)
+        _memo("stats", [x], lambda: sx)  # where not cached yet: the later map_stats calls reuse these
+        _memo("stats", [y], lambda: sy)
+        return map_stats(x), map_stats(y), fused[8]
+
+    return _memo("pair", [x, y], compute)
+
+
 CANCELLATION = 1e4  # Σx²/(N·var) above this: Σx² − N·mean² would lose > ~1e-9 of var; use two passes
 
 
@@ -262,6 +280,9 @@ def sparse_nonzero(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     B, N = x.shape
     if x.device.type != "cpu":
         return x.nonzero(as_tuple=True)
+    idx = native.flat_nonzero(x)  # the same block skipping in one C pass, for float64 maps
+    if idx is not None:
+        return idx // N, idx % N
     flat = x.reshape(-1)
     if flat.dtype == torch.bool:
         flat = flat.view(torch.uint8)

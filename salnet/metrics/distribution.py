@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import torch
 
+from salnet import native
 from salnet.metrics.common import (
     EPS,
     _shaky,
     as_batch,
     check_variant,
     log_,
+    map_pair_stats,
     map_stats,
     map_std,
     mean_at_fixations,
@@ -21,7 +23,6 @@ from salnet.metrics.common import (
     nan_where,
     pack_at_fixations,
     resize_to,
-    row_dot,
     workspace,
 )
 
@@ -55,11 +56,12 @@ def cc(pred: torch.Tensor, gt_map: torch.Tensor, *, dtype: torch.dtype = torch.f
     (MIT ``CC.m`` = pysaliency ``CC``); undefined for a constant map on either side."""
     p, g = _pair(pred, gt_map, "gt_map", dtype)
     p, g = p.flatten(1), g.flatten(1)
+    stats_p, stats_g, dot = map_pair_stats(p, g)
     sp, sg = map_std(p, 0), map_std(g, 0)
-    mp, mg = map_stats(p).mean, map_stats(g).mean
+    mp, mg = stats_p.mean, stats_g.mean
     # E[pg] − E[p]E[g] from one dot product per image; where a map's mean dwarfs its spread that
     # difference cancels, and those images are centred first
-    cov = row_dot(p, g) / p.shape[1] - mp * mg
+    cov = dot / p.shape[1] - mp * mg
     shaky = _shaky(p, sp.square()) | _shaky(g, sg.square())
     for b in shaky.nonzero().flatten().tolist():
         cov[b] = torch.dot(p[b] - mp[b], g[b] - mg[b]) / p.shape[1]
@@ -100,15 +102,18 @@ def sim(pred: torch.Tensor, gt_map: torch.Tensor, *, variant: str = "mit",
     check_variant(variant)
     p, g = _pair(pred, gt_map, "gt_map", dtype)
     p, g = p.flatten(1), g.flatten(1)
+    map_pair_stats(p, g)  # both maps' statistics in one pass
     sp, cp, tp = _affine_distribution(p, variant)
     sg, cg, tg = _affine_distribution(g, variant)
-    # Σ min(P, G) = (ΣP + ΣG − Σ|P − G|)/2, and P − G is one affine pass over p and g: per image in
-    # one reused buffer (:func:`~salnet.metrics.common.workspace`)
-    buf = workspace("map", p.shape[1], p.dtype, p.device)
-    l1 = torch.empty_like(tp)
-    for b, (a, c, s_p, s_g) in enumerate(zip(p, g, sp.tolist(), sg.tolist())):
-        torch.add((cp[b] - cg[b]), a, alpha=s_p, out=buf).add_(c, alpha=-s_g)
-        l1[b] = buf.abs_().sum()
+    # Σ min(P, G) = (ΣP + ΣG − Σ|P − G|)/2, and P − G is one affine pass over p and g: one C pass
+    # (salnet.native.affine_l1), else per image in one reused buffer (:func:`~salnet.metrics.common.workspace`)
+    l1 = native.affine_l1(p, g, sp, sg, cp - cg)
+    if l1 is None:
+        buf = workspace("map", p.shape[1], p.dtype, p.device)
+        l1 = torch.empty_like(tp)
+        for b, (a, c, s_p, s_g) in enumerate(zip(p, g, sp.tolist(), sg.tolist())):
+            torch.add((cp[b] - cg[b]), a, alpha=s_p, out=buf).add_(c, alpha=-s_g)
+            l1[b] = buf.abs_().sum()
     return (tp + tg - l1) / 2
 
 
@@ -125,18 +130,19 @@ def kld(pred: torch.Tensor, gt_map: torch.Tensor, *, eps: float = EPS,
     """
     p, g = _pair(pred, gt_map, "gt_map", dtype)
     p, g = p.flatten(1), g.flatten(1)
-    sp = map_stats(p)
-    negative = sp.lo < 0
-    if negative.any():
-        p = p.clamp_min(0)
-        total_p = p.sum(1)
-    else:
-        total_p = sp.total
-    total_g = map_stats(g).total
+    sp, sg, _ = map_pair_stats(p, g)
+    clipped = p.clamp_min(0) if (sp.lo < 0).any() else p
+    total_p = sp.total if clipped is p else clipped.sum(1)
+    total_g = sg.total
     # divide by the sum, as a scale (MATLAB's `if any(map(:))`: an all-zero map is left as it is)
     scale_p = torch.where(total_p == 0, torch.ones_like(total_p), 1 / total_p)
     scale_g = torch.where(total_g == 0, torch.ones_like(total_g), 1 / total_g)
-    # Σ G'·log(eps + G'/(P' + eps)) with G' = g·scale_g, P' = p·scale_p, per image in one reused buffer
+    # Σ G'·log(eps + G'/(P' + eps)) with G' = g·scale_g, P' = p·scale_p: one C pass (salnet.native.kld,
+    # which clips p itself), else per image in one reused buffer
+    fused = native.kld(p, g, scale_p, scale_g, eps)
+    if fused is not None:
+        return fused
+    p = clipped
     buf = workspace("map", p.shape[1], p.dtype, p.device)
     out = torch.empty_like(total_g)
     eps_t = torch.tensor(eps, dtype=p.dtype, device=p.device)
