@@ -92,9 +92,11 @@ def _pool(threads: int, pid: int) -> ThreadPoolExecutor:
     return ThreadPoolExecutor(threads, thread_name_prefix="salnet-native")
 
 
-def _over_rows(rows: int, call) -> None:
-    """``call(start, stop)`` over ranges covering 0..rows, in up to ``torch.get_num_threads()`` threads."""
-    threads = min(torch.get_num_threads(), rows)
+def _over_rows(rows: int, call, threaded: bool = True) -> None:
+    """``call(start, stop)`` over ranges covering 0..rows, in up to ``torch.get_num_threads()`` threads when
+    ``threaded`` (the compute-bound kernels; the memory-bound ones gain nothing from a second thread on the
+    same memory and pay the pool's hand-over)."""
+    threads = min(torch.get_num_threads(), rows) if threaded else 1
     if threads < 2:
         call(0, rows)
         return
@@ -120,7 +122,7 @@ def row_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
         lib.salnet_row_stats_f64(p + a * N * e, b - a, N, q + a * e, q + (B + a) * e, q + (2 * B + a) * e,
                                  q + (3 * B + a) * e)
 
-    _over_rows(B, call)
+    _over_rows(B, call, threaded=False)
     return out[0], out[1], out[2], out[3]
 
 
@@ -138,13 +140,14 @@ def pair_stats(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
     def call(a, b):
         lib.salnet_pair_stats_f64(px + a * N * 8, py + a * N * 8, b - a, N, B, q + a * 8)
 
-    _over_rows(B, call)
+    _over_rows(B, call, threaded=False)
     return out
 
 
-def _per_row(kernel, x: torch.Tensor, y: torch.Tensor, params: list[torch.Tensor], *extra) -> tuple[torch.Tensor, int]:
-    """``kernel(x rows, y rows, count, N, params..., *extra, out)`` over the rows of ``x``, ``y`` (B,N) in
-    threads; returns out (B,) and the sum of the kernel's return values (0 for void kernels)."""
+def _per_row(kernel, x: torch.Tensor, y: torch.Tensor, params: list[torch.Tensor], *extra,
+             threaded: bool) -> tuple[torch.Tensor, int]:
+    """``kernel(x rows, y rows, count, N, params..., *extra, out)`` over the rows of ``x``, ``y`` (B,N), in
+    threads if ``threaded``; returns out (B,) and the sum of the kernel's return values (0 for void kernels)."""
     B, N = x.shape
     params = [p.to(torch.float64).contiguous() for p in params]
     out = torch.empty(B, dtype=torch.float64)
@@ -155,7 +158,7 @@ def _per_row(kernel, x: torch.Tensor, y: torch.Tensor, params: list[torch.Tensor
                    *[p.data_ptr() + a * 8 for p in params], *extra, out.data_ptr() + a * 8)
         ret[a] = r or 0
 
-    _over_rows(B, call)
+    _over_rows(B, call, threaded)
     return out, sum(ret)
 
 
@@ -166,7 +169,7 @@ def affine_l1(x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor
     lib = library()
     if lib is None or x.ndim != 2 or x.shape != y.shape or not _usable(x, y):
         return None
-    return _per_row(lib.salnet_affine_l1_f64, x, y, [a, b, c])[0]
+    return _per_row(lib.salnet_affine_l1_f64, x, y, [a, b, c], threaded=False)[0]
 
 
 def kld(x: torch.Tensor, y: torch.Tensor, kp: torch.Tensor, kg: torch.Tensor, eps: float) -> torch.Tensor | None:
@@ -177,7 +180,7 @@ def kld(x: torch.Tensor, y: torch.Tensor, kp: torch.Tensor, kg: torch.Tensor, ep
     lib = library()
     if lib is None or x.ndim != 2 or x.shape != y.shape or not _usable(x, y):
         return None
-    out, bad = _per_row(lib.salnet_kld_f64, x, y, [kp, kg], ctypes.c_double(eps))
+    out, bad = _per_row(lib.salnet_kld_f64, x, y, [kp, kg], ctypes.c_double(eps), threaded=True)
     return None if bad else out
 
 
@@ -201,7 +204,7 @@ def threshold_counts(S: torch.Tensor, idx: torch.Tensor, use: torch.Tensor, lo: 
         lib.salnet_threshold_counts_f64(s + a * N * 8, b - a, N, ix + a * splits * width * 8, splits, width, u + a * 8,
                                         lo_ + a * 8, sp + a * 8, T.data_ptr(), nt, o + a * (nt + 1) * 8)
 
-    _over_rows(B, call)
+    _over_rows(B, call, threaded=False)
     return out
 
 
