@@ -373,6 +373,42 @@ WIDTH_PASS(width_c3_t2, 3, 2)
 WIDTH_PASS(width_c3_t3, 3, 3)
 WIDTH_PASS(width_c3_t4, 3, 4)
 
+/* The width pass for one block fixed at compile time, weights included (BI inputs -> BO outputs with the
+ * integer weights K from first offsets F, the only ones INTER_AREA has for that block): each group's BI*C
+ * sums are read once and the loops fold into straight-line code, about twice the generic pass's speed.
+ * Used for 5 -> 2 (SALICON's 640x480 to SalGAN's 256x192) and 5 -> 4 (fast_decode's 320x240 to it) after
+ * checking that the caller's weights are these. */
+static const int32_t F5TO2[2] = {0, 2}, K5TO2[2][3] = {{2, 2, 1}, {1, 2, 2}};
+static const int32_t F5TO4[4] = {0, 1, 2, 3}, K5TO4[4][2] = {{4, 1}, {3, 2}, {2, 3}, {1, 4}};
+#define GROUP_PASS(NAME, BI, BO, C, TW, F, K)                                                                 \
+    static void NAME(const int32_t *restrict acc, int64_t groups, float scale, int64_t plane, int64_t w,      \
+                     int32_t flip, float *restrict out) {                                                     \
+        for (int64_t g = 0; g < groups; g++) {                                                                \
+            const int32_t *restrict p = acc + g * BI * C;                                                     \
+            for (int o = 0; o < BO; o++) {                                                                    \
+                const int64_t x = flip ? w - 1 - (g * BO + o) : g * BO + o;                                   \
+                for (int c = 0; c < C; c++) {                                                                 \
+                    int32_t s = 0;                                                                            \
+                    for (int j = 0; j < TW; j++) s += K[o][j] * p[(F[o] + j) * C + c];                        \
+                    out[c * plane + x] = (float)s * scale;                                                    \
+                }                                                                                             \
+            }                                                                                                 \
+        }                                                                                                     \
+    }
+GROUP_PASS(group_5to2_c3, 5, 2, 3, 3, F5TO2, K5TO2)
+GROUP_PASS(group_5to2_c1, 5, 2, 1, 3, F5TO2, K5TO2)
+GROUP_PASS(group_5to4_c3, 5, 4, 3, 2, F5TO4, K5TO4)
+GROUP_PASS(group_5to4_c1, 5, 4, 1, 2, F5TO4, K5TO4)
+
+/* Which fixed-block pass the caller's block is (0: none). */
+static int fixed_block(int64_t bi, int64_t bo, int64_t tw, const int32_t *first, const int32_t *kw) {
+    if (bi == 5 && bo == 2 && tw == 3 && !memcmp(first, F5TO2, sizeof F5TO2) && !memcmp(kw, K5TO2, sizeof K5TO2))
+        return 52;
+    if (bi == 5 && bo == 4 && tw == 2 && !memcmp(first, F5TO4, sizeof F5TO4) && !memcmp(kw, K5TO4, sizeof K5TO4))
+        return 54;
+    return 0;
+}
+
 static void width_any(const int32_t *restrict acc, int64_t groups, int64_t bi, int64_t bo, const int32_t *first,
                       const int32_t *kw, float scale, int64_t plane, int64_t w, int32_t flip, int64_t C,
                       int64_t tw, float *restrict out) {
@@ -397,6 +433,7 @@ static void width_any(const int32_t *restrict acc, int64_t groups, int64_t bi, i
         /* padded taps of the last block read past the row: zeros there */                                   \
         int32_t *acc = calloc(WC + tw * C, sizeof(int32_t));                                                 \
         if (!acc) return -1;                                                                                  \
+        const int fixed = fixed_block(biw, bow, tw, fw, kw);                                                  \
         for (int64_t y = 0; y < h; y++) {                                                                     \
             const int64_t o = y % boh;                                                                        \
             const T *src = in + (y / boh * bih + fh[o]) * WC;                                                 \
@@ -417,7 +454,11 @@ static void width_any(const int32_t *restrict acc, int64_t groups, int64_t bi, i
             }                                                                                                 \
             }                                                                                                 \
             float *row = out + y * w;                                                                         \
-            if (C == 3 && tw == 3) width_c3_t3(acc, gw, biw, bow, fw, kw, scale, h * w, w, flip, row);        \
+            if (fixed == 52 && C == 3) group_5to2_c3(acc, gw, scale, h * w, w, flip, row);                     \
+            else if (fixed == 52 && C == 1) group_5to2_c1(acc, gw, scale, h * w, w, flip, row);                \
+            else if (fixed == 54 && C == 3) group_5to4_c3(acc, gw, scale, h * w, w, flip, row);                \
+            else if (fixed == 54 && C == 1) group_5to4_c1(acc, gw, scale, h * w, w, flip, row);                \
+            else if (C == 3 && tw == 3) width_c3_t3(acc, gw, biw, bow, fw, kw, scale, h * w, w, flip, row);   \
             else if (C == 3 && tw == 2) width_c3_t2(acc, gw, biw, bow, fw, kw, scale, h * w, w, flip, row);   \
             else if (C == 3 && tw == 4) width_c3_t4(acc, gw, biw, bow, fw, kw, scale, h * w, w, flip, row);   \
             else if (C == 1 && tw == 3) width_c1_t3(acc, gw, biw, bow, fw, kw, scale, h * w, w, flip, row);   \
