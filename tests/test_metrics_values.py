@@ -292,3 +292,12 @@ def test_sparse_nonzero_equals_nonzero():
                 want = t.nonzero(as_tuple=True)
                 got = sparse_nonzero(t)
                 assert all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+def test_smallest_keys_are_argsorts_first_k():
+    from salnet.metrics.auc import _smallest
+
+    keys = torch.rand((7, 50), generator=torch.Generator().manual_seed(30), dtype=torch.float64)
+    for k in (1, 10, 25, 26, 49, 50):
+        got = _smallest(keys, k).sort(1).values
+        assert torch.equal(got, keys.argsort(1)[:, :k].sort(1).values), k

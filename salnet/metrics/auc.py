@@ -297,6 +297,18 @@ def _exact_auc(pos: torch.Tensor, wpos: torch.Tensor, neg: torch.Tensor, wneg: t
     return ((lt + le) / 2 * wpos).sum() / (wpos.sum() * wneg.sum())
 
 
+def _smallest(keys: torch.Tensor, k: int) -> torch.Tensor:
+    """Column indices (rows, k) of each row's k smallest ``keys`` (rows, m): the set ``argsort[:, :k]`` takes,
+    in another order (the caller only counts them). A partial selection, of the m − k largest when k is
+    most of m (sAUC's usual case), instead of a full sort."""
+    m = keys.shape[1]
+    if k <= m // 2:
+        return keys.topk(k, dim=1, largest=False, sorted=False).indices
+    keep = torch.ones(keys.shape, dtype=torch.bool)
+    keep.scatter_(1, keys.topk(m - k, dim=1, largest=True, sorted=False).indices, False)
+    return keep.nonzero()[:, 1].view(-1, k)
+
+
 @memoised
 def sauc(
     pred: torch.Tensor,
@@ -348,8 +360,8 @@ def sauc(
         if k == m:  # the first m of a permutation of all m locations: all of them, in any order
             idx[b, :, :k] = negloc[b, :m]
         else:  # randperm per split = argsort of uniform keys; take the first Nfixations_oth
-            perm = torch.rand((n_splits, m), generator=generator(s), dtype=torch.float64).argsort(1)[:, :k]
-            idx[b, :, :k] = negloc[b, :m][perm]
+            idx[b, :, :k] = negloc[b, :m][_smallest(torch.rand((n_splits, m), generator=generator(s),
+                                                                dtype=torch.float64), k)]
     T = matlab_thresholds(step, S.dtype).to(S.device)
     pos = _threshold_counts(S, layout.pack_index()[:, None, :], nf, lo, spread, T)
     neg = _threshold_counts(S, idx, use, lo, spread, T)
