@@ -174,9 +174,8 @@ def map_pair_stats(x: torch.Tensor, y: torch.Tensor) -> tuple[MapStats, MapStats
             return map_stats(x), map_stats(y), row_dot(x, y)
         n = x.shape[1]
         sx, sy = MapStats(*fused[:4], n), MapStats(*fused[4:8], n)
-        _memo("stats", [x], lambda: sx)  # where not cached yet: the later map_stats calls reuse these
-        _memo("stats", [y], lambda: sy)
-        return map_stats(x), map_stats(y), fused[8]
+        # cached for the later map_stats calls where not cached yet (else the cached ones are returned)
+        return _memo("stats", [x], lambda: sx), _memo("stats", [y], lambda: sy), fused[8]
 
     return _memo("pair", [x, y], compute)
 
