@@ -149,6 +149,7 @@ def test_metrics_equal_with_and_without_the_kernels(monkeypatch):
     gt = torch.rand(B, H, W, generator=gen, dtype=torch.float64)
     pred = torch.rand(B, 24, 32, generator=gen, dtype=torch.float64)  # resized: bicubic rings below 0
     fix = (torch.rand(B, H, W, generator=gen) < 0.03).double()
+    pred[1], gt[2], fix[2] = 0.5, 0.0, 0.0  # a constant prediction, an all-zero map, no fixations: undefined
     kw = {"fixations": fix, "gt_map": gt, "other": fix.roll(1, 0), "baseline": torch.from_numpy(center_bias((H, W)))}
     for variant in ("mit", "pysaliency"):
         fast = M.score_batch(pred, variant=variant, **kw)
@@ -156,4 +157,5 @@ def test_metrics_equal_with_and_without_the_kernels(monkeypatch):
             m.setattr(native, "library", lambda: None)
             slow = M.score_batch(pred, variant=variant, **kw)
         for name in M.METRICS:
-            assert torch.allclose(fast[name], slow[name], rtol=1e-12, atol=1e-13), (variant, name)
+            assert torch.allclose(fast[name], slow[name], rtol=1e-12, atol=1e-13, equal_nan=True), (variant, name)
+        assert fast["cc"][1:].isnan().all() and fast["nss"][1:].isnan().all()  # the undefined cases stay NaN
