@@ -1,8 +1,9 @@
-"""Optional C kernels (``salnet/native.c``) for CPU hot loops that take torch's operators several passes.
+"""Optional C kernels (``salnet/csrc/``: ``metrics.c``, ``resize.c``) for CPU hot loops that take torch's
+operators several passes.
 
-The source is compiled on first use with the system C compiler (``$CC``, else ``cc``/``gcc``; ``-O3
--march=native``) into a cache folder (``$SALNET_CACHE``, default ``~/.cache/salnet``) keyed by the source,
-the compiler, its flags and the CPU, and loaded with ctypes. Without a compiler, or with
+The sources are compiled on first use with the system C compiler (``$CC``, else ``cc``/``gcc``; ``-O3
+-march=native``) into one library in a cache folder (``$SALNET_CACHE``, default ``~/.cache/salnet``) keyed
+by the sources, the compiler, its flags and the CPU, and loaded with ctypes. Without a compiler, or with
 ``SALNET_NATIVE=0``, :func:`library` is None and every caller uses its torch path (same values; the
 kernels are tested against them). The metric kernels run over ranges of rows in
 ``torch.get_num_threads()`` threads (ctypes releases the GIL during the call); the loader's resize runs in
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-SOURCE = Path(__file__).with_name("native.c")
+SOURCES = tuple(Path(__file__).parent / "csrc" / name for name in ("metrics.c", "resize.c"))
 FLAGS = ("-O3", "-march=native", "-shared", "-fPIC", "-std=c11")
 
 
@@ -47,8 +48,8 @@ def library() -> ctypes.CDLL | None:
     cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     if cc is None:
         return None
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(b"\0".join([source, cc.encode(), " ".join(FLAGS).encode(), _cpu_id().encode()]))
+    sources = [src.read_bytes() for src in SOURCES]
+    key = hashlib.sha256(b"\0".join([*sources, cc.encode(), " ".join(FLAGS).encode(), _cpu_id().encode()]))
     cache = Path(os.environ.get("SALNET_CACHE", Path.home() / ".cache" / "salnet"))
     path = cache / f"native-{key.hexdigest()[:16]}.so"
     if not path.exists():
@@ -56,12 +57,12 @@ def library() -> ctypes.CDLL | None:
             cache.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryDirectory(dir=cache) as tmp:
                 built = Path(tmp) / path.name
-                subprocess.run([cc, *FLAGS, str(SOURCE), "-o", str(built)], check=True, capture_output=True,
-                               timeout=120)
+                subprocess.run([cc, *FLAGS, *map(str, SOURCES), "-o", str(built)], check=True,
+                               capture_output=True, timeout=120)
                 os.replace(built, path)  # atomic: concurrent processes never load a half-written file
         except (OSError, subprocess.SubprocessError) as exn:
             detail = getattr(exn, "stderr", b"") or b""
-            warnings.warn(f"salnet: could not compile {SOURCE.name} with {cc} ({exn}; "
+            warnings.warn(f"salnet: could not compile {', '.join(s.name for s in SOURCES)} with {cc} ({exn}; "
                           f"{detail.decode(errors='replace')[-300:]}); using the torch paths", stacklevel=2)
             return None
     lib = ctypes.CDLL(str(path))
@@ -228,7 +229,7 @@ def judd_pass(S: torch.Tensor, lo: torch.Tensor, scale: torch.Tensor, shift: tor
               marked: torch.Tensor, kmax: int, hist: torch.Tensor, close: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor] | None:
     """AUC-Judd's per-pixel pass over ``S`` (B,N) float64: each pixel's bin, clamped to [1, kmax] (see
-    ``native.c``). Returns ``far`` (B, R) int64, the histogram of the pixels whose bin is not ``marked``
+    ``csrc/metrics.c``). Returns ``far`` (B, R) int64, the histogram of the pixels whose bin is not ``marked``
     (B, R) bool, written into ``hist`` (B, R) int64, and ``close`` the flat indices (into S.view(-1),
     ascending) of those whose bin is, gathered through ``close`` (B·N,) int64. ``hist`` and ``close`` are
     the caller's reused scratch buffers (fresh multi-MB ones cost more in page faults than the pass). None
@@ -256,7 +257,7 @@ def judd_pass(S: torch.Tensor, lo: torch.Tensor, scale: torch.Tensor, shift: tor
 def area_shrink(x: torch.Tensor, rows: tuple[int, torch.Tensor, torch.Tensor],
                 cols: tuple[int, torch.Tensor, torch.Tensor], scale: float, flip: bool = False) -> torch.Tensor | None:
     """Separable integer-weight shrink of ``x`` (H, W, C) uint8/uint16 into float32 (C, h, w) = scale · Σ
-    weights · x (see ``native.c``). ``rows`` = (block_in, first (block_out,) int32, weights (block_out, taps)
+    weights · x (see ``csrc/resize.c``). ``rows`` = (block_in, first (block_out,) int32, weights (block_out, taps)
     int32): output o of each block of block_in rows is Σ_j weights[o, j] · row[first[o] + j] of the block;
     ``cols`` likewise. ``flip`` mirrors the output's columns. None without the kernels, or for another
     dtype, layout or device."""

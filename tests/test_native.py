@@ -1,4 +1,4 @@
-"""The optional C kernels (salnet/native.c) against the torch paths they replace."""
+"""The optional C kernels (salnet/csrc/*.c) against the torch paths they replace."""
 
 import pytest
 import torch
