@@ -5,9 +5,10 @@ The sources are compiled on first use with the system C compiler (``$CC``, else 
 -march=native``) into one library in a cache folder (``$SALNET_CACHE``, default ``~/.cache/salnet``) keyed
 by the sources, the compiler, its flags and the CPU, and loaded with ctypes. Without a compiler, or with
 ``SALNET_NATIVE=0``, :func:`library` is None and every caller uses its torch path (same values; the
-kernels are tested against them). The metric kernels run over ranges of rows in
-``torch.get_num_threads()`` threads (ctypes releases the GIL during the call); the loader's resize runs in
-the calling thread, as each loader worker is one.
+kernels are tested against them). The compute-bound metric kernels (KLD, AUC-Judd's pass) run over ranges of
+rows in ``torch.get_num_threads()`` threads (ctypes releases the GIL during the call); the memory-bound ones,
+which a second thread on the same memory does not speed up, and the loader's resize (each loader worker is
+one thread) run in the calling thread.
 """
 
 from __future__ import annotations
@@ -117,13 +118,8 @@ def row_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
         return None
     B, N = x.shape
     out = torch.empty((4, B), dtype=torch.float64)
-    p, q, e = x.data_ptr(), out.data_ptr(), 8
-
-    def call(a, b):
-        lib.salnet_row_stats_f64(p + a * N * e, b - a, N, q + a * e, q + (B + a) * e, q + (2 * B + a) * e,
-                                 q + (3 * B + a) * e)
-
-    _over_rows(B, call, threaded=False)
+    q = out.data_ptr()
+    lib.salnet_row_stats_f64(x.data_ptr(), B, N, q, q + B * 8, q + 2 * B * 8, q + 3 * B * 8)  # memory-bound: one thread
     return out[0], out[1], out[2], out[3]
 
 
@@ -136,12 +132,7 @@ def pair_stats(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
         return None
     B, N = x.shape
     out = torch.empty((9, B), dtype=torch.float64)
-    px, py, q = x.data_ptr(), y.data_ptr(), out.data_ptr()
-
-    def call(a, b):
-        lib.salnet_pair_stats_f64(px + a * N * 8, py + a * N * 8, b - a, N, B, q + a * 8)
-
-    _over_rows(B, call, threaded=False)
+    lib.salnet_pair_stats_f64(x.data_ptr(), y.data_ptr(), B, N, B, out.data_ptr())  # memory-bound: one thread
     return out
 
 
@@ -198,14 +189,8 @@ def threshold_counts(S: torch.Tensor, idx: torch.Tensor, use: torch.Tensor, lo: 
     idx, use = idx.to(torch.int64).contiguous(), use.to(torch.int64).contiguous()
     nt = T.numel()
     out = torch.empty((B, nt + 1), dtype=torch.int64)
-    ptrs = [t.data_ptr() for t in (S, idx, use, lo, spread, out)]
-
-    def call(a, b):
-        s, ix, u, lo_, sp, o = ptrs
-        lib.salnet_threshold_counts_f64(s + a * N * 8, b - a, N, ix + a * splits * width * 8, splits, width, u + a * 8,
-                                        lo_ + a * 8, sp + a * 8, T.data_ptr(), nt, o + a * (nt + 1) * 8)
-
-    _over_rows(B, call, threaded=False)
+    lib.salnet_threshold_counts_f64(S.data_ptr(), B, N, idx.data_ptr(), splits, width, use.data_ptr(), lo.data_ptr(),
+                                    spread.data_ptr(), T.data_ptr(), nt, out.data_ptr())  # a few reads per image
     return out
 
 
