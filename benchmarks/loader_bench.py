@@ -7,9 +7,9 @@ the packing; then times (a) decode-only: read the tars with the loader's reader
 (``wds.tarfile_to_samples``) and decode JPEG image, PNG map and fixations, nothing else; (b) the
 training loader: the same plus resize to the model input, fixation map, flip, shuffle buffer and
 batching. Prints img/s of each (best of the repeats) and the ratio loader / decode (target >= 0.85): of
-the two bests, and the median over repeats of each loader pass against the decode-only pass just before
-it. The fast_decode loader is compared with a decode-only that decodes the JPEG at the same reduced
-(DCT-scaled) size.
+the two bests, and the median over repeats of each loader pass against its decode-only pass of the same
+repeat (a few seconds earlier). The fast_decode loader is compared with a decode-only that decodes the JPEG
+at the same reduced (DCT-scaled) size.
 """
 
 from __future__ import annotations
@@ -85,8 +85,8 @@ def main() -> None:
             loaders[fast] = TrainLoader(tmp / "shards", "train", cfg, rank=0, world_size=1)
             list(loaders[fast])  # warm up: page cache, resize weights
         # interleaved repeats: the machine is shared, so single timings are noisy. Kept: the best of each,
-        # and the ratio of each loader pass to the decode-only pass just before it (the same machine
-        # state), whose median is robust to the slow drifts that move the two bests apart
+        # and the ratio of each loader pass to its decode-only pass of the same repeat (seconds apart, so
+        # nearly the same machine state), whose median is robust to the slow drifts that move the two bests apart
         best = {"decode": 0.0, "iter_tar": 0.0, "draft": 0.0, False: 0.0, True: 0.0}
         paired: dict[bool, list[float]] = {False: [], True: []}
         draft = tuple(args.model_size)
