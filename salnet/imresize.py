@@ -267,10 +267,12 @@ def _integer_taps(n_in: int, n_out: int) -> tuple[int, torch.Tensor, torch.Tenso
     return bi, first, weights
 
 
-def area_resize_int(x: torch.Tensor, size: tuple[int, int], flip: bool = False) -> torch.Tensor | None:
+def area_resize_int(x: torch.Tensor, size: tuple[int, int], flip: bool = False,
+                    out: torch.Tensor | None = None) -> torch.Tensor | None:
     """INTER_AREA shrink of a uint8 or uint16 (H, W, C) image straight to float32 (C, h, w) in [0, 1]
-    (divided by 255 or 65535), columns mirrored when ``flip``; or None when the size is unchanged or an
-    axis has no short repeated block (then use :func:`band_resize`).
+    (divided by 255 or 65535), columns mirrored when ``flip``, written into ``out`` when given (a
+    contiguous float32 (C, h, w), e.g. a slot of a batch: no stacking copy); or None when the size is
+    unchanged or an axis has no short repeated block (then use :func:`band_resize`).
 
     The sums are exact integers, so the only rounding is the final scaling: values equal
     :func:`imresize`'s to float32 precision. With :mod:`salnet.native`'s kernels it is one C pass (a row
@@ -287,15 +289,15 @@ def area_resize_int(x: torch.Tensor, size: tuple[int, int], flip: bool = False) 
     if bh is None or bw is None:
         return None
     scale = 1.0 / (full * bh[0] * bw[0])
-    out = native.area_shrink(x, _integer_taps(H, size[0]), _integer_taps(W, size[1]), scale, flip)
-    if out is not None:
-        return out
+    res = native.area_shrink(x, _integer_taps(H, size[0]), _integer_taps(W, size[1]), scale, flip, out)
+    if res is not None:
+        return res
     # worst case sum full·bh·bw; int16 holds 8-bit images for blocks up to ~11×11 (640 -> 400 is 8 -> 5)
     dtype = torch.int16 if full * bh[0] * bw[0] < 2**15 else torch.int32
     h, w = size
     rows = _integer_axis0(x.to(dtype).view(H, W * C), bh)  # (h, W·C)
     # a 2-D transpose (blocked, fast) where a (h, W, C) -> (W, h, C) permute would move C-element runs
     cols = _integer_axis0(rows.t().contiguous().view(W, C * h), bw).view(w, C, h)
-    out = torch.empty((C, h, w), dtype=torch.float32)
-    torch.mul(cols.permute(1, 2, 0), scale, out=out)
-    return out.flip(-1) if flip else out
+    res = torch.mul(cols.permute(1, 2, 0), scale, out=torch.empty((C, h, w), dtype=torch.float32))
+    res = res.flip(-1) if flip else res
+    return res if out is None else out.copy_(res)

@@ -240,11 +240,13 @@ def judd_pass(S: torch.Tensor, lo: torch.Tensor, scale: torch.Tensor, shift: tor
 
 
 def area_shrink(x: torch.Tensor, rows: tuple[int, torch.Tensor, torch.Tensor],
-                cols: tuple[int, torch.Tensor, torch.Tensor], scale: float, flip: bool = False) -> torch.Tensor | None:
+                cols: tuple[int, torch.Tensor, torch.Tensor], scale: float, flip: bool = False,
+                out: torch.Tensor | None = None) -> torch.Tensor | None:
     """Separable integer-weight shrink of ``x`` (H, W, C) uint8/uint16 into float32 (C, h, w) = scale · Σ
     weights · x (see ``csrc/resize.c``). ``rows`` = (block_in, first (block_out,) int32, weights (block_out, taps)
     int32): output o of each block of block_in rows is Σ_j weights[o, j] · row[first[o] + j] of the block;
-    ``cols`` likewise. ``flip`` mirrors the output's columns. None without the kernels, or for another
+    ``cols`` likewise. ``flip`` mirrors the output's columns. ``out``: a contiguous float32 (C, h, w) tensor
+    to write into (e.g. a slot of a batch), else a new one. None without the kernels, or for another
     dtype, layout or device."""
     lib = library()
     kernel = {torch.uint8: "salnet_area_shrink_u8", torch.uint16: "salnet_area_shrink_u16"}.get(x.dtype)
@@ -252,7 +254,12 @@ def area_shrink(x: torch.Tensor, rows: tuple[int, torch.Tensor, torch.Tensor],
         return None
     H, W, C = x.shape
     (bih, fh, kh), (biw, fw, kw) = rows, cols
-    out = torch.empty((C, H // bih * kh.shape[0], W // biw * kw.shape[0]), dtype=torch.float32)
+    shape = (C, H // bih * kh.shape[0], W // biw * kw.shape[0])
+    if out is None:
+        out = torch.empty(shape, dtype=torch.float32)
+    elif out.shape != shape or out.dtype != torch.float32 or not out.is_contiguous() or out.device.type != "cpu":
+        raise ValueError(f"area_shrink: out must be a contiguous float32 CPU tensor of shape {shape}, got "
+                         f"{out.dtype} {tuple(out.shape)}")
     if getattr(lib, kernel)(x.data_ptr(), H, W, C, bih, kh.shape[0], kh.shape[1], fh.data_ptr(), kh.data_ptr(),
                             biw, kw.shape[0], kw.shape[1], fw.data_ptr(), kw.data_ptr(), scale, int(flip),
                             out.data_ptr()) != 0:

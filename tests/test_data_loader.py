@@ -15,9 +15,9 @@ from PIL import Image
 from salnet.data import get_reader, write_synthetic
 from salnet.data.loader import BadFractionError, LoaderConfig, TrainLoader, ValLoader, epoch_order
 from salnet.data.maps import fixation_map
-from salnet.data.shards import iter_tar, pack
+from salnet.data.shards import decode_record, iter_tar, pack
 from salnet.data.synthetic import Synthetic
-from salnet.data.transform import Transform
+from salnet.data.transform import BatchPool, Transform
 from salnet.imresize import band_resize, imresize
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -317,3 +317,43 @@ def test_integer_area_resize_equals_imresize(src, dst, dtype, full):
     assert out.shape == (3, *dst) and out.dtype == torch.float32
     assert (out.double() - ref).abs().max() < 1e-7  # exact integer sums: only the final float32 rounding
     assert area_resize_int(x, src) is None and area_resize_int(x[:, :-1], dst) is None  # no block: band path
+
+
+def test_batch_pool_reuses_only_memory_nobody_holds():
+    pool = BatchPool(Transform((4, 6), "area", keep_original=False), keep=2)
+    a, b = pool.new_batch(3), pool.new_batch(3)
+    pa, pb = a["image"].data_ptr(), b["image"].data_ptr()
+    assert pa != pb and a["fixations"].data_ptr() - pa == 4 * 3 * 4 * 6 * 4  # one buffer: image, map, fixations
+    view = a["map"][1:]  # a slice of a's memory keeps all of it
+    del a
+    assert pool.new_batch(3)["image"].data_ptr() not in (pa, pb)  # both busy: memory of its own
+    del view
+    d = pool.new_batch(3)
+    assert d["image"].data_ptr() == pa
+    array = d["image"].numpy()  # numpy's view holds it too
+    del d
+    assert pool.new_batch(3)["image"].data_ptr() not in (pa, pb)
+    del array, b
+    other = pool.new_batch(2)  # another size, and the pool is full: memory of its own
+    assert other["image"].data_ptr() not in (pa, pb) and pool.new_batch(3)["image"].data_ptr() == pa
+
+
+@pytest.mark.parametrize("resize", ["area", "bicubic"])
+def test_held_batches_keep_their_values_while_the_loader_goes_on(tmp_path, resize):
+    """Batches written into recycled memory: each equals its samples transformed one by one, also when the
+    consumer holds every batch of the epoch (no buffer may be reused while held)."""
+    folder = packed(tmp_path, {"train": 24}, per_shard=4)
+    c = cfg(batch_size=3, flip=True, workers=0, resize=resize)
+    held = list(TrainLoader(folder, "train", c, rank=0, world_size=1))
+    cloned = [{k: v.clone() if torch.is_tensor(v) else v for k, v in b.items()}
+              for b in TrainLoader(folder, "train", c, rank=0, world_size=1)]
+    assert len({b["image"].data_ptr() for b in held}) == len(held) == 8
+    records = {decode_record(rec).id: rec for p in folder.glob("train-*.tar") for rec in iter_tar(p)}
+    t = Transform((24, 32), resize, keep_original=False)
+    for a, b in zip(held, cloned):
+        assert a["id"] == b["id"]
+        for k, id in enumerate(a["id"]):
+            want = [t(records[id], flip) for flip in (False, True)]
+            flipped = torch.equal(a["image"][k], want[1]["image"])
+            for name in ("image", "map", "fixations"):
+                assert torch.equal(a[name][k], b[name][k]) and torch.equal(a[name][k], want[flipped][name])

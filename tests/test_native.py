@@ -127,16 +127,23 @@ def test_without_the_kernels_the_torch_paths_run(monkeypatch):
 @pytest.mark.parametrize("dtype, full", [(torch.uint8, 255), (torch.uint16, 65535)])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_area_shrink_equals_torch_path(monkeypatch, src, dst, dtype, full, channels):
+    from salnet import imresize
     from salnet.imresize import area_resize_int
 
     gen = torch.Generator().manual_seed(2)
     x = torch.randint(0, full + 1, (*src, channels), generator=gen, dtype=torch.int32).to(dtype)
     x[0, 0], x[-1, -1] = full, full  # the corners: the last block's padded taps must read nothing
     fast = {flip: area_resize_int(x, dst, flip) for flip in (False, True)}
+    batch = torch.full((2, channels, *dst), -1.0)  # written in place, as the loader does into a batch's slots
+    slot = batch[1]
+    assert area_resize_int(x, dst, True, out=slot) is slot and torch.equal(batch[1], fast[True])
+    with pytest.raises(ValueError, match="contiguous float32"):
+        native.area_shrink(x, *(imresize._integer_taps(n, m) for n, m in zip(src, dst)), 1.0, out=batch[:, 0])
     monkeypatch.setattr(native, "library", lambda: None)
     for flip in (False, True):
         slow = area_resize_int(x, dst, flip)
         assert slow.shape == (channels, *dst) and torch.equal(fast[flip], slow)
+        assert torch.equal(area_resize_int(x, dst, flip, out=batch[0]), slow) and torch.equal(batch[0], slow)
     assert torch.equal(fast[True], fast[False].flip(-1))
 
 

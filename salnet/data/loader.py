@@ -4,15 +4,15 @@ Training, per (rank, DataLoader worker) and per pass over the data, a ``wds.Data
 ``wds.SimpleShardList`` shuffles the shards with (seed, epoch), the same order on every rank; rank then
 worker slicing (``wds.split_by_node``/``split_by_worker``'s, made explicit: a rank may come without a
 process group); ``wds.tarfile_to_samples`` whose handler skips a damaged tar; a counting stage;
-``wds.shuffle``. Passes chain into ``wds.map`` (decode, resize, flip) and ``wds.batched``. Each rank
-takes exactly ``len(loader)`` = floor(total / (world_size x batch)) batches per epoch from the repeating
-stream, so uneven shards never make a rank wait in a collective. Order and flips are a function of
-(seed, epoch, rank, worker) only, so training resumes mid-epoch by skipping batches. With fewer shards
-than rank x worker slots, the slots split every shard by sample index.
+``wds.shuffle``. Passes chain into one batching stage (decode, resize and flip into a batch's slots,
+:meth:`_Counter.batches`). Each rank takes exactly ``len(loader)`` = floor(total / (world_size x batch))
+batches per epoch from the repeating stream, so uneven shards never make a rank wait in a collective.
+Order and flips are a function of (seed, epoch, rank, worker) only, so training resumes mid-epoch by
+skipping batches. With fewer shards than rank x worker slots, the slots split every shard by sample index.
 Validation: the split's samples in manifest order are cut into contiguous ranges, one per (rank,
 worker), each read exactly once across ranks; batches keep the original-size map and points.
-An undecodable sample is skipped and counted (the ``wds.map`` handler), and so is each sample a
-truncated or unreadable tar never delivered: webdataset only reports that an error happened, so the one
+An undecodable sample is skipped and counted (by the batching stage), and so is each sample a
+truncated or unreadable tar never delivered: webdataset only reports that an error happened, so a
 custom stage, _ShardCounter, numbers each shard's records against the manifest's count. Past
 ``max_bad_fraction`` the run stops with :class:`BadFractionError`.
 Batch: {"image": float (B, 3, H, W) [0, 1], "map": (B, 1, H, W) [0, 1], "fixations": (B, 1, H, W)
@@ -36,7 +36,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from salnet.data.shards import read_manifest
-from salnet.data.transform import Transform, collate
+from salnet.data.transform import BatchPool, Transform, collate
 
 # what a corrupt sample raises: PIL (OSError, SyntaxError for broken headers), zlib, numpy/json
 # (ValueError), a missing member (KeyError); anything else is a bug and propagates
@@ -117,8 +117,9 @@ def take_every(start: int, step: int):
 
 
 class _Counter:
-    """Good/bad samples of one (rank, worker) stream, the handlers and map function that count them, and
-    the collation that reports them in each batch (``_good``/``_bad``, popped by the loader)."""
+    """Good/bad samples of one (rank, worker) stream, the tar handler that skips damaged shards, and the
+    batching stage that transforms and counts samples (reporting them in each batch as ``_good``/``_bad``,
+    popped by the loader)."""
 
     def __init__(self):
         self.good = self.bad = self.reported_bad = 0
@@ -129,30 +130,37 @@ class _Counter:
             return True
         raise exn
 
-    def sample(self, transform: Transform, flips: random.Random | None, rec: dict) -> dict:
-        """``wds.map`` function: the transformed record (flipped if ``flips`` draws < 0.5), counted good."""
-        item = transform(rec, flips is not None and flips.random() < 0.5)
-        self.good += 1
-        return item
+    def batches(self, transform: Transform, flips: random.Random | None, size: int, partial: bool, records):
+        """Stage after the records (``wds.map`` and ``wds.batched`` in one): each record transformed into
+        the next slot of a batch from a :class:`BatchPool` (flipped if ``flips`` draws < 0.5; an undecodable one is
+        skipped and counted bad, its slot reused), a batch yielded as soon as it is full: ``wds.batched``
+        pulls one record more first, which at the end of a pass starts the next pass's shuffle buffer.
+        ``partial``: the last, short batch too, then an empty batch carrying the bad samples no batch
+        reported."""
+        batch, items, pool = None, [], BatchPool(transform)
+        for rec in records:
+            flip = flips is not None and flips.random() < 0.5
+            if batch is None:
+                batch = pool.new_batch(size)
+            k = len(items)
+            try:
+                items.append(transform(rec, flip, {key: t[k] for key, t in batch.items()}))
+            except DECODE_ERRORS:
+                self.bad += 1
+                continue
+            self.good += 1
+            if len(items) == size:
+                yield self._report(collate(items, batch))
+                batch, items = None, []
+        if partial and items:
+            yield self._report(collate(items, batch))
+        if partial and self.bad > self.reported_bad:
+            yield self._report({"image": None, "id": []})
 
-    def decode_error(self, exn: Exception) -> bool:
-        """``wds.map`` handler: an undecodable sample is skipped and counted bad."""
-        if isinstance(exn, DECODE_ERRORS):
-            self.bad += 1
-            return True
-        raise exn
-
-    def collate(self, items: list[dict]) -> dict:
-        out = collate(items) if items else {"image": None, "id": []}
-        out["_good"], out["_bad"] = len(items), self.bad - self.reported_bad
+    def _report(self, batch: dict) -> dict:
+        batch["_good"], batch["_bad"] = len(batch["id"]), self.bad - self.reported_bad
         self.reported_bad = self.bad
-        return out
-
-    def flush(self, batches):
-        """Stage after ``wds.batched``: an empty batch carrying the bad samples no batch reported."""
-        yield from batches
-        if self.bad > self.reported_bad:
-            yield self.collate([])
+        return batch
 
 
 class _ShardCounter:
@@ -214,8 +222,7 @@ class TrainStream(_Stream):
         flips = random.Random(f"{key}-flip") if self.cfg.flip else None
         return iter(wds.DataPipeline(
             partial(self._passes, wid, nw, counter, random.Random(key)),
-            wds.map(partial(counter.sample, self.transform, flips), handler=counter.decode_error),
-            wds.batched(self.cfg.batch_size, collation_fn=counter.collate, partial=False),
+            partial(counter.batches, self.transform, flips, self.cfg.batch_size, False),
         ))
 
     def _passes(self, wid: int, nw: int, counter: _Counter, rng: random.Random):
@@ -335,9 +342,7 @@ class ValStream(_Stream):
             counting.note,
             wds.tarfile_to_samples(handler=counter.tar_error),
             counting,
-            wds.map(partial(counter.sample, self.transform, None), handler=counter.decode_error),
-            wds.batched(self.cfg.batch_size, collation_fn=counter.collate, partial=True),
-            counter.flush,
+            partial(counter.batches, self.transform, None, self.cfg.batch_size, True),
         ))
 
 

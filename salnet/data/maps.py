@@ -77,14 +77,18 @@ def quantize16(m: np.ndarray) -> np.ndarray:
 
 
 def fixation_map(points: np.ndarray, in_size: tuple[int, int], out_size: tuple[int, int],
-                 flip: bool = False) -> np.ndarray:
-    """Binary fixation map at another resolution: float32 (h, w) in {0, 1}, columns mirrored when ``flip``.
+                 flip: bool = False, out: np.ndarray | None = None) -> np.ndarray:
+    """Binary fixation map at another resolution: float32 (h, w) in {0, 1}, columns mirrored when ``flip``;
+    written into ``out`` (float32 (h, w), e.g. a slot of a batch) when given.
 
     points: (N, >=2) (y, x) 0-based in an image of in_size; pixel (y, x) maps to
     (floor(y * h / H), floor(x * w / W)), i.e. the output pixel whose footprint contains it.
     """
     h, w = out_size
-    out = np.zeros((h, w), dtype=np.float32)
+    if out is None:
+        out = np.zeros((h, w), dtype=np.float32)
+    else:
+        out.fill(0)
     if len(points):
         ys = np.minimum(points[:, 0].astype(np.int64) * h // in_size[0], h - 1)
         xs = np.minimum(points[:, 1].astype(np.int64) * w // in_size[1], w - 1)

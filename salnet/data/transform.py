@@ -1,7 +1,9 @@
-"""Per-sample transform of the loaders: a decoded shard record → model-resolution tensors, and collation."""
+"""Per-sample transform of the loaders: a decoded shard record → model-resolution tensors, written straight
+into a slot of a preallocated batch (no stacking copy), and the batch's assembly."""
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 import numpy as np
@@ -12,6 +14,9 @@ from salnet.data.sample import decode_gray, decode_rgb, map_to_float
 from salnet.data.shards import decode_record
 from salnet.imresize import area_resize_int, band_resize
 
+STACKED = ("image", "map", "fixations")  # per-sample tensors of one shape: a batch holds them stacked
+LISTED = ("id", "map_orig", "points")  # per-sample values of varying shape: a batch holds lists
+
 
 class Transform:
     """Decoded record -> model-resolution tensors (picklable; runs in the loader workers)."""
@@ -20,7 +25,25 @@ class Transform:
         self.size, self.resize, self.keep_original = tuple(size), resize, keep_original
         self.fast_decode = fast_decode
 
-    def __call__(self, rec: dict, flip: bool) -> dict:
+    def new_batch(self, n: int, memory: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+        """Uninitialised contiguous float32 tensors for n samples: "image" (n, 3, h, w), "map" and "fixations"
+        (n, 1, h, w), all in ``memory`` (float32, :meth:`batch_floats` (n) long) when given."""
+        h, w = self.size
+        memory = np.empty(self.batch_floats(n), np.float32) if memory is None else memory
+        flat, plane = torch.from_numpy(memory), n * h * w
+        return {"image": flat[: 3 * plane].view(n, 3, h, w), "map": flat[3 * plane: 4 * plane].view(n, 1, h, w),
+                "fixations": flat[4 * plane: 5 * plane].view(n, 1, h, w)}
+
+    def batch_floats(self, n: int) -> int:
+        """float32 values in a batch of n samples (image, map and fixation map)."""
+        return n * 5 * self.size[0] * self.size[1]
+
+    def __call__(self, rec: dict, flip: bool, out: dict[str, torch.Tensor] | None = None) -> dict:
+        """The record's "image" (3, h, w) and "map" (1, h, w) in [0, 1], "fixations" (1, h, w) in {0, 1},
+        "id" (and, keeping the original, "map_orig" (1, H0, W0) and int64 "points" (N, 3)). ``out``: the
+        STACKED tensors to write into (slot k of a :meth:`new_batch`), each overwritten entirely; else new
+        ones. Raises ValueError/OSError (the loader's DECODE_ERRORS) on a corrupt record."""
+        out = out if out is not None else {k: v[0] for k, v in self.new_batch(1).items()}
         sample = decode_record(rec, decode_map=False)
         draft = self.size if self.fast_decode and sample.image_ext in ("jpg", "jpeg") else None
         rgb = torch.from_numpy(decode_rgb(sample.image, draft))
@@ -31,40 +54,73 @@ class Transform:
             raise ValueError(f"{sample.id}: no map.png (a split without targets cannot be trained on)")
         gray = decode_gray(rec["map.png"])
         pts = sample.fixations.astype(np.int64)
-        fix = torch.from_numpy(fixation_map(pts, (sample.height, sample.width), self.size, flip))[None]
+        fixation_map(pts, (sample.height, sample.width), self.size, flip, out=out["fixations"][0].numpy())
         area = self.resize == "area"
         # flips are applied after resizing, to all three alike (a flipped point grid would not align):
         # area_resize_int and fixation_map write their outputs mirrored, the band paths flip a copy
-        image = area_resize_int(rgb, self.size, flip) if area else None  # exact integer sums
-        if image is None:
+        if not area or area_resize_int(rgb, self.size, flip, out=out["image"]) is None:  # exact integer sums
             # uint8 HWC in: the first pass gathers bytes and its weights make floats (no full-size float copy)
             image = band_resize(rgb, self.size, self.resize, channels_last=True)
             image = image.float() if image.dtype == torch.uint8 else image  # same size: no resize happened
-            # divided straight into a (3, H, W) tensor: one pass instead of divide, clamp and a transposing copy
-            image = torch.div(image.permute(2, 0, 1), 255.0, out=torch.empty(3, *self.size)).clamp_(0, 1)
-            image = image.flip(-1) if flip else image
+            # divided straight into (3, H, W): one pass instead of divide, clamp and a transposing copy
+            torch.div(image.permute(2, 0, 1), 255.0, out=out["image"]).clamp_(0, 1)
+            if flip:
+                out["image"].copy_(out["image"].flip(-1))
         smap = None
         with warnings.catch_warnings():  # PIL's array is read-only; it is only read here
             warnings.simplefilter("ignore", UserWarning)
             gray_t = torch.from_numpy(gray)
-        smap_small = area_resize_int(gray_t[..., None], self.size, flip) if area else None
-        if smap_small is None or self.keep_original:
+        done = area and area_resize_int(gray_t[..., None], self.size, flip, out=out["map"]) is not None
+        if not done or self.keep_original:
             smap = torch.from_numpy(map_to_float(gray))[None]
-        if smap_small is None:
-            smap_small = band_resize(smap, self.size, self.resize)
-            smap_small = smap_small.clamp(0, 1) if smap_small is smap else smap_small.clamp_(0, 1)  # no alias
-            smap_small = smap_small.flip(-1) if flip else smap_small
-        out = {"image": image, "map": smap_small, "fixations": fix, "id": sample.id}
+        if not done:
+            small = band_resize(smap, self.size, self.resize)
+            out["map"].copy_((small.flip(-1) if flip else small).clamp(0, 1))
+        item = {k: out[k] for k in STACKED}
+        item["id"] = sample.id
         if self.keep_original:
-            out["map_orig"], out["points"] = smap, torch.from_numpy(pts)
-        return out
+            item["map_orig"], item["points"] = smap, torch.from_numpy(pts)
+        return item
 
 
-def collate(items: list[dict]) -> dict:
-    """Stack tensors of equal shape; ids and original-size fields stay lists."""
-    out = {k: torch.stack([it[k] for it in items]) for k in ("image", "map", "fixations")}
-    out["id"] = [it["id"] for it in items]
-    for k in ("map_orig", "points"):
-        if k in items[0]:
+class BatchPool:
+    """Batch memory for :meth:`Transform.new_batch`, recycled. A buffer is one ndarray that all of a batch's
+    tensors share through ``torch.from_numpy``, and torch keeps it referenced while any tensor, view or
+    slice of that memory lives: its reference count back at the pool's own says that nobody holds the
+    batch any more, so it may be written again. Why: fresh memory pays a page fault and a zeroing per
+    4 KiB on first write (~1 MB of float32 targets per SalGAN sample); paired against reused buffers on a
+    2-core VM that was 0.08-0.13 ms per sample, and several times more in the VM's slow spells. The consumer
+    keeps the last batch or two, so a few buffers suffice. ``keep``: the most buffers held; when all are
+    busy, a batch gets memory of its own."""
+
+    def __init__(self, transform: Transform, keep: int = 3):
+        self.transform, self.keep, self.buffers, self.free_refs = transform, keep, [], 0
+
+    def _refs(self, i: int) -> int:
+        return sys.getrefcount(self.buffers[i])
+
+    def new_batch(self, n: int) -> dict[str, torch.Tensor]:
+        """:meth:`Transform.new_batch` (n) in a free buffer of the pool, else in new memory."""
+        floats = self.transform.batch_floats(n)
+        for i in range(len(self.buffers)):  # no loop variable: it would count as a holder
+            if self.buffers[i].size == floats and self._refs(i) == self.free_refs:
+                return self.transform.new_batch(n, self.buffers[i])
+        if len(self.buffers) == self.keep:
+            return self.transform.new_batch(n)
+        self.buffers.append(np.empty(floats, np.float32))
+        # counted while no tensor holds it: a free buffer's count, whatever the interpreter adds
+        self.free_refs = self._refs(len(self.buffers) - 1)
+        return self.transform.new_batch(n, self.buffers[-1])
+
+
+def collate(items: list[dict], batch: dict[str, torch.Tensor] | None = None) -> dict:
+    """Items -> a batch: their STACKED tensors stacked (``batch``: the first len(items) slots of a
+    :meth:`Transform.new_batch` the items were written into, so no copy), their LISTED fields as lists."""
+    if batch is None:
+        out = {k: torch.stack([it[k] for it in items]) for k in STACKED}
+    else:
+        out = {k: v[: len(items)] for k, v in batch.items()}
+    for k in LISTED:
+        if items and k in items[0]:
             out[k] = [it[k] for it in items]
     return out
