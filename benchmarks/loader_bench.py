@@ -111,7 +111,7 @@ def main() -> None:
         t = time.perf_counter()
         pack(JpegSynthetic(tmp / "raw"), tmp / "shards", shard_size_mb=16, workers=args.pack_workers)
         pack_rate = args.n / (time.perf_counter() - t)
-        results = {}
+        results, window = {}, min(8, args.batches)
         for fast in (False, True):
             cfg = LoaderConfig(size=tuple(args.model_size), batch_size=32, workers=args.workers,
                                shuffle_buffer=64, fast_decode=fast)
@@ -120,8 +120,9 @@ def main() -> None:
                        "decode": decoded(tmp / "shards", draft)}
             if not fast:
                 streams["iter_tar"] = decoded(tmp / "shards", None, reader="iter_tar")
-            interleaved(streams, args.warmup, window=args.warmup + 1)  # page cache, resize weights, native library
-            results[fast] = interleaved(streams, args.batches)
+            if args.warmup:  # page cache, resize weights, native library
+                interleaved(streams, args.warmup, window=args.warmup + 1)
+            results[fast] = interleaved(streams, args.batches, window)
     print(f"images {args.size[1]}x{args.size[0]} -> model {args.model_size[1]}x{args.model_size[0]}, "
           f"n={args.n}, torch threads {torch.get_num_threads()}, {args.batches} batches of 32 each, interleaved")
     print(f"packing      {pack_rate:8.1f} img/s  ({args.pack_workers} workers, JPEG + 16-bit PNG map)")
@@ -132,7 +133,7 @@ def main() -> None:
             print(f"decode-only  {rate['iter_tar']:8.1f} img/s  (the same, tars read by salnet's iter_tar instead of "
                   f"webdataset)")
         print(f"loader {name:11s} {rate['loader']:6.1f} img/s  ({args.workers} workers, batch 32)  ratio "
-              f"loader/decode {rate['loader'] / rate['decode']:.3f}  (target >= 0.85; windows of 8 batches: "
+              f"loader/decode {rate['loader'] / rate['decode']:.3f}  (target >= 0.85; windows of {window} batches: "
               f"min {min(ratios):.3f}, median {statistics.median(ratios):.3f}, max {max(ratios):.3f})")
 
 
