@@ -369,6 +369,10 @@ def test_loader_bench_runs_and_reports_both_ratios(monkeypatch, capsys):
 
     monkeypatch.setattr(sys, "argv", ["loader_bench", "--n", "64", "--size", "40", "60", "--model-size", "16", "24",
                                       "--batches", "4", "--warmup", "1", "--pack-workers", "1"])
-    loader_bench.main()
+    threads = torch.get_num_threads()
+    try:
+        loader_bench.main()
+    finally:  # the benchmark runs on one thread; later tests' numerics must not depend on this one having run
+        torch.set_num_threads(threads)
     ratios = re.findall(r"ratio loader/decode (\d+\.\d+)", capsys.readouterr().out)
     assert len(ratios) == 2 and all(float(r) > 0 for r in ratios)

@@ -99,7 +99,9 @@ def test_tensorboard_and_run_files(shards, tmp_path):
 
 
 def test_learns_to_beat_the_centre_bias(tmp_path):
-    """Content training at tiny width on synthetic data beats the centre bias on CC and NSS (val split)."""
+    """Content training at tiny width on synthetic data beats the centre bias on CC and NSS (val split).
+    lr 1e-3: at 3e-3 the run from random VGG weights (no ../shared) fell into a poor minimum with 1 or 4
+    threads (CC 0.22 against the centre bias's 0.18) and passed only with 2; now CC 0.48-0.55 with 1, 2 and 4."""
     from salnet.baselines import CenterBiasModel
     from salnet.data.loader import LoaderConfig, ValLoader
     from salnet.train.validate import fixation_pool, validate
@@ -107,7 +109,7 @@ def test_learns_to_beat_the_centre_bias(tmp_path):
     synthetic_shards(tmp_path, {"train": 160, "val": 40}, (64, 96), 0.5)
     cfg = apply_overrides(Config(), [
         "model.width=0.125", "model.freeze=[]", "data.input_size=[64, 96]", "data.batch_size=8", "data.workers=0",
-        "data.val_subset=40", "train.procedure=content", "train.epochs=4", "train.optimizer=adam", "train.lr=3e-3",
+        "data.val_subset=40", "train.procedure=content", "train.epochs=6", "train.optimizer=adam", "train.lr=1e-3",
         "train.loss={kld: 1, cc: -1}", "train.bf16=false", f"data.shards={tmp_path / 'shards'}"])
     model = Trainer(cfg, run_dir=tmp_path / "run").fit()["val"]
     loader = ValLoader(tmp_path / "shards", "val", LoaderConfig(size=(64, 96), batch_size=8, workers=0, flip=False))
