@@ -124,13 +124,10 @@ class BatchPool:
         return self.transform.new_batch(n, self.buffers[-1])
 
 
-def collate(items: list[dict], batch: dict[str, torch.Tensor] | None = None) -> dict:
-    """Items -> a batch: their STACKED tensors stacked (``batch``: the first len(items) slots of a
-    :meth:`Transform.new_batch` the items were written into, so no copy), their LISTED fields as lists."""
-    if batch is None:
-        out = {k: torch.stack([it[k] for it in items]) for k in STACKED}
-    else:
-        out = {k: v[: len(items)] for k, v in batch.items()}
+def collate(items: list[dict], batch: dict[str, torch.Tensor]) -> dict:
+    """Items written into the first len(items) slots of ``batch`` (a :meth:`Transform.new_batch`) -> the batch:
+    those slots of its STACKED tensors (views, no copy) and the items' LISTED fields as lists."""
+    out = {k: v[: len(items)] for k, v in batch.items()}
     for k in LISTED:
         if items and k in items[0]:
             out[k] = [it[k] for it in items]
