@@ -87,7 +87,7 @@ def test_osie_points_match_the_mat_file_parsed_independently():
     s = r.load("all", Path(name).stem)
     np.testing.assert_array_equal(s.fixations, np.array(rows))
     np.testing.assert_array_equal(s.map, blur_reference(np.array(rows), (600, 800), 24.0))
-    assert len(r.ids("all")) == 100 and r.missing_images == 600
+    assert len(r.ids("all")) == 600 and r.missing_images == 100  # ids 1001–1600 of the 700
 
 
 def test_mit1003_maps_only_layout_and_seeded_split():
@@ -196,8 +196,8 @@ def test_grey_release_image_keeps_its_bytes(tmp_path):
     assert Image.open(io.BytesIO(s.image)).mode == "L"
 
 
-def test_osie_train_val_partition_of_the_shared_100():
+def test_osie_train_val_partition_of_the_shared_600():
     r = get_reader("osie", need(DATA / "osie"))
     train, val = set(r.ids("train")), set(r.ids("val"))
-    assert (len(train), len(val)) == (80, 20) and not train & val and train | val == set(r.ids("all"))
+    assert (len(train), len(val)) == (480, 120) and not train & val and train | val == set(r.ids("all"))
     assert r.ids("val") == get_reader("osie", DATA / "osie").ids("val")  # deterministic

@@ -4,7 +4,7 @@ Layout: data/stimuli/*.jpg and data/eye/fixations.mat: a (700, 1) struct array w
 and ``subjects`` (one struct per observer: ``fix_x``, ``fix_y`` sub-pixel 1-based, ``fix_duration``).
 No maps in the release: built from the fixations with sigma 24 px. The release has no split: "train" and
 "val" are a seeded 80/20 partition of the images present (560/140 of the full 700; 80/20 of the shared
-100), "all" is every image. Records whose
+600: 480/120), "all" is every image. Records whose
 image is absent from data/stimuli (partial copies) are skipped and counted in ``missing_images``.
 """
 
