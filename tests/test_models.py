@@ -246,3 +246,24 @@ def test_layer_flops_match_torch_flop_counter():
     # conv1_1 of G: 2 · B · 64/8 out channels · 32·48 pixels · 3·9, forward only (frozen, input needs no grad).
     first = ours.calls[0]
     assert (first.forward, first.backward) == (2 * 2 * 8 * 32 * 48 * 27, 0)
+
+
+def test_discriminator_conv3_filters_are_weight_normalised_as_released():
+    """conv3_1/conv3_2 compute with W·g/√(1e-6 + ΣW²) per output filter (released ``nn.weight_norm``, g = 1
+    fixed, not a parameter): scaling W changes nothing, and the output equals a plain conv with that weight."""
+    from salnet.models.salgan import WeightNormConv2d
+
+    d = Discriminator(width=0.25, input_size=(32, 48))
+    assert isinstance(d.features.conv3_1, WeightNormConv2d) and isinstance(d.features.conv3_2, WeightNormConv2d)
+    assert "features.conv3_1.g" not in dict(d.named_parameters()) and "features.conv3_1.g" in d.state_dict()
+    conv = WeightNormConv2d(5, 7).double()
+    w = conv.weight.detach()
+    eff = w / torch.sqrt(1e-6 + (w**2).sum(dim=(1, 2, 3), keepdim=True))
+    x = torch.randn(2, 5, 6, 9, dtype=torch.float64)
+    torch.testing.assert_close(conv(x), F.conv2d(x, eff, conv.bias, padding=1), rtol=0, atol=1e-12)
+    norms = conv.effective_weight().square().sum(dim=(1, 2, 3))
+    torch.testing.assert_close(norms, torch.full((7,), 1.0, dtype=torch.float64), rtol=0, atol=1e-4)
+    with torch.no_grad():
+        before = conv(x)
+        conv.weight.mul_(10.0)
+    torch.testing.assert_close(conv(x), before, rtol=0, atol=1e-5)  # up to the ε inside the root

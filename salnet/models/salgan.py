@@ -3,7 +3,8 @@
 ``Generator``: VGG-16 encoder conv1_1 … conv5_3 (pool1–pool4, no pool5; conv1–conv3 frozen) and a
 mirrored decoder of 3×3 convs with ×2 nearest upsampling, ending in a 1×1 conv to one map.
 ``Discriminator``: concat(saliency in [0,1], RGB 0–255) → 1×1 conv 4→3 → conv 32 → maxpool 4 → conv 64,
-conv 64 → pool 2 → conv 64, conv 64 → pool 2 → FC 100 tanh → FC 2 tanh → FC 1 (sigmoid).
+conv 64 → pool 2 → conv 64, conv 64 (both weight-normalised, :class:`WeightNormConv2d`) → pool 2 → FC 100 tanh
+→ FC 2 tanh → FC 1 (sigmoid).
 
 Both return a ``SaliencyOutput``/``DiscriminatorOutput`` named tuple ``(logits, prob)``, prob = sigmoid
 (logits); losses are computed from the logits for numerical stability.
@@ -96,6 +97,27 @@ class Generator(nn.Module):
         return SaliencyOutput(logits, torch.sigmoid(logits))
 
 
+class WeightNormConv2d(nn.Conv2d):
+    """A 3×3 conv whose filters are scaled to unit norm, as the released discriminator's conv3_1/conv3_2
+    (``nn.weight_norm`` in imatge-upc/salgan ``scripts/models/nn.py``): W_eff = W · g / √(1e-6 + Σ W²) per
+    output filter, with g = 1 fixed (``train_g=False``) and the layer's own bias (zero-initialised, trained).
+
+    ``weight`` is the free direction W (Glorot-uniform as Lasagne's ConvLayer), ``g`` a buffer of ones.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, padding: int = 1) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, padding=padding)
+        self.register_buffer("g", torch.ones(out_channels))
+
+    def effective_weight(self) -> Tensor:
+        """W · g / √(1e-6 + Σ W²), the sum over each output filter's (in, kh, kw) entries (ε inside the root)."""
+        norm = torch.sqrt(1e-6 + self.weight.square().sum(dim=(1, 2, 3), keepdim=True))
+        return self.weight * (self.g.view(-1, 1, 1, 1) / norm)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._conv_forward(x, self.effective_weight(), self.bias)
+
+
 class Discriminator(nn.Module):
     """SalGAN discriminator.
 
@@ -123,8 +145,8 @@ class Discriminator(nn.Module):
                 conv2_1=nn.Conv2d(c32, c64, 3, padding=1), conv2_1_relu=relu(inplace=True),
                 conv2_2=nn.Conv2d(c64, c64, 3, padding=1), conv2_2_relu=relu(inplace=True),
                 pool2=nn.MaxPool2d(2),
-                conv3_1=nn.Conv2d(c64, c64, 3, padding=1), conv3_1_relu=relu(inplace=True),
-                conv3_2=nn.Conv2d(c64, c64, 3, padding=1), conv3_2_relu=relu(inplace=True),
+                conv3_1=WeightNormConv2d(c64, c64), conv3_1_relu=relu(inplace=True),
+                conv3_2=WeightNormConv2d(c64, c64), conv3_2_relu=relu(inplace=True),
                 pool3=nn.MaxPool2d(2),
             )  # fmt: skip
         )
