@@ -56,6 +56,9 @@ class ModelConfig:
     width: float = 1.0  # channel multiplier (tests and debug runs use a tiny network)
     weights: str | None = None  # VGG-16 encoder weights: a torchvision-format file, "torchvision", or None
     freeze: tuple[str, ...] = ("conv1", "conv2", "conv3")  # frozen encoder blocks (SalGAN: conv1–conv3)
+    # Encoder input normalisation: "torchvision" (ImageNet mean/std) | "caffe_bgr" (RGB 0–255 → BGR minus the
+    # Caffe mean: the released SalGAN weights converted by jobs/convert.py)
+    input_convention: str = "torchvision"
 
 
 @dataclass

@@ -45,8 +45,9 @@ def resolve_checkpoint(path: str | Path, which: str = "best") -> tuple[Path, Pat
     """(checkpoint file, config.yaml) for a run folder or a checkpoint file inside one.
 
     A run folder gives ``best.pt`` (``which="best"``, falling back to ``latest.pt``) or ``latest.pt``
-    (``which="latest"``); a ``.pt`` file uses the ``config.yaml`` of its folder. Missing pieces raise
-    FileNotFoundError naming the path and what to pass instead.
+    (``which="latest"``); a ``.pt`` file uses its own ``<name>.yaml`` beside it when there is one (a standalone
+    checkpoint, e.g. the converted released SalGAN), else the ``config.yaml`` of its folder. Missing pieces
+    raise FileNotFoundError naming the path and what to pass instead.
     """
     path = Path(path)
     if which not in ("best", "latest"):
@@ -62,6 +63,8 @@ def resolve_checkpoint(path: str | Path, which: str = "best") -> tuple[Path, Pat
         ckpt, run = found[0], path
     else:
         ckpt, run = path, path.parent
+        if path.with_suffix(".yaml").is_file():  # a standalone checkpoint with its own config
+            return ckpt, path.with_suffix(".yaml")
     config = run / "config.yaml"
     if not config.is_file():
         raise FileNotFoundError(f"{config}: missing; a checkpoint is read with the config.yaml of its run "
@@ -96,6 +99,9 @@ def load_model(path: str | Path, which: str = "best",
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="VGG-16 has RANDOM weights")
         model = build_generator(bare)
+    convention = cfg.model.input_convention
+    if getattr(model, "encoder", None) is not None and model.encoder.input_convention != convention:
+        model.encoder.set_input_convention(convention)  # build_generator may not pass it on
     try:
         model.load_state_dict(state["G"], strict=True)
     except RuntimeError as exn:

@@ -54,6 +54,8 @@ class Generator(nn.Module):
         width: channel multiplier of encoder and decoder (1.0 = the paper's network).
         weights: encoder weights: None (random, warns), a torchvision-format file, or "torchvision".
         freeze: encoder blocks kept frozen (the paper: conv1–conv3).
+        input_convention: the encoder's input normalisation (:class:`VGG16Features`): "torchvision", or
+            "caffe_bgr" for the released SalGAN weights (RGB 0–255 → BGR minus the Caffe mean).
 
     ``forward(image)``: image float (B,3,H,W) RGB in [0,1], H and W multiples of 16 (192×256 in the
     paper) → ``SaliencyOutput`` with logits (B,1,H,W).
@@ -64,9 +66,11 @@ class Generator(nn.Module):
         width: float = 1.0,
         weights: WeightsSpec = None,
         freeze: Iterable[str] = ("conv1", "conv2", "conv3"),
+        input_convention: str = "torchvision",
     ) -> None:
         super().__init__()
-        self.encoder = VGG16Features(width=width, weights=weights, freeze=freeze, last="conv5_3")
+        self.encoder = VGG16Features(width=width, weights=weights, freeze=freeze, last="conv5_3",
+                                     input_convention=input_convention)
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         in_ch = self.encoder.out_channels
         for name, ch in DECODER_CFG:

@@ -5,8 +5,10 @@ frozen feature extractor. Weights come from a torchvision-format state dict (tor
 ``vgg16-397923af.pth``, whose ``classifier.*`` keys are ignored, or the fp16 HED stand-in in
 ../shared/weights), from torchvision's weight enum, or are random (with a loud warning).
 
-The input normalisation travels with the weights (torchvision convention): the module takes RGB
-images in [0, 1] and subtracts the ImageNet mean / divides by the ImageNet std itself.
+The input normalisation travels with the weights: the module takes RGB images in [0, 1] and normalises
+them itself, by default as torchvision's weights expect (subtract the ImageNet mean, divide by the ImageNet
+std). ``input_convention="caffe_bgr"`` is the Caffe/Lasagne VGG-16 convention of the released SalGAN weights
+(imatge-upc/salgan ``RGBtoBGRLayer``): RGB 0–255 reordered to BGR minus the BGR mean, no std division.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ VGG16_CFG: tuple[int | str, ...] = (
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TORCHVISION_VGG16_FILE = "vgg16-397923af.pth"
+# Caffe's VGG-16 mean in B, G, R order on the 0–255 scale (the released SalGAN's RGBtoBGRLayer default).
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+INPUT_CONVENTIONS = ("torchvision", "caffe_bgr")
 
 # Layer name -> index in ``features`` of the module whose OUTPUT carries that name. "convB_L" names the
 # ReLU output of that convolution (what feature-based saliency models read), "poolB" the max-pool output.
@@ -113,6 +118,8 @@ class VGG16Features(nn.Module):
         weights: None (random init, warns), a path to a torchvision-format file, or "torchvision".
         freeze: block names ("conv1" … "conv5") whose parameters get ``requires_grad=False``.
         last: name of the last layer kept ("pool5" = the full stack, "conv5_3" = without pool5).
+        input_convention: how the [0, 1] RGB input is normalised: "torchvision" (ImageNet mean/std) or
+            "caffe_bgr" (×255, RGB→BGR, minus :data:`CAFFE_BGR_MEAN`; the released SalGAN weights).
 
     ``forward(x)``: x float (B,3,H,W) RGB in [0,1] → output of ``last``.
     ``taps(x, names)``: dict name → (B,C,h,w) outputs of the named layers (``LAYER_INDEX`` keys).
@@ -124,6 +131,7 @@ class VGG16Features(nn.Module):
         weights: WeightsSpec = None,
         freeze: Iterable[str] = (),
         last: str = "pool5",
+        input_convention: str = "torchvision",
     ) -> None:
         super().__init__()
         if width <= 0:
@@ -150,6 +158,7 @@ class VGG16Features(nn.Module):
         # Not persistent: the state dict holds exactly torchvision's keys.
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.set_input_convention(input_convention)
         self._init_random()
         if weights is None:
             warnings.warn(
@@ -196,8 +205,20 @@ class VGG16Features(nn.Module):
             if isinstance(m, nn.Conv2d) and _block_of(i) in blocks:
                 m.requires_grad_(False)
 
+    def set_input_convention(self, name: str) -> None:
+        """Switch the input normalisation (see the class docstring); ValueError for an unknown name."""
+        if name not in INPUT_CONVENTIONS:
+            raise ValueError(f"unknown VGG-16 input_convention {name!r}; choose one of {', '.join(INPUT_CONVENTIONS)}")
+        self.input_convention = name
+        if name == "caffe_bgr":
+            self.mean.copy_(torch.tensor(CAFFE_BGR_MEAN).view(1, 3, 1, 1))
+        else:
+            self.mean.copy_(torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+
     def normalize(self, x: Tensor) -> Tensor:
-        """RGB in [0,1] → ImageNet-standardised input of the first conv."""
+        """RGB in [0,1] → the input of the first conv, as :attr:`input_convention` says."""
+        if self.input_convention == "caffe_bgr":
+            return x.flip(1) * 255.0 - self.mean.to(x.dtype)
         return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
 
     def forward(self, x: Tensor) -> Tensor:
