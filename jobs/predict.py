@@ -1,12 +1,18 @@
 """Saliency maps for images with a trained run (SalGAN's released post-processing: bicubic resize, 5×5 blur).
 
     python jobs/predict.py CHECKPOINT INPUT... --out DIR [--overlays] [--batch-size N] [--device D]
+    python jobs/predict.py CHECKPOINT STIMULI --benchmark mit300|cat2000|tuebingen --out DIR [--name MODEL]
 
 CHECKPOINT: a run folder (its best.pt, else latest.pt) or a checkpoint file inside one. INPUT: image
 files, folders (their images, not recursive) or globs (quote them: "photos/**/*.jpg" is expanded here,
 recursively). Writes DIR/<stem>.png (8-bit map at the image's size) and, with --overlays,
 DIR/<stem>_overlay.png. Unreadable images are skipped with a warning; the exit code is then 1.
 Exit code 2: bad arguments (no checkpoint, no images matched, two inputs with the same output name).
+
+--benchmark: STIMULI is the benchmark's test-image folder (MIT300 BenchmarkIMAGES; CAT2000 testSet/Stimuli with
+its category folders); writes DIR/MODEL/ (one map per stimulus, named, sized and encoded as the benchmark asks),
+DIR/MODEL.zip to upload and DIR/manifest.json (the run, the checkpoint's sha256, every map). A stimulus set that
+is not the benchmark's full test set is an error unless --partial (docs/interop.md).
 """
 
 from __future__ import annotations
@@ -82,7 +88,35 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--overlays", action="store_true", help="also write <stem>_overlay.png heat-map overlays")
     ap.add_argument("--batch-size", type=int, default=8, help="images per forward pass (default 8)")
     ap.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    ap.add_argument("--benchmark", choices=("mit300", "cat2000", "tuebingen"),
+                    help="write a benchmark upload from one stimulus folder")
+    ap.add_argument("--dataset", choices=("mit300", "cat2000"),
+                    help="--benchmark tuebingen: which test set (default: from the folder's layout)")
+    ap.add_argument("--name", help="--benchmark: the model's name, the zip's folder (default: the run's folder name)")
+    ap.add_argument("--partial", action="store_true", help="--benchmark: accept fewer stimuli than the test set")
     return ap.parse_args(argv)
+
+
+def benchmark(args, model, cfg, device) -> int:
+    """The --benchmark mode: one stimulus folder → DIR/MODEL/, DIR/MODEL.zip, DIR/manifest.json."""
+    from salnet.benchmark_formats import benchmark_format, run_record, write_benchmark
+    from salnet.predict import predict_maps, resolve_checkpoint
+
+    if len(args.inputs) != 1:
+        raise UsageError(f"--benchmark takes one stimulus folder, got {len(args.inputs)} inputs")
+    root = Path(args.inputs[0])
+    ckpt, config = resolve_checkpoint(args.checkpoint)
+    name = args.name or (args.checkpoint.stem if args.checkpoint.is_file() else args.checkpoint.resolve().name)
+    fmt = benchmark_format(args.benchmark, args.dataset, root)
+
+    def predict(images):
+        return [m[0].numpy() for m in predict_maps(model, images, tuple(cfg.data.input_size), device, args.batch_size)]
+
+    manifest = write_benchmark(predict, root, fmt, args.out, name, run_record(ckpt, config), args.partial,
+                               args.batch_size)
+    print(f"wrote {manifest['count']} {fmt.name} maps ({manifest['dataset']}, {fmt.bit_depth}-bit {fmt.ext}) to "
+          f"{args.out / name}; upload {args.out / manifest['zip']['file']}; manifest {args.out / 'manifest.json'}")
+    return 0
 
 
 def main(argv=None) -> int:
@@ -90,8 +124,12 @@ def main(argv=None) -> int:
     try:
         if args.batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")
-        paths = expand_inputs(args.inputs)
-        if not paths:
+        if args.benchmark is None and (args.dataset or args.name or args.partial):
+            raise UsageError("--dataset, --name and --partial go with --benchmark")
+        if args.benchmark and args.overlays:
+            raise UsageError("--overlays does not go with --benchmark (an upload holds the maps only)")
+        paths = [] if args.benchmark else expand_inputs(args.inputs)
+        if not paths and not args.benchmark:
             raise UsageError(f"no images matched {' '.join(args.inputs)}")
         stems = output_names(paths, args.overlays)
         import torch
@@ -102,6 +140,8 @@ def main(argv=None) -> int:
         if device.type == "cuda" and not torch.cuda.is_available():
             raise UsageError(f"--device {args.device}: no CUDA device is available here; use --device cpu")
         model, cfg = load_model(args.checkpoint, device=device)
+        if args.benchmark:
+            return benchmark(args, model, cfg, device)
     except (UsageError, FileNotFoundError, ValueError, RuntimeError) as exn:
         print(f"error: {exn}", file=sys.stderr)
         return 2
