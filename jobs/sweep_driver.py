@@ -44,7 +44,7 @@ from sweep_folder import epoch_rows, read_plan, read_trial, update_state, update
 
 from salnet.config import to_dict
 from salnet.metrics import METRICS
-from salnet.sweep import grid_size, sweep_id, trial_config
+from salnet.sweep import grid_size, search_space, sweep_id, trial_config
 
 POLL_S = 1.0  # metrics.jsonl polling
 SACCT_EVERY_S = 10.0  # Slurm state polling (a job killed without a result file is only seen by sacct)
@@ -235,7 +235,7 @@ def tune_space(spec) -> dict:
     """The spec's distributions as Tune's search space."""
     make = {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": lambda lo, hi: tune.randint(lo, hi + 1),
             "choice": lambda *v: tune.choice(list(v)), "grid": lambda *v: tune.grid_search(list(v))}
-    return {key: make[kind](*args) for key, dist in spec.space.items() for kind, args in dist.items()}
+    return {key: make[kind](*args) for key, dist in search_space(spec).items() for kind, args in dist.items()}
 
 
 def search_algorithm(spec, max_concurrent: int) -> BasicVariantGenerator:
@@ -271,7 +271,7 @@ def build_tuner(sweep_dir: Path, plan: dict) -> tune.Tuner:
                                   reduction_factor=spec.scheduler.reduction_factor)
     else:
         scheduler = FIFOScheduler()
-    grid = spec.search.algorithm == "grid"
+    grid = spec.search.algorithm in ("grid", "points")
     tune_config = tune.TuneConfig(
         metric=spec.metric, mode=spec.mode, scheduler=scheduler,
         search_alg=search_algorithm(spec, plan["launch"]["max_concurrent"]),

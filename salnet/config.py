@@ -45,7 +45,7 @@ class DataConfig:
     input_size: tuple[int, int] = (192, 256)  # (H, W) of the network input: SalGAN 192×256, loss study 300×400
     batch_size: int = 32
     workers: int = 4
-    flip: bool = True  # random horizontal flip (image and targets alike)
+    flip: bool = False  # random horizontal flip (image and targets alike); neither paper nor the released code flips
     max_bad_fraction: float = 0.01  # a run whose corrupt-sample fraction exceeds this stops with an error
     val_subset: int = 500  # images scored each epoch (a fixed subset); the full split at the end
 
@@ -59,22 +59,38 @@ class ModelConfig:
     # Encoder input normalisation: "torchvision" (ImageNet mean/std) | "caffe_bgr" (RGB 0–255 → BGR minus the
     # Caffe mean: the released SalGAN weights converted by jobs/convert.py)
     input_convention: str = "torchvision"
+    # The network's last layer: "sigmoid" | "linear" | "auto" (SalGAN: sigmoid; the loss-study net: a sigmoid
+    # only when the loss has a distribution-based term, Bruckert et al. §3.2.2).
+    output: str = "auto"
+    # How a prediction becomes a map at the image's size before it is scored: "released" = SalGAN's released
+    # inference (bicubic resize to the image size, 5×5 Gaussian blur, clip); "none" = the raw output, resized by
+    # the metrics (MATLAB imresize bicubic).
+    postprocess: str = "released"
 
 
 @dataclass
 class TrainConfig:
     procedure: str = "salgan"  # salgan: bootstrap then adversarial | content: one content loss throughout
+    # released: the authors' code (imatge-upc/salgan) | paper: Pan et al. 2017 where it differs (weight decay)
+    recipe: str = "released"
     epochs: int = 120
     bootstrap_epochs: int = 15  # SalGAN: content-loss (BCE/4) epochs before the adversarial stage
+    adversarial: bool = True  # salgan procedure: false = the bootstrap stage runs to the end (Table 3's BCE/4)
     alpha: float = 0.05  # SalGAN G loss = alpha·BCE/4 + BCE(D(I, Ŝ), 1)
     loss: dict[str, Any] = field(default_factory=lambda: {"bce_pool4": 1.0})  # content loss spec (losses.build)
-    optimizer: str = "adagrad"  # adversarial stage (G and D): adagrad; content procedure: sgd
+    # adversarial stage (G and D) and the content procedure: lasagne_adagrad (Lasagne's AdaGrad, ε inside the
+    # root, as released) | adagrad (torch's) | sgd | nesterov | adam
+    optimizer: str = "lasagne_adagrad"
     lr: float = 3e-4
     lr_d: float = 3e-4
     bootstrap_optimizer: str = "nesterov"  # released SalGAN code: Nesterov momentum 0.5, lr 1e-3
     bootstrap_lr: float = 1e-3
     momentum: float = 0.5
-    weight_decay: float = 1e-4
+    # L2 penalty on weights (not biases) of every optimiser, as torch's weight_decay (= 2λ of λ·Σw²);
+    # None = the recipe's: released none, paper 2e-4 (λ = 1e-4)
+    weight_decay: float | None = None
+    patience: int | None = None  # stop after this many epochs without a better best_metric (None: all epochs)
+    init_from: str | None = None  # start G from this run folder or checkpoint (e.g. a shared bootstrap stage)
     seed: int = 0
     best_metric: str = "cc"  # validation metric that picks the `best` checkpoint
     bf16: bool = True  # autocast on GPU
@@ -142,6 +158,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if not isinstance(value, list | tuple) or len(value) != len(args):
             raise ConfigError(f"{where}: expected a list of {len(args)} values, got {value!r}")
         return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp) or (Any,)
+        return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict or tp is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
@@ -254,9 +275,27 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
 # ---------------------------------------------------------------------------- hash and YAML
 
 
+# Keys that change how a run executes, not what it computes: left out of its identity, so a run restarted with
+# more loader workers, another logging cadence or another output folder resumes the same run (dora's rule).
+OPERATIONAL_KEYS = ("out_dir", "data.workers", "train.log_every", "train.keep_last", "train.max_steps",
+                    "train.compile", "train.channels_last")
+
+
+def identity(cfg) -> dict:
+    """The config as a nested dict without :data:`OPERATIONAL_KEYS`: what a run's id is computed from."""
+    data = to_dict(cfg)
+    for key in OPERATIONAL_KEYS:
+        *parents, leaf = key.split(".")
+        node = data
+        for p in parents:
+            node = node[p]
+        node.pop(leaf, None)
+    return data
+
+
 def config_hash(cfg) -> str:
-    """12 hex chars of sha256 over the canonical JSON of the config: the run id (dora-style)."""
-    blob = json.dumps(to_dict(cfg), sort_keys=True, separators=(",", ":"))
+    """12 hex chars of sha256 over the canonical JSON of the config's :func:`identity`: the run id (dora-style)."""
+    blob = json.dumps(identity(cfg), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -281,13 +320,15 @@ def load_config(path: Path, cls=Config):
 
 
 def loss_study() -> Config:
-    """Bruckert et al.'s setting (DESIGN.md §3): ASPP network at 300×400, SGD lr 1e-3, batch 60, LC1."""
+    """Bruckert et al.'s setting (docs/design.md): the ASPP network at 300×400, plain SGD lr 1e-3 (no momentum, no
+    decay), batch 60, no augmentation, trained until the validation CC stops improving (patience 10 epochs, at most
+    200), LC1. The paper gives no patience or cap: those two are this suite's choice."""
     return Config(
         name="loss_study",
         data=DataConfig(input_size=(300, 400), batch_size=60),
-        model=ModelConfig(arch="aspp"),
-        train=TrainConfig(procedure="content", epochs=30, bootstrap_epochs=0, optimizer="sgd", lr=1e-3,
-                          momentum=0.9, loss={"kld": 10.0, "cc": -2.0, "nss": -1.0}),
+        model=ModelConfig(arch="aspp", postprocess="none"),
+        train=TrainConfig(procedure="content", epochs=200, bootstrap_epochs=0, optimizer="sgd", lr=1e-3,
+                          momentum=0.0, weight_decay=0.0, patience=10, loss={"kld": 10.0, "cc": -2.0, "nss": -1.0}),
     )
 
 

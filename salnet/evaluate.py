@@ -50,23 +50,36 @@ def evaluate_run(run_dir: str | Path, shards: str | Path | None = None, split: s
     Returns ``{"means": {metric: mean}, "images": int, "per_image": [row, ...], "checkpoint": str,
     "shards": str, "split": str, "bad_samples": int}``; rows as :func:`score_images`.
     """
-    from salnet.data.loader import LoaderConfig, ValLoader
-
-    names = check_names(metrics)
     ckpt, _ = resolve_checkpoint(run_dir, checkpoint)
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     G, cfg = load_model(ckpt, device=device)
     shards = Path(shards if shards is not None else cfg.data.shards)
     split = split if split is not None else cfg.data.test_split
+    result = evaluate_model(G, shards, split, tuple(cfg.data.input_size), metrics=metrics, device=device,
+                            batch_size=batch_size or cfg.data.batch_size, seed=cfg.train.seed if seed is None else seed,
+                            workers=workers, postprocess=cfg.model.postprocess,
+                            max_bad_fraction=cfg.data.max_bad_fraction)
+    return {**result, "checkpoint": str(ckpt.resolve())}
+
+
+def evaluate_model(model, shards: str | Path, split: str, input_size: tuple[int, int], metrics=DEFAULT_METRICS,
+                   device: str | torch.device = "cpu", batch_size: int = 32, seed: int = 0, workers: int = 0,
+                   postprocess: str = "released", max_bad_fraction: float = 0.01) -> dict:
+    """Score ``model`` (a saliency network, or a baseline with the same call convention) on a packed split at each
+    image's original resolution, its input resized to ``input_size`` (H, W). Returns ``{"means", "images",
+    "per_image", "shards", "split", "bad_samples"}`` as :func:`evaluate_run` (which calls it)."""
+    from salnet.data.loader import LoaderConfig, ValLoader
+
+    names = check_names(metrics)
+    shards = Path(shards)
     if not (shards / "manifest.json").is_file():
         raise FileNotFoundError(f"{shards}: no manifest.json; pack the dataset first (jobs/pack.py) or pass "
                                 "shards= the folder that holds it")
-    lcfg = LoaderConfig(size=tuple(cfg.data.input_size), batch_size=batch_size or cfg.data.batch_size,
-                        workers=workers, flip=False, max_bad_fraction=cfg.data.max_bad_fraction)
+    lcfg = LoaderConfig(size=tuple(input_size), batch_size=batch_size, workers=workers, flip=False,
+                        max_bad_fraction=max_bad_fraction)
     loader = ValLoader(shards, split, lcfg, rank=0, world_size=1)
     pool = fixation_pool(shards, split) if "sauc" in names else None
-    rows = list(score_images(G, loader, device, shuffle_pool=pool, metrics=names,
-                             seed=cfg.train.seed if seed is None else seed))
+    rows = list(score_images(model, loader, torch.device(device), shuffle_pool=pool, metrics=names, seed=seed,
+                             postprocess=postprocess))
     return {"means": mean_rows(rows, names), "images": len(rows), "per_image": rows,
-            "checkpoint": str(ckpt.resolve()),
             "shards": str(shards), "split": split, "bad_samples": loader.stats["bad"]}

@@ -183,7 +183,7 @@ def predict_maps(model: nn.Module, images: Sequence[np.ndarray], input_size: tup
             chunk = [as_image_tensor(im, f"images[{start + i}]", device)
                      for i, im in enumerate(images[start:start + batch_size])]
             x = torch.stack([imresize(t, size, "area").clamp_(0, 1) for t in chunk])
-            prob = model(x).prob.float()
+            prob = model(x).prediction().float()
             for t, p in zip(chunk, prob):
                 out.append(postprocess(p, tuple(t.shape[-2:])).cpu())
     finally:

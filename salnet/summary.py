@@ -113,7 +113,7 @@ def predictions_panel(run_dir: Path, shards: str, split: str, n: int, device,
     kept = []
     with torch.no_grad():
         for batch in ValLoader(shards, split, lcfg, rank=0, world_size=1):
-            pred = G(batch["image"].to(device)).prob.float().cpu()
+            pred = G(batch["image"].to(device)).prediction().float().cpu()
             kept += [(batch["image"][i], pred[i], batch["map"][i]) for i in range(len(pred))]
             if len(kept) >= n:
                 break

@@ -1,8 +1,15 @@
-"""Sweep definitions (``sweeps/*.yaml``): a base config, a search space over dotted config keys, the search
-algorithm, the metric and mode, the early-stopping scheduler, the budget and the resources per trial.
+"""Sweep definitions (``sweeps/*.yaml``): a base config, a search space over dotted config keys (or a list of
+labelled points), the search algorithm, the metric and mode, the early-stopping scheduler, the budget, the
+resources per trial and the papers' reported numbers.
 
     spec = load_sweep("sweeps/alpha.yaml")           # schema-checked; errors name the file and line
     cfg = trial_config(spec, {"train.alpha": 0.1})   # the base config + overrides + the trial's values
+    cfg = trial_config(spec, {"point": "BCE/4"})     # a points sweep: the values of the point labelled BCE/4
+
+A points sweep (``search: {algorithm: points}``) runs each entry of ``points`` — ``{label: ..., <dotted key>:
+value, ...}``, e.g. a whole loss spec — once per ``budget.trials``; its trials' only parameter is ``point``, the
+label. ``reference`` rows carry a paper's reported numbers (``{label, source, <metric>: value}``); the final
+evaluation prints them next to the trials, matched by label.
 
 This module only describes a sweep; the search itself (Ray Tune) and the jobs (submitit) live in jobs/.
 """
@@ -24,7 +31,8 @@ from salnet.metrics import METRICS
 
 SWEEPS_DIR = Path(__file__).resolve().parents[1] / "sweeps"
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice", "grid")
-ALGORITHMS = ("random", "grid")
+ALGORITHMS = ("random", "grid", "points")
+POINT = "point"  # the one parameter of a points sweep's trials: the point's label
 SCHEDULERS = ("asha", "fifo")
 
 
@@ -34,7 +42,8 @@ class SweepError(ValueError):
 
 @dataclass
 class Search:
-    algorithm: str = "random"  # random: sample the distributions | grid: every combination of grid values
+    algorithm: str = "random"  # random: sample the distributions | grid: every combination of grid values |
+    #                            points: every entry of ``points``
     seed: int = 0
 
 
@@ -70,6 +79,8 @@ class SweepSpec:
     overrides: dict[str, Any] = field(default_factory=dict)  # dotted config keys set before the space
     space: dict[str, Any] = field(default_factory=dict)  # dotted key → {uniform|loguniform|randint: [lo, hi]}
     #                                                      or {choice|grid: [values]}
+    points: list[dict[str, Any]] = field(default_factory=list)  # {label, <dotted key>: value, ...} (points search)
+    reference: list[dict[str, Any]] = field(default_factory=list)  # {label, source, <metric>: value} (a paper's)
     search: Search = field(default_factory=Search)
     metric: str = "cc"  # validation metric reported each epoch (salnet.metrics names)
     mode: str = "max"
@@ -203,7 +214,14 @@ def check_spec(spec: SweepSpec, base_dir: Path = SWEEPS_DIR) -> list[tuple[str, 
                         ("resources.time_min", spec.resources.time_min, 1)):
         if v < low:
             errs.append((key, f"{key} must be ≥ {low}, got {v}"))
-    if not spec.space:
+    errs += _check_reference(spec.reference)
+    if spec.search.algorithm == "points":
+        if spec.space:
+            errs.append(("space", "a points sweep takes its trials from `points`; leave `space` out"))
+        errs += _check_points(spec.points)
+    elif spec.points:
+        errs.append(("points", "points are run by `search: {algorithm: points}`"))
+    elif not spec.space:
         errs.append(("space", "the search space is empty: name at least one dotted config key"))
     for key, dist in spec.space.items():
         msg = _check_dist(key, dist)
@@ -227,7 +245,47 @@ def check_spec(spec: SweepSpec, base_dir: Path = SWEEPS_DIR) -> list[tuple[str, 
                 set_values(base, {key: v})
             except ConfigError as exn:
                 return [(f"space.{key}", f"space: {exn}")]
+    for point in spec.points:
+        try:
+            set_values(base, point_values(point))
+        except ConfigError as exn:
+            return [("points", f"points: {point['label']!r}: {exn}")]
     return []
+
+
+def _check_points(points: list) -> list[tuple[str, str]]:
+    if not points:
+        return [("points", "a points sweep needs a non-empty `points` list of {label: ..., <dotted key>: value}")]
+    labels = []
+    for i, point in enumerate(points):
+        if not isinstance(point, dict) or not isinstance(point.get("label"), str) or len(point) < 2:
+            return [("points", f"points[{i}]: expected {{label: <text>, <dotted key>: value, ...}}, got {point!r}")]
+        labels.append(point["label"])
+    dup = sorted({x for x in labels if labels.count(x) > 1})
+    return [("points", f"points: labels must be unique, repeated: {dup}")] if dup else []
+
+
+def _check_reference(rows: list) -> list[tuple[str, str]]:
+    errs = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or not isinstance(row.get("label"), str):
+            errs.append(("reference", f"reference[{i}]: expected {{label: <text>, source: <text>, <metric>: value}}, "
+                                      f"got {row!r}"))
+            continue
+        for k, v in row.items():
+            if k in ("label", "source"):
+                continue
+            if k not in METRICS:
+                errs.append(("reference", f"reference[{i}] ({row['label']}): {k!r} is not a metric; choose from "
+                                          f"{', '.join(METRICS)}"))
+            elif isinstance(v, bool) or not isinstance(v, int | float):
+                errs.append(("reference", f"reference[{i}] ({row['label']}): {k} must be a number, got {v!r}"))
+    return errs
+
+
+def point_values(point: dict[str, Any]) -> dict[str, Any]:
+    """A point's dotted config keys and values (its label left out)."""
+    return {k: v for k, v in point.items() if k != "label"}
 
 
 # ---------------------------------------------------------------------------- trial configs
@@ -246,16 +304,38 @@ def base_config(spec: SweepSpec, base_dir: Path | None = None) -> Config:
     return load_config(path)
 
 
+def trial_values(spec: SweepSpec, params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's parameters as dotted config keys: a points sweep's ``{"point": label}`` becomes that point's
+    values; other parameters are dotted keys already."""
+    if POINT not in params:
+        return dict(params)
+    by_label = {p["label"]: p for p in spec.points}
+    if params[POINT] not in by_label:
+        raise ConfigError(f"sweep {spec.name}: no point labelled {params[POINT]!r}; points: {', '.join(by_label)}")
+    rest = {k: v for k, v in params.items() if k != POINT}
+    return {**point_values(by_label[params[POINT]]), **rest}
+
+
 def trial_config(spec: SweepSpec, params: dict[str, Any], extra: dict[str, Any] | None = None) -> Config:
     """Base config → the sweep's overrides → ``extra`` (the launcher's overrides) → the trial's values."""
     cfg = set_values(base_config(spec), spec.overrides)
     cfg = set_values(cfg, extra or {})
-    return set_values(cfg, params)
+    return set_values(cfg, trial_values(spec, params))
 
 
 def grid_size(spec: SweepSpec) -> int:
-    """Trials a grid sweep runs: the product of the grid lengths times ``budget.trials`` repetitions."""
+    """Trials a grid or points sweep runs: the grid's combinations (or the points) times ``budget.trials``."""
+    if spec.search.algorithm == "points":
+        return spec.budget.trials * len(spec.points)
     return spec.budget.trials * math.prod(len(next(iter(d.values()))) for d in spec.space.values())
+
+
+def search_space(spec: SweepSpec) -> dict[str, dict[str, list]]:
+    """The distributions the search samples, ``{key: {kind: args}}``: the space, or for a points sweep one grid
+    over the points' labels (key ``point``)."""
+    if spec.search.algorithm == "points":
+        return {POINT: {"grid": [p["label"] for p in spec.points]}}
+    return dict(spec.space)
 
 
 def sweep_id(spec: SweepSpec, extra: dict[str, Any] | None = None) -> str:

@@ -56,7 +56,7 @@ def test_means_equal_validate_on_another_split_and_batch_size(run):
     model, _ = load_model(run_dir)
     loader = ValLoader(shards, "test", LoaderConfig(size=(32, 48), batch_size=3, workers=0, flip=False))
     pool = fixation_pool(shards, "test")
-    expect, _ = validate(model, loader, torch.device("cpu"), shuffle_pool=pool, seed=5)
+    expect, _ = validate(model, loader, torch.device("cpu"), shuffle_pool=pool, seed=5, postprocess="released")
     assert result["split"] == "test" and result["images"] == expect["images"] == 5
     assert result["means"] == {k: expect[k] for k in NINE}
     assert mean_rows(result["per_image"], NINE) == result["means"]
@@ -65,7 +65,8 @@ def test_means_equal_validate_on_another_split_and_batch_size(run):
 
 
 def test_per_image_rows_equal_an_independent_computation(run):
-    """Input size = image size (32×48): nothing is resized, so CC, SIM and KLD are numpy on the raw sample."""
+    """Input size = image size (32×48): nothing is resized, so CC, SIM and KLD are numpy on the raw sample and the
+    released post-processing (cv2.GaussianBlur 5×5, σ 0: the kernel [1, 4, 6, 4, 1]/16, BORDER_REFLECT_101; clip)."""
     run_dir, shards, raw = run
     result = evaluate_run(run_dir, split="test", metrics=["cc", "sim", "kld"], device="cpu")
     assert set(result["means"]) == {"cc", "sim", "kld"}
@@ -78,7 +79,7 @@ def test_per_image_rows_equal_an_independent_computation(run):
         rgb = np.asarray(Image.open(io.BytesIO(sample.image)).convert("RGB"))
         with torch.no_grad():
             p = model(torch.from_numpy(rgb.astype(np.float32) / 255).permute(2, 0, 1)[None]).prob
-        p = p[0, 0].double().numpy()
+        p = blur_reflect101(p[0, 0].double().numpy()).clip(0, 1)
         g = sample.map.astype(np.float64) / np.iinfo(sample.map.dtype).max
         cc = np.corrcoef(p.ravel(), g.ravel())[0, 1]
         pn, gn = (p - p.min()) / (p.max() - p.min()), (g - g.min()) / (g.max() - g.min())
@@ -89,6 +90,13 @@ def test_per_image_rows_equal_an_independent_computation(run):
         assert row["sim"] == pytest.approx(sim, abs=1e-6)
         assert row["kld"] == pytest.approx(kld, abs=1e-6)
         assert all(not math.isnan(row[k]) for k in ("cc", "sim", "kld"))
+
+
+def blur_reflect101(m: np.ndarray) -> np.ndarray:
+    k = np.array([1, 4, 6, 4, 1]) / 16
+    x = np.pad(m, 2, mode="reflect")  # numpy's "reflect" is OpenCV's BORDER_REFLECT_101 (dcb|abcd|cba)
+    x = sum(k[i] * x[i:i + m.shape[0], :] for i in range(5))
+    return sum(k[j] * x[:, j:j + m.shape[1]] for j in range(5))
 
 
 def test_bad_arguments_are_clear_errors(run, tmp_path):

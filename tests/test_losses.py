@@ -317,7 +317,11 @@ def test_adversarial_terms_equal_numpy():
     g = generator_adversarial_loss(torch.from_numpy(fake)).item()
     d = discriminator_loss(torch.from_numpy(real), torch.from_numpy(fake)).item()
     assert g == pytest.approx(-np.mean(np.log(sig(fake))), rel=1e-12)
-    assert d == pytest.approx(-np.mean(np.log(sig(real))) - np.mean(np.log(1 - sig(fake))), rel=1e-12)
+    # released: lasagne.objectives.binary_crossentropy(concatenate([disc_lab, disc_gen]), [ones; zeros]).mean()
+    both, labels = np.concatenate([sig(real), sig(fake)]), np.concatenate([np.ones(3), np.zeros(3)])
+    assert d == pytest.approx(-np.mean(labels * np.log(both) + (1 - labels) * np.log(1 - both)), rel=1e-12)
+    unequal = discriminator_loss(torch.from_numpy(real), torch.from_numpy(fake[:2])).item()
+    assert unequal == pytest.approx(-(np.log(sig(real)).sum() + np.log(1 - sig(fake[:2])).sum()) / 5, rel=1e-12)
 
 
 # --- centre-bias map ------------------------------------------------------------------------------

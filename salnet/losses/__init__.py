@@ -20,12 +20,12 @@ from salnet.losses.perceptual import VGGPools
 
 
 def describe() -> str:
-    """One line per registered loss: name, what it needs/takes, parameters, formula."""
+    """One line per registered loss: name, family, what it needs/takes, parameters, formula."""
     lines = []
     for name in sorted(LOSSES):
         c = LOSSES[name]
         params = ", ".join(f"{k}={p.default:g} ({p.valid})" for k, p in c.params.items())
-        lines.append(f"{name:12s} needs={','.join(c.needs)} takes={c.takes} {params}  {c.description}")
+        lines.append(f"{name:12s} {c.family:12s} needs={','.join(c.needs)} takes={c.takes} {params}  {c.description}")
     return "\n".join(lines)
 
 

@@ -1,8 +1,11 @@
 """Loss-term base class, parameter validation and the registry by name (``LOSSES``).
 
 Every term is an ``nn.Module`` whose ``forward(pred, target)`` returns a 0-dim tensor: the batch mean of
-a per-image value. ``pred`` is the network's logits (B,1,H,W) when the class says ``takes = "logits"``
-and sigmoid(logits) in [0,1] when ``takes = "prob"``; ``target`` is the dict of the data contract
+a per-image value. ``pred`` is what the class's ``takes`` says: ``"logits"`` the network's logits (B,1,H,W)
+(the term applies the sigmoid inside, stably), ``"prob"`` sigmoid(logits) in [0,1], ``"output"`` the network's
+output as it is — sigmoid(logits) for a network ending in a sigmoid (SalGAN), the raw map for a linear one
+(Bruckert et al. §3.2.2 put a sigmoid only for the distribution-based losses, ``family = "distribution"``,
+which always take logits or prob). ``target`` is the dict of the data contract
 ({"map": (B,1,H,W) in [0,1], "fixations": (B,1,H,W) in {0,1}, "image": (B,3,H,W) in [0,1]}), of which
 the term reads the keys in ``needs``. Terms return the raw value of their formula: similarity terms
 (CC, NSS) are returned as similarities and enter a combination with a negative coefficient.
@@ -20,6 +23,8 @@ from torch import Tensor, nn
 # MATLAB eps, where the MIT benchmark code puts an epsilon.
 EPS = 2.220446049250313e-16
 TARGET_KEYS = ("map", "fixations", "image")
+TAKES = ("logits", "prob", "output")
+FAMILIES = ("pixel", "distribution", "saliency", "perceptual", "regulariser")  # the loss study's §3.2.1–3.2.5
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,8 @@ class Term(nn.Module):
 
     name: ClassVar[str]
     needs: ClassVar[tuple[str, ...]] = ("map",)
-    takes: ClassVar[str] = "prob"
+    takes: ClassVar[str] = "output"
+    family: ClassVar[str]
     params: ClassVar[dict[str, Param]] = {}
     context: ClassVar[tuple[str, ...]] = ()  # build() arguments it needs: "center_bias", "vgg"
     description: ClassVar[str] = ""
@@ -88,8 +94,12 @@ def register(cls: type[Term]) -> type[Term]:
     """Class decorator adding a term to ``LOSSES`` under ``cls.name``."""
     if cls.name in LOSSES:
         raise ValueError(f"loss name {cls.name!r} registered twice")
-    if cls.takes not in ("logits", "prob"):
-        raise ValueError(f"loss {cls.name!r}: takes must be 'logits' or 'prob', got {cls.takes!r}")
+    if cls.takes not in TAKES:
+        raise ValueError(f"loss {cls.name!r}: takes must be one of {TAKES}, got {cls.takes!r}")
+    if getattr(cls, "family", None) not in FAMILIES:
+        raise ValueError(f"loss {cls.name!r}: family must be one of {FAMILIES}, got {getattr(cls, 'family', None)!r}")
+    if cls.family == "distribution" and cls.takes == "output":
+        raise ValueError(f"loss {cls.name!r}: distribution-based losses take logits or prob (a sigmoid), not output")
     LOSSES[cls.name] = cls
     return cls
 

@@ -28,9 +28,11 @@ LC2 = {**LC1, "df": 1.0, "gm": 1.0, "sig_mse": {"weight": 1.0, "lambda": 0.55}}
 
 
 class Loss(nn.Module):
-    """A weighted sum of terms. ``loss(logits, target)`` → (total 0-dim tensor, {name: raw value}).
+    """A weighted sum of terms. ``loss(logits, target, output=None)`` → (total 0-dim tensor, {name: raw value}).
 
     ``logits``: (B,1,H,W) network output (any float dtype; half precision is computed in float32).
+    ``output``: the network's output map as the non-distribution terms see it (``takes = "output"``): None for a
+    network ending in a sigmoid (then it is sigmoid(logits)), the raw map for a linear one (equal to ``logits``).
     ``target``: dict with the keys the terms need — "map" (B,1,H,W) in [0,1], "fixations" (B,1,H,W)
     in {0,1}, "image" (B,3,H,W) in [0,1] — at the size of the logits: resizing targets to the output
     resolution is the caller's job (the pooled BCE variants pool both sides themselves).
@@ -60,17 +62,22 @@ class Loss(nn.Module):
                     "size): resize targets to the output resolution (salnet.imresize) before the loss"
                 )
 
-    def forward(self, logits: Tensor, target: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:
+    def forward(self, logits: Tensor, target: Mapping[str, Tensor],
+                output: Tensor | None = None) -> tuple[Tensor, dict[str, Tensor]]:
         self._check(logits, target)
         if logits.dtype in (torch.float16, torch.bfloat16):
             logits = logits.float()
+        if output is not None and output.shape != logits.shape:
+            raise ValueError(f"loss: output {tuple(output.shape)} and logits {tuple(logits.shape)} differ in shape")
         tgt = {k: target[k].to(logits.dtype) for k in self.needs}
-        prob = torch.sigmoid(logits) if any(t.takes == "prob" for t in self.terms.values()) else None
+        takes = {t.takes for t in self.terms.values()}
+        prob = torch.sigmoid(logits) if "prob" in takes or ("output" in takes and output is None) else None
+        seen = {"logits": logits, "prob": prob, "output": prob if output is None else output.to(logits.dtype)}
         total = logits.new_zeros(())
         values: dict[str, Tensor] = {}
         try:
             for name, term in self.terms.items():
-                v = term(logits if term.takes == "logits" else prob, tgt)
+                v = term(seen[term.takes], tgt)
                 total = total + self.weights[name] * v
                 values[name] = v.detach()
         finally:
@@ -149,7 +156,8 @@ def generator_adversarial_loss(d_fake_logits: Tensor) -> Tensor:
 
 
 def discriminator_loss(d_real_logits: Tensor, d_fake_logits: Tensor) -> Tensor:
-    """SalGAN's D loss BCE(D(I, S), 1) + BCE(D(I, Ŝ), 0) from D's logits (B,) each → 0-dim tensor."""
-    real = F.binary_cross_entropy_with_logits(d_real_logits, torch.ones_like(d_real_logits))
-    fake = F.binary_cross_entropy_with_logits(d_fake_logits, torch.zeros_like(d_fake_logits))
-    return real + fake
+    """SalGAN's D loss as released: the mean BCE over the concatenated batch [D(I, S) → 1; D(I, Ŝ) → 0], from D's
+    logits (B_real,) and (B_fake,) → 0-dim tensor (half the sum of the two BCEs when the batches are equal)."""
+    logits = torch.cat([d_real_logits, d_fake_logits])
+    labels = torch.cat([torch.ones_like(d_real_logits), torch.zeros_like(d_fake_logits)])
+    return F.binary_cross_entropy_with_logits(logits, labels)

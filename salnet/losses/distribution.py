@@ -36,6 +36,7 @@ def _sum_normalise(x: Tensor) -> Tensor:
 @register
 class BCE(Term):
     name = "bce"
+    family = "distribution"
     takes = "logits"
     description = "binary cross-entropy -mean(S log Ŝ + (1 - S) log(1 - Ŝ)), from logits"
 
@@ -59,6 +60,7 @@ class _PooledBCE(Term):
     logits, so the loss is exact and finite for any logits. Maps smaller than k×k are an error.
     """
 
+    family = "distribution"
     takes = "logits"
     pool: int = 1
 
@@ -85,6 +87,7 @@ for _k in (2, 4, 8):
 @register
 class WeightedBCE(Term):
     name = "wbce"
+    family = "distribution"
     takes = "logits"
     description = "weighted BCE -mean(w S log Ŝ + (1 - w)(1 - S) log(1 - Ŝ))"
     params = {"w": Param(0.5, in_unit_interval, "in [0, 1]")}
@@ -98,6 +101,7 @@ class WeightedBCE(Term):
 @register
 class Focal(Term):
     name = "focal"
+    family = "distribution"
     takes = "logits"
     description = "focal loss -mean((1 - Ŝ)^γ S log Ŝ + Ŝ^γ (1 - S) log(1 - Ŝ)) (Lin et al.)"
     params = {"gamma": Param(2.0, non_negative, ">= 0")}
@@ -112,6 +116,8 @@ class Focal(Term):
 @register
 class KLD(Term):
     name = "kld"
+    family = "distribution"
+    takes = "prob"
     description = "KL(S‖Ŝ) = Σ S log(eps + S / (Ŝ + eps)) on sum-normalised maps (MIT form)"
 
     def forward(self, pred: Tensor, target: Mapping[str, Tensor]) -> Tensor:
@@ -122,6 +128,8 @@ class KLD(Term):
 @register
 class Bhattacharyya(Term):
     name = "bhat"
+    family = "distribution"
+    takes = "prob"
     description = "Bhattacharyya distance -log Σ sqrt(S Ŝ) on sum-normalised maps"
 
     def forward(self, pred: Tensor, target: Mapping[str, Tensor]) -> Tensor:
@@ -138,6 +146,7 @@ class NLL(Term):
     """
 
     name = "nll"
+    family = "distribution"
     needs = ("fixations",)
     takes = "logits"
     description = "negative log-likelihood of the fixations under Ŝ / ΣŜ"

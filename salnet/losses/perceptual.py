@@ -4,6 +4,9 @@ A frozen VGG-16 reads the maps S and Ŝ (B,1,H,W) in [0,1] repeated to 3 channel
 encoder's own ImageNet normalisation) and both losses compare its five pool outputs φ_j (C_j,H_j,W_j):
 DF = Σ_j ‖φ_j(S) - φ_j(Ŝ)‖² / (C_j H_j W_j),  GM = Σ_j ‖G_j(S) - G_j(Ŝ)‖²_F with G = ψψᵀ / (C_j H_j W_j),
 ψ the (C_j, H_j W_j) reshape of φ_j; per image, then averaged over the batch. Maps need H, W ≥ 32.
+
+Both run in float32 even inside a bf16 autocast region: the Gram products square the features, and in bf16 a
+1 % change of the features moved GM by more than 50 %.
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ from salnet.losses.base import Term, register
 from salnet.models.vgg import BLOCKS, VGG16Features, WeightsSpec
 
 POOLS = ("pool1", "pool2", "pool3", "pool4", "pool5")
+
+
+def float32(x: Tensor):
+    """A region where autocast is off on ``x``'s device (operations run in the dtype of their inputs)."""
+    return torch.autocast(device_type=x.device.type, enabled=False)
 
 
 class VGGPools(nn.Module):
@@ -40,7 +48,8 @@ class VGGPools(nn.Module):
             raise ValueError(f"perceptual losses take maps (B,1,H,W), got {tuple(maps.shape)}")
         if min(maps.shape[-2:]) < 32:
             raise ValueError(f"perceptual losses need maps of at least 32×32 (5 pools), got {tuple(maps.shape)}")
-        taps = self.vgg.taps(maps.expand(-1, 3, -1, -1), POOLS)
+        with float32(maps):  # the VGG's own dtype (float32), whatever autocast would pick
+            taps = self.vgg.taps(maps.to(next(self.vgg.parameters()).dtype).expand(-1, 3, -1, -1), POOLS)
         return [taps[n] for n in POOLS]
 
     def pair(self, pred: Tensor, target: Tensor) -> tuple[list[Tensor], list[Tensor]]:
@@ -48,8 +57,8 @@ class VGGPools(nn.Module):
         if memo is not None and memo[0] is pred and memo[1] is target:
             return memo[2]
         with torch.no_grad():
-            ft = self.features(target.to(next(self.vgg.parameters()).dtype))
-        fp = self.features(pred.to(ft[0].dtype))
+            ft = self.features(target)
+        fp = self.features(pred)
         self._memo = (pred, target, (fp, ft))
         return fp, ft
 
@@ -59,6 +68,7 @@ class VGGPools(nn.Module):
 
 class _Perceptual(Term):
     context = ("vgg",)
+    family = "perceptual"
 
     def __init__(self, *, vgg: VGGPools | None = None, **values: float) -> None:
         super().__init__(**values)
@@ -72,7 +82,8 @@ class DeepFeatures(_Perceptual):
 
     def forward(self, pred: Tensor, target: Mapping[str, Tensor]) -> Tensor:
         fp, ft = self.pools.pair(pred, target["map"])
-        total = sum(((a - b) ** 2).flatten(1).mean(1) for a, b in zip(fp, ft))
+        with float32(pred):
+            total = sum(((a - b) ** 2).flatten(1).mean(1) for a, b in zip(fp, ft))
         return total.mean()
 
 
@@ -90,5 +101,6 @@ class GramMatrices(_Perceptual):
 
     def forward(self, pred: Tensor, target: Mapping[str, Tensor]) -> Tensor:
         fp, ft = self.pools.pair(pred, target["map"])
-        total = sum(((gram(a) - gram(b)) ** 2).flatten(1).sum(1) for a, b in zip(fp, ft))
+        with float32(pred):
+            total = sum(((gram(a) - gram(b)) ** 2).flatten(1).sum(1) for a, b in zip(fp, ft))
         return total.mean()

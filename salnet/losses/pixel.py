@@ -1,7 +1,8 @@
 """Pixel-based losses (Bruckert et al. §3.2.1) and the centre-bias regulariser (§3.2.5).
 
-All take ``pred`` = sigmoid(logits) in [0,1] and the ground-truth map S (B,1,H,W) in [0,1]; each
-returns the batch mean of the per-image mean over pixels (0-dim tensor).
+All take ``pred`` = the network's output (``takes = "output"``: sigmoid(logits) in [0,1] for SalGAN, the raw
+map for the loss-study network, §3.2.2) and the ground-truth map S (B,1,H,W) in [0,1]; each returns the batch
+mean of the per-image mean over pixels (0-dim tensor).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from salnet.losses.base import EPS, Param, Term, in_unit_interval, mean_per_imag
 @register
 class MSE(Term):
     name = "mse"
+    family = "pixel"
     description = "mean (S - Ŝ)²"
 
     def forward(self, pred: Tensor, target: Mapping[str, Tensor]) -> Tensor:
@@ -26,6 +28,7 @@ class MSE(Term):
 @register
 class EAD(Term):
     name = "ead"
+    family = "pixel"
     description = "exponential absolute difference: mean exp|S - Ŝ| - 1"
 
     def forward(self, pred: Tensor, target: Mapping[str, Tensor]) -> Tensor:
@@ -35,6 +38,7 @@ class EAD(Term):
 @register
 class AE(Term):
     name = "ae"
+    family = "pixel"
     description = "absolute error: mean |S - Ŝ|"
 
     def forward(self, pred: Tensor, target: Mapping[str, Tensor]) -> Tensor:
@@ -44,6 +48,7 @@ class AE(Term):
 @register
 class MLNetMSE(Term):
     name = "mlnet_mse"
+    family = "pixel"
     description = "ML-Net weighted MSE: mean (Ŝ/max Ŝ - S)² / (alpha - S), max per image"
     params = {"alpha": Param(1.1, lambda v: v > 1.0, "> 1 (S reaches 1)")}
 
@@ -56,6 +61,7 @@ class MLNetMSE(Term):
 @register
 class SigMSE(Term):
     name = "sig_mse"
+    family = "pixel"
     description = "sigmoid-weighted MSE: mean w (S - Ŝ)², w = k / (1 + exp(-k (S - lambda)))"
     params = {
         "lambda": Param(0.55, in_unit_interval, "in [0, 1]"),
@@ -73,6 +79,7 @@ class CenterBias(Term):
     """R = mean (Ŝ - B)²; its coefficient is the paper's α (0.1). B comes from ``build(center_bias=…)``."""
 
     name = "center_bias"
+    family = "regulariser"
     description = "centre-bias regulariser: mean (Ŝ - B)², B = mean training map"
     needs = ()
     context = ("center_bias",)

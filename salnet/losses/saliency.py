@@ -23,6 +23,7 @@ def _centre(x: Tensor) -> Tensor:
 @register
 class CC(Term):
     name = "cc"
+    family = "saliency"
     description = "Pearson correlation of S and Ŝ per image (a similarity: use a negative weight)"
 
     def forward(self, pred: Tensor, target: Mapping[str, Tensor]) -> Tensor:
@@ -34,6 +35,7 @@ class CC(Term):
 @register
 class NSS(Term):
     name = "nss"
+    family = "saliency"
     needs = ("fixations",)
     description = "mean of Ŝ standardised (std with N-1, MIT) at fixations (a similarity: negative weight)"
 

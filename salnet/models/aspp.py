@@ -9,8 +9,9 @@ Choices the paper leaves open, made here and documented:
 - The channel-reduction conv is 3×3: this is what gives the paper's "≈1.62 M trainable parameters"
   (1,474,688 + ASPP 147,584 + 129 = 1,622,401; a 1×1 reduction would give 311,681).
 - The dropout "on top" sits on the concatenated encoder features, the input of the trained head.
-- The final 1×1 conv has no ReLU: its output are logits and the losses apply the sigmoid they need;
-  the Gaussian smooths these logits, with replicated borders.
+- The final 1×1 conv has no ReLU; the Gaussian smooths its output, with replicated borders. That map is the
+  network's output (``output="linear"``), or the logits of a final sigmoid (``output="sigmoid"``), the layer
+  §3.2.2 adds for the distribution-based losses.
 
 Output size for input (H, W): (⌊H/8⌋, ⌊W/8⌋), i.e. 37×50 at the paper's 300×400 (H×W) input.
 """
@@ -50,15 +51,21 @@ class ASPPNet(nn.Module):
         width: channel multiplier of encoder and head (1.0 = the paper's network).
         weights: VGG-16 weights: None (random, warns), a torchvision-format file, or "torchvision".
         dropout: dropout rate on the encoder features (paper: 0.25).
+        output: "sigmoid" (a final sigmoid: the distribution-based losses) or "linear" (the raw map).
 
     ``forward(image)``: image float (B,3,H,W) RGB in [0,1], H, W ≥ 32 (paper 300×400) →
-    ``SaliencyOutput`` with logits (B,1,⌊H/8⌋,⌊W/8⌋). The VGG encoder is frozen and kept in eval mode.
+    ``SaliencyOutput`` with logits (B,1,⌊H/8⌋,⌊W/8⌋) (and ``output`` = the same map when linear). The VGG
+    encoder is frozen and kept in eval mode.
     """
 
-    def __init__(self, width: float = 1.0, weights: WeightsSpec = None, dropout: float = 0.25) -> None:
+    def __init__(self, width: float = 1.0, weights: WeightsSpec = None, dropout: float = 0.25,
+                 output: str = "sigmoid") -> None:
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"ASPPNet dropout must be in [0, 1), got {dropout}")
+        if output not in ("sigmoid", "linear"):
+            raise ValueError(f"ASPPNet output must be 'sigmoid' or 'linear', got {output!r}")
+        self.linear = output == "linear"
         self.encoder = VGG16Features(
             width=width, weights=weights, freeze=("conv1", "conv2", "conv3", "conv4", "conv5"), last="conv5_3"
         )
@@ -94,4 +101,4 @@ class ASPPNet(nn.Module):
         x = self.output(x)
         # Replicate padding: zero padding would pull the border logits towards 0 (probability 0.5).
         logits = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), self.gaussian.to(x.dtype))
-        return SaliencyOutput(logits, torch.sigmoid(logits))
+        return SaliencyOutput(logits, torch.sigmoid(logits), logits if self.linear else None)

@@ -34,10 +34,27 @@ DECODER_CFG: tuple[tuple[str, int], ...] = (
 
 
 class SaliencyOutput(NamedTuple):
-    """Saliency network output: ``logits`` float (B,1,H,W), ``prob`` = sigmoid(logits) in [0,1]."""
+    """Saliency network output: ``logits`` float (B,1,H,W), ``prob`` = sigmoid(logits) in [0,1], and ``output``:
+    None for a network whose last layer is a sigmoid (its output is ``prob``), else the raw output of a linear
+    last layer (the loss-study network trained without a distribution-based loss; equal to ``logits``)."""
 
     logits: Tensor
     prob: Tensor
+    output: Tensor | None = None
+
+    @property
+    def map(self) -> Tensor:
+        """The network's output as the non-distribution losses see it: ``prob``, or the raw linear output."""
+        return self.prob if self.output is None else self.output
+
+    def prediction(self) -> Tensor:
+        """The saliency map that is scored and saved, (B,1,H,W) in [0,1]: ``prob``, or the linear output min–max
+        normalised per image (as writing it to an image file does; a constant map becomes 0)."""
+        if self.output is None:
+            return self.prob
+        flat = self.output.detach().flatten(1)
+        lo, hi = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
+        return ((flat - lo) / (hi - lo).clamp_min(1e-12)).view_as(self.output)
 
 
 class DiscriminatorOutput(NamedTuple):

@@ -1,10 +1,15 @@
 """Models, optimisers and losses of a run, built from its :class:`salnet.config.Config`.
 
-The two papers' procedures (DESIGN.md §2–3):
-- ``salgan``: Generator trained on BCE/4 for ``bootstrap_epochs`` with the released code's optimiser
-  (Nesterov momentum 0.5, lr 1e-3), then G and D alternate every batch with AdaGrad (lr 3e-4 both);
-  G loss = α·BCE/4 + BCE(D(I, Ŝ), 1), D loss = BCE(D(I, S), 1) + BCE(D(I, Ŝ), 0).
-- ``content``: one network (ASPPNet for the loss study, or the Generator) on any loss spec, SGD lr 1e-3.
+The two papers' procedures (docs/design.md):
+- ``salgan``: the Generator trained on BCE/4 for ``bootstrap_epochs`` with the released code's optimiser
+  (Nesterov momentum 0.5, lr 1e-3), then G and D alternate every batch with Lasagne's AdaGrad (lr 3e-4 both);
+  G loss = α·BCE/4 + BCE(D(I, Ŝ), 1), D loss = mean BCE over the batch [D(I, S) → 1; D(I, Ŝ) → 0].
+  ``train.adversarial=false`` keeps the bootstrap stage to the end (the paper's BCE/4 control).
+- ``content``: one network (ASPPNet for the loss study, or the Generator) on any loss spec.
+
+``train.recipe`` chooses what an unset ``train.weight_decay`` means: ``released`` none (the released
+``+ 1e-4*regularize…`` lines are separate statements, so no penalty reaches the loss), ``paper`` λ = 1e-4 on
+Σw² of G and D (torch weight_decay 2e-4, weights only).
 """
 
 from __future__ import annotations
@@ -15,21 +20,42 @@ from torch import nn
 from salnet import losses
 from salnet.config import Config
 from salnet.models.salgan import Discriminator, Generator
+from salnet.train.optim import make_optimizer
 
 ARCHS = ("salgan", "aspp")
 PROCEDURES = ("salgan", "content")
-OPTIMIZERS = ("adagrad", "sgd", "nesterov", "adam")
+RECIPE_WEIGHT_DECAY = {"released": 0.0, "paper": 2e-4}
+OUTPUTS = ("auto", "sigmoid", "linear")
+
+
+def output_activation(cfg: Config) -> str:
+    """``model.output`` resolved: "sigmoid" or "linear". "auto": SalGAN's generator ends in a sigmoid (released
+    code); the loss-study network gets one only when its loss has a distribution-based term (§3.2.2)."""
+    m = cfg.model
+    if m.output not in OUTPUTS:
+        raise ValueError(f"unknown model.output {m.output!r}; choose one of {', '.join(OUTPUTS)}")
+    if m.output != "auto":
+        return m.output
+    if m.arch != "aspp":
+        return "sigmoid"
+    spec = cfg.train.loss if isinstance(cfg.train.loss, dict) else {cfg.train.loss: 1.0}
+    return "sigmoid" if any(losses.LOSSES[n].family == "distribution" for n in spec if n in losses.LOSSES) \
+        else "linear"
 
 
 def build_generator(cfg: Config) -> nn.Module:
     """The saliency network: ``Generator`` (arch salgan) or ``ASPPNet`` (arch aspp)."""
     m = cfg.model
+    output = output_activation(cfg)
     if m.arch == "salgan":
+        if output != "sigmoid":
+            raise ValueError("model.arch=salgan ends in a sigmoid (released code): model.output must be auto or "
+                             "sigmoid")
         return Generator(width=m.width, weights=m.weights, freeze=m.freeze)
     if m.arch == "aspp":
         from salnet.models.aspp import ASPPNet
 
-        return ASPPNet(width=m.width, weights=m.weights)
+        return ASPPNet(width=m.width, weights=m.weights, output=output)
     raise ValueError(f"unknown model.arch {m.arch!r}; choose one of {', '.join(ARCHS)}")
 
 
@@ -44,28 +70,23 @@ def build_discriminator(cfg: Config) -> nn.Module | None:
     return Discriminator(width=cfg.model.width, input_size=tuple(cfg.data.input_size))
 
 
-def make_optimizer(name: str, params, lr: float, weight_decay: float, momentum: float) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
-    if name == "adagrad":
-        return torch.optim.Adagrad(params, lr=lr, weight_decay=weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "nesterov":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+def weight_decay(cfg: Config) -> float:
+    """``train.weight_decay``, or the recipe's when unset (released 0, paper 2e-4)."""
+    t = cfg.train
+    if t.recipe not in RECIPE_WEIGHT_DECAY:
+        raise ValueError(f"unknown train.recipe {t.recipe!r}; choose one of {', '.join(RECIPE_WEIGHT_DECAY)}")
+    return RECIPE_WEIGHT_DECAY[t.recipe] if t.weight_decay is None else t.weight_decay
 
 
 def build_optimizers(cfg: Config, G: nn.Module, D: nn.Module | None) -> dict[str, torch.optim.Optimizer]:
     """``{"g": ..., "d": ..., "boot": ...}`` as the procedure needs (boot: SalGAN's bootstrap stage)."""
     t = cfg.train
-    opts = {"g": make_optimizer(t.optimizer, G.parameters(), t.lr, t.weight_decay, t.momentum)}
+    wd = weight_decay(cfg)
+    opts = {"g": make_optimizer(t.optimizer, G.parameters(), t.lr, wd, t.momentum)}
     if D is not None:
-        opts["d"] = make_optimizer(t.optimizer, D.parameters(), t.lr_d, t.weight_decay, t.momentum)
-        if t.bootstrap_epochs > 0:
-            opts["boot"] = make_optimizer(t.bootstrap_optimizer, G.parameters(), t.bootstrap_lr, t.weight_decay,
-                                          t.momentum)
+        opts["d"] = make_optimizer(t.optimizer, D.parameters(), t.lr_d, wd, t.momentum)
+        if t.bootstrap_epochs > 0 or not t.adversarial:
+            opts["boot"] = make_optimizer(t.bootstrap_optimizer, G.parameters(), t.bootstrap_lr, wd, t.momentum)
     return opts
 
 

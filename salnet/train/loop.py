@@ -82,6 +82,22 @@ class StopFlag:
         self.seen.add(reason)
 
 
+def initial_generator(path: str) -> dict:
+    """The generator weights of ``train.init_from``: a run folder (its best.pt, else latest.pt) or a checkpoint
+    file. A missing or foreign file is an error naming it."""
+    from salnet.predict import resolve_checkpoint
+    from salnet.train.checkpoint import load_checkpoint
+
+    p = Path(path)
+    ckpt = resolve_checkpoint(p)[0] if p.is_dir() else p
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"train.init_from={path}: no such run folder or checkpoint file")
+    state = load_checkpoint(ckpt, map_location="cpu")
+    if not isinstance(state, dict) or not isinstance(state.get("G"), dict):
+        raise ValueError(f"train.init_from={path}: {ckpt} is not a salnet training checkpoint (no generator 'G')")
+    return state["G"]
+
+
 def run_dir_for(cfg: Config) -> Path:
     return Path(cfg.out_dir) / f"{cfg.name}-{config_hash(cfg)}"
 
@@ -100,6 +116,8 @@ class Trainer:
         if self.device.type == "cuda" and cfg.train.channels_last:
             self.G = self.G.to(memory_format=torch.channels_last)
             torch.backends.cudnn.benchmark = True
+        if cfg.train.init_from:
+            self.G.load_state_dict(initial_generator(cfg.train.init_from))
         self.opts = build_optimizers(cfg, self.G, self.D)
         d = cfg.data
         lcfg = LoaderConfig(size=tuple(d.input_size), batch_size=d.batch_size, workers=d.workers, flip=d.flip,
@@ -117,6 +135,7 @@ class Trainer:
         self.ckpt = CheckpointManager(self.run_dir, cfg.train.keep_last)
         self.epoch = self.batch_in_epoch = self.step = 0
         self.best: float | None = None
+        self.best_epoch: int | None = None  # the epoch whose validation gave ``best``
         self.stop = StopFlag()
         self.resumed = False
         if resume:
@@ -142,7 +161,7 @@ class Trainer:
         return {"G": self.G.state_dict(), "D": self.D.state_dict() if self.D is not None else {},
                 "opts": {k: o.state_dict() for k, o in self.opts.items()},
                 "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch, "step": self.step,
-                "best": self.best, "rng": rng_state(), "run_id": config_hash(self.cfg)}
+                "best": self.best, "best_epoch": self.best_epoch, "rng": rng_state(), "run_id": config_hash(self.cfg)}
 
     def _resume(self) -> None:
         state = self.ckpt.load(map_location=self.device)
@@ -157,7 +176,7 @@ class Trainer:
         for k, o in self.opts.items():
             o.load_state_dict(state["opts"][k])
         self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
-        self.best = state["best"]
+        self.best, self.best_epoch = state["best"], state.get("best_epoch")
         self._rng_after_skip = state["rng"]
         self.resumed = True
 
@@ -172,7 +191,7 @@ class Trainer:
         t = self.cfg.train
         if t.procedure == "content":
             return "content"
-        return "bootstrap" if epoch < t.bootstrap_epochs else "adversarial"
+        return "bootstrap" if epoch < t.bootstrap_epochs or not t.adversarial else "adversarial"
 
     def train_step(self, batch: dict, stage: str) -> dict:
         batch = {k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
@@ -183,11 +202,11 @@ class Trainer:
             return steps.content_step(self.g_train, self.opts["g"], self.loss, batch, self.device, t.bf16)
         if stage == "bootstrap":
             return steps.content_step(self.g_train, self.opts["boot"], self.loss, batch, self.device, t.bf16)
-        # the released SalGAN code alternates batch by batch, "train generator with one batch and
-        # discriminator with next batch", starting with G. D's forward in the G step uses the bare module:
-        # D is not updated there, so DDP must not wait for its gradients.
+        # the released SalGAN code alternates batch by batch; its counter n_updates starts at 1 and
+        # `n_updates % 2 == 0` trains G, so the first adversarial batch trains D. D's forward in the G step uses the
+        # bare module: D is not updated there, so DDP must not wait for its gradients.
         adversarial_step = self.step - t.bootstrap_epochs * len(self.train_loader)
-        if adversarial_step % 2 == 0:
+        if adversarial_step % 2 == 1:
             return steps.generator_step(self.g_train, self.D, self.opts["g"], self.loss, batch, t.alpha,
                                         self.device, t.bf16)
         return steps.discriminator_step(self.G, self.d_train, self.opts["d"], batch, self.device, t.bf16)
@@ -202,14 +221,15 @@ class Trainer:
                 "git_sha": git_sha(), "seed": t.seed, "versions": versions(), "world_size": self.env.world_size})
         status = "done"
         try:
-            while self.epoch < t.epochs:
+            while self.epoch < t.epochs and not self.converged():
                 status = self._epoch(board)
                 if status != "done":
                     return {"status": status, "epoch": self.epoch, "step": self.step, "run_dir": str(self.run_dir)}
             best = self.ckpt.load(BEST, map_location=self.device)  # the final numbers are the best model's
             if best is not None:
                 self.G.load_state_dict(best["G"])
-            final, _ = validate(self.G, self.val_loader, self.device, shuffle_pool=self.pool, seed=t.seed)
+            final, _ = validate(self.G, self.val_loader, self.device, shuffle_pool=self.pool, seed=t.seed,
+                                postprocess=self.cfg.model.postprocess)
             if self.env.is_main:
                 (self.run_dir / "final.json").write_text(json.dumps(
                     {"val": final, "step": self.step, "checkpoint_step": best["step"] if best else self.step,
@@ -265,7 +285,8 @@ class Trainer:
         train_means = {k: (v / seen[k]).item() for k, v in sums.items()}
         self._check_finite(train_means)
         val, kept = validate(self.G, self.val_loader, self.device, shuffle_pool=self.pool,
-                             max_images=self.cfg.data.val_subset, seed=t.seed, keep=PANEL_SIZE)
+                             max_images=self.cfg.data.val_subset, seed=t.seed, keep=PANEL_SIZE,
+                             postprocess=self.cfg.model.postprocess)
         board.scalars({f"val/{k}": v for k, v in val.items() if k in METRICS}, self.step)
         board.scalars({f"epoch/{k}": v for k, v in train_means.items()}, self.step)
         if kept:
@@ -280,6 +301,12 @@ class Trainer:
         self.save(is_best=is_best)
         board.flush()
         return "done"
+
+    def converged(self) -> bool:
+        """True once ``train.patience`` epochs have passed without a better validation ``best_metric`` (the loss
+        study's "trained until the validation converges"); never without a patience."""
+        p = self.cfg.train.patience
+        return p is not None and self.best_epoch is not None and self.epoch - 1 - self.best_epoch >= p
 
     def _check_finite(self, values: dict[str, float]) -> None:
         """A diverged run fails loudly (and a sweep counts it as a failed trial) instead of training on NaN."""
@@ -309,6 +336,6 @@ class Trainer:
             return False
         v = val[name] if METRICS[name].higher_is_better else -val[name]
         if self.best is None or v > self.best:
-            self.best = v
+            self.best, self.best_epoch = v, self.epoch
             return True
         return False

@@ -36,7 +36,7 @@ def content_step(G: nn.Module, opt: torch.optim.Optimizer, loss_fn: nn.Module, b
     """One step on the content loss; returns {"loss/content": total, "content/<term>": raw terms}."""
     with autocast(device, bf16):
         out = G(batch["image"])
-        total, terms = loss_fn(out.logits, targets_at(batch, out.logits.shape[-2:]))
+        total, terms = loss_fn(out.logits, targets_at(batch, out.logits.shape[-2:]), out.output)
     opt.zero_grad(set_to_none=True)
     total.backward()
     opt.step()
@@ -45,7 +45,8 @@ def content_step(G: nn.Module, opt: torch.optim.Optimizer, loss_fn: nn.Module, b
 
 def discriminator_step(G: nn.Module, D: nn.Module, opt_d: torch.optim.Optimizer, batch: dict,
                        device: torch.device, bf16: bool) -> dict[str, Tensor]:
-    """D update: BCE(D(I, S), 1) + BCE(D(I, Ŝ), 0) with Ŝ from the current G (no G gradient)."""
+    """D update on the mean BCE over the batch [D(I, S) → 1; D(I, Ŝ) → 0] (released), Ŝ from the current G (no G
+    gradient)."""
     with torch.no_grad(), autocast(device, bf16):
         fake = G(batch["image"]).prob
     with autocast(device, bf16):
@@ -65,7 +66,7 @@ def generator_step(G: nn.Module, D: nn.Module, opt_g: torch.optim.Optimizer, los
     try:
         with autocast(device, bf16):
             out = G(batch["image"])
-            content, terms = loss_fn(out.logits, targets_at(batch, out.logits.shape[-2:]))
+            content, terms = loss_fn(out.logits, targets_at(batch, out.logits.shape[-2:]), out.output)
             adv = generator_adversarial_loss(D(out.prob, batch["image"]).logits.float())
             total = alpha * content + adv
         opt_g.zero_grad(set_to_none=True)

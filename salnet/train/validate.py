@@ -61,12 +61,23 @@ def counts_map(points: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy(c)
 
 
+POSTPROCESS = ("released", "none")
+
+
 def score_images(G: nn.Module, loader, device: torch.device, *, shuffle_pool=None, metrics=DEFAULT_METRICS,
-                 seed: int = 0, max_images: int | None = None, kept: list | None = None, keep: int = 0):
+                 seed: int = 0, max_images: int | None = None, kept: list | None = None, keep: int = 0,
+                 postprocess: str = "none"):
     """Yield one row per image of ``loader`` (validation batches with ``map_orig`` and ``points``):
     ``{"id", "height", "width", metric: float (NaN where undefined)}``, scored at the image's original
     resolution. sAUC is left out when ``shuffle_pool`` is None; ``max_images`` stops early; the first
-    ``keep`` (image, prediction, ground truth) triples are appended to ``kept`` (TensorBoard panel)."""
+    ``keep`` (image, prediction, ground truth) triples are appended to ``kept`` (TensorBoard panel).
+    ``postprocess``: "none" scores the network's prediction (resized by the metrics, MATLAB bicubic); "released"
+    first turns it into the released SalGAN's output map (:func:`salnet.predict.postprocess`: bicubic resize
+    to the image size, 5×5 Gaussian blur, clip), which is what the papers' benchmark scores were computed on."""
+    from salnet.predict import postprocess as released_postprocess
+
+    if postprocess not in POSTPROCESS:
+        raise ValueError(f"unknown postprocess {postprocess!r}; choose one of {', '.join(POSTPROCESS)}")
     names = [m for m in check_names(metrics) if m != "sauc" or shuffle_pool is not None]
     seen = 0
     was_training = G.training
@@ -74,7 +85,7 @@ def score_images(G: nn.Module, loader, device: torch.device, *, shuffle_pool=Non
     try:
         for batch in loader:
             with torch.no_grad():  # not across the yields: the caller's code must keep its grad mode
-                pred = G(batch["image"].to(device)).prob.float().cpu()
+                pred = G(batch["image"].to(device)).prediction().float().cpu()
             for i, sid in enumerate(batch["id"]):
                 if max_images is not None and seen >= max_images:
                     return
@@ -86,7 +97,10 @@ def score_images(G: nn.Module, loader, device: torch.device, *, shuffle_pool=Non
                 if shuffle_pool is not None:
                     index, points, sizes = shuffle_pool
                     kw["other"] = other_fixations(points, sizes, index[sid], seed=seed, key=sid)[None]
-                vals = score_batch(pred[i:i + 1].double(), metrics=names, seed=seed, keys=[sid], **kw)
+                p = pred[i:i + 1].double()
+                if postprocess == "released":
+                    p = released_postprocess(p, size)
+                vals = score_batch(p, metrics=names, seed=seed, keys=[sid], **kw)
                 if kept is not None and len(kept) < keep:
                     kept.append((batch["image"][i], pred[i], batch["map"][i]))
                 yield {"id": sid, "height": size[0], "width": size[1], **{n: float(vals[n][0]) for n in names}}
@@ -95,12 +109,14 @@ def score_images(G: nn.Module, loader, device: torch.device, *, shuffle_pool=Non
 
 
 def validate(G: nn.Module, loader, device: torch.device, *, shuffle_pool=None, metrics=DEFAULT_METRICS,
-             max_images: int | None = None, seed: int = 0, keep: int = 0) -> tuple[dict[str, float], list]:
+             max_images: int | None = None, seed: int = 0, keep: int = 0,
+             postprocess: str = "none") -> tuple[dict[str, float], list]:
     """Score ``G`` on this rank's share of ``loader`` and average over all ranks.
 
     ``shuffle_pool``: (index by id, points, sizes) of the whole split for sAUC (None: sAUC left out).
     ``max_images``: score only the first images of this rank's share (the fixed per-epoch subset).
     ``keep``: return that many (image, prediction, ground truth) triples for the TensorBoard panel.
+    ``postprocess``: as :func:`score_images`.
     Returns ({metric: mean over images where defined, "images": count}, kept samples).
     """
     names = [m for m in check_names(metrics) if m != "sauc" or shuffle_pool is not None]
@@ -108,7 +124,7 @@ def validate(G: nn.Module, loader, device: torch.device, *, shuffle_pool=None, m
     counts = torch.zeros(len(names), dtype=torch.float64)
     kept: list = []
     for row in score_images(G, loader, device, shuffle_pool=shuffle_pool, metrics=names, seed=seed,
-                            max_images=max_images, kept=kept, keep=keep):
+                            max_images=max_images, kept=kept, keep=keep, postprocess=postprocess):
         for j, n in enumerate(names):
             if not math.isnan(row[n]):
                 sums[j] += row[n]
