@@ -12,12 +12,13 @@ from salnet.data.cat2000 import CAT2000
 from salnet.data.mit300 import MIT300
 from salnet.data.mit1003 import MIT1003
 from salnet.data.osie import OSIE
+from salnet.data.pysaliency_hdf5 import PysaliencyHDF5
 from salnet.data.salicon import Salicon
 from salnet.data.sample import Sample
 from salnet.data.synthetic import Synthetic, make_synthetic, true_density, write_synthetic
 
 READERS: dict[str, type[Reader]] = {
-    r.name: r for r in (Salicon, MIT1003, MIT300, CAT2000, OSIE, Synthetic)
+    r.name: r for r in (Salicon, MIT1003, MIT300, CAT2000, OSIE, PysaliencyHDF5, Synthetic)
 }
 
 
