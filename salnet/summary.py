@@ -192,10 +192,49 @@ def _cell(v) -> str:
     return text.replace("|", "\\|")
 
 
+def read_reference(sweep_dir: Path) -> list[dict]:
+    """The paper's rows of ``sweep.yaml``'s spec (``reference``: label, source, metric values); [] without."""
+    path = sweep_dir / "sweep.yaml"
+    if not path.is_file():
+        return []
+    spec = (yaml.safe_load(path.read_text()) or {}).get("spec") or {}
+    return [dict(r) for r in spec.get("reference") or []]
+
+
+def matched_reference(row: dict, reference: list[dict]) -> dict | None:
+    """The paper row a trial compares to: the one labelled as the trial's point, else the only one there is."""
+    label = (row.get("params") or {}).get("point")
+    for ref in reference:
+        if label is not None and ref["label"] == label:
+            return ref
+    return reference[0] if len(reference) == 1 else None
+
+
+def _values(means: dict | None, metrics: list[str], top: dict[str, str] | None = None) -> list[str]:
+    cells = []
+    for m in metrics:
+        v = (means or {}).get(m)
+        text = MISSING if v is None else f"{v:.3f}"
+        cells.append(f"**{text}**" if top and v is not None and text == top.get(m) else text)
+    return cells
+
+
+def below_baseline(row: dict, baseline: dict, metrics: list[str]) -> list[str]:
+    """The metrics on which a scored trial is not better than a baseline (ties count as not better)."""
+    out = []
+    for m in metrics:
+        a, b = (row["means"] or {}).get(m), (baseline["means"] or {}).get(m)
+        if a is not None and b is not None and not (a > b if METRICS[m].higher_is_better else a < b):
+            out.append(m)
+    return out
+
+
 def to_markdown(result: dict, params: list[str], metrics: list[str]) -> str:
-    """summary.md: a title, the table in the papers' column order (best value per column in bold, the best
-    trial starred, "–" where undefined or unscored) and a line on images and bad samples."""
+    """summary.md: a title, the table in the papers' column order (best trial value per column in bold, the best
+    trial starred, "–" where undefined or unscored) with the baselines' and the paper's rows under the trials, a
+    table of each trial's difference to its paper row, and lines on images, bad samples and the baselines."""
     rows, best = result["trials"], result["best"]
+    baselines, reference = result.get("baselines") or [], result.get("reference") or []
     heads = [f"{PAPER_COLUMNS[m]} {'↑' if METRICS[m].higher_is_better else '↓'}" for m in metrics]
     # bold every cell that shows the best value as printed, so equal-looking cells are never told apart
     top = {}
@@ -209,13 +248,31 @@ def to_markdown(result: dict, params: list[str], metrics: list[str]) -> str:
     for r in rows:
         name = r["trial"] + (" ★" if best and r["trial"] == best["trial"] else "")
         cells = [_cell(name), *(MISSING if r["params"].get(p) is None else _cell(r["params"][p]) for p in params),
-                 r["status"]]
-        for m in metrics:
-            v = (r["means"] or {}).get(m)
-            text = MISSING if v is None else f"{v:.3f}"
-            cells.append(f"**{text}**" if v is not None and text == top[m] else text)
+                 r["status"], *_values(r["means"], metrics, top)]
         lines.append("| " + " | ".join(cells) + " |")
+    for b in baselines:
+        lines.append("| " + " | ".join([_cell(b["name"]), *[MISSING] * len(params), "baseline",
+                                        *_values(b["means"], metrics)]) + " |")
+    for ref in reference:
+        label = f"paper: {ref['label']}" + (f" ({ref['source']})" if ref.get("source") else "")
+        lines.append("| " + " | ".join([_cell(label), *[MISSING] * len(params), "reported",
+                                        *_values(ref, metrics)]) + " |")
     scored = [r for r in rows if r["means"] is not None]
+    compared = [(r, matched_reference(r, reference)) for r in scored]
+    compared = [(r, ref) for r, ref in compared if ref is not None]
+    if compared:
+        shown = [m for m in metrics if any(m in ref for _, ref in compared)]
+        lines += ["", "Against the paper (Δ = this trial − the paper's row; ↑/↓: which way is better):", "",
+                  "| " + " | ".join(["trial", *params, "paper row",
+                                     *(f"Δ{PAPER_COLUMNS[m]} {'↑' if METRICS[m].higher_is_better else '↓'}"
+                                       for m in shown)]) + " |",
+                  "|" + "---|" * (len(params) + 2) + "---:|" * len(shown)]
+        for r, ref in compared:
+            deltas = [MISSING if m not in ref or m not in r["means"] else f"{r['means'][m] - ref[m]:+.3f}"
+                      for m in shown]
+            lines.append("| " + " | ".join([_cell(r["trial"]), *(MISSING if r["params"].get(p) is None
+                                                                    else _cell(r["params"][p]) for p in params),
+                                            _cell(ref["label"]), *deltas]) + " |")
 
     def span(key):
         vals = sorted({r[key] for r in scored})
@@ -229,22 +286,57 @@ def to_markdown(result: dict, params: list[str], metrics: list[str]) -> str:
         lines.append(f"No trial has a checkpoint; none of the {len(rows)} trials was scored.")
     if best:
         lines.append(f"★ best trial by {PAPER_COLUMNS[result['metric']]} ({result['mode']}): {best['trial']}.")
+    for b in baselines:
+        behind = {r["trial"]: below_baseline(r, b, metrics) for r in scored}
+        worse = {t: ms for t, ms in behind.items() if ms}
+        if scored and not worse:
+            lines.append(f"Every scored trial is better than the {b['name']} on all {len(metrics)} metrics.")
+        for t, ms in worse.items():
+            lines.append(f"{t} is not better than the {b['name']} on: {', '.join(PAPER_COLUMNS[m] for m in ms)}.")
     lines.append(f"{MISSING}: no checkpoint to score, or undefined on every image.")
     return "\n".join(lines) + "\n"
 
 
+def score_baselines(rows: list[dict], runs: dict[str, str | Path] | None, split: str, names: list[str],
+                    device, batch_size: int | None) -> list[dict]:
+    """The centre bias (always) and the baseline runs ``runs`` (name → run folder, e.g. the readout baseline),
+    scored on the shards, split and input size of the first scored trial, as the trials are. [] when no trial
+    was scored."""
+    from salnet.baselines import CenterBiasModel
+    from salnet.config import load_config
+    from salnet.evaluate import evaluate_model, evaluate_run
+
+    first = next((r for r in rows if r["means"] is not None), None)
+    if first is None:
+        return []
+    cfg = load_config(Path(first["checkpoint"]).parent / "config.yaml")
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    centre = evaluate_model(CenterBiasModel(), first["shards"], split, tuple(cfg.data.input_size), metrics=names,
+                            device=dev, batch_size=batch_size or cfg.data.batch_size, seed=cfg.train.seed,
+                            postprocess=cfg.model.postprocess)
+    out = [{"name": "centre bias", "run": None, "means": centre["means"], "images": centre["images"]}]
+    for name, run in (runs or {}).items():
+        ev = evaluate_run(run, shards=first["shards"], split=split, metrics=names, device=dev, batch_size=batch_size)
+        out.append({"name": name, "run": str(run), "means": ev["means"], "images": ev["images"]})
+    return out
+
+
 def summarize_sweep(sweep_dir: str | Path, split: str = "test", metrics=DEFAULT_METRICS,
-                    device: str | torch.device | None = None, batch_size: int | None = None, images: int = 4) -> dict:
+                    device: str | torch.device | None = None, batch_size: int | None = None, images: int = 4,
+                    baselines: dict[str, str | Path] | None = None) -> dict:
     """Score every trial of a sweep on ``split`` and write the sweep's tables and TensorBoard views.
 
     sweep_dir: a folder with ``trials/<name>/trial.json`` (and ``sweep.yaml`` for the metric and mode that pick
     the best trial; default cc, max). Trials with ``best.pt`` (else ``latest.pt``) are scored with
     :func:`salnet.evaluate.evaluate_run` (``metrics``, ``device``, ``batch_size``); the others stay in the tables
-    with their status. ``images``: rows of the best trial's prediction panel (0: none).
+    with their status. ``images``: rows of the best trial's prediction panel (0: none). The centre bias and the
+    ``baselines`` runs (name → run folder, e.g. ``{"readout": ...}``) are scored the same way and shown under the
+    trials, with the paper's rows of the sweep file (``reference``) and each trial's Δ to its paper row.
     Writes summary.csv, summary.md, evaluation.json (atomically) and tb/; returns evaluation.json's dict:
     ``{"sweep", "sweep_dir", "split", "metric", "mode", "metrics", "best": {"trial", "value"} | None,
     "trials": [{"trial", "params", "status", "attempts", "error", "epochs", "checkpoint", "checkpoint_step",
-    "means": {metric: mean} | None, "images", "bad_samples", "shards"}]}``. A split missing from a trial's
+    "means": {metric: mean} | None, "images", "bad_samples", "shards"}], "baselines": [{"name", "run", "means",
+    "images"}], "reference": [{"label", "source", metric: value}]}``. A split missing from a trial's
     shards is a ValueError naming the shards folder and the splits they have.
     """
     from salnet.evaluate import evaluate_run
@@ -282,7 +374,9 @@ def summarize_sweep(sweep_dir: str | Path, split: str = "test", metrics=DEFAULT_
     top = best_trial(rows, metric, mode)
     best = {"trial": top["trial"], "value": top["means"][metric]} if top else None
     result = {"sweep": sweep, "sweep_dir": str(sweep_dir), "split": split, "metric": metric, "mode": mode,
-              "metrics": names, "best": best, "trials": rows}
+              "metrics": names, "best": best, "trials": rows,
+              "baselines": score_baselines(rows, baselines, split, names, device, batch_size),
+              "reference": read_reference(sweep_dir)}
     best_panel = None
     if top and images > 0:
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -292,5 +386,8 @@ def summarize_sweep(sweep_dir: str | Path, split: str = "test", metrics=DEFAULT_
     params = list(dict.fromkeys(k for r in rows for k in r["params"]))
     atomic_write(sweep_dir / "summary.csv", to_csv(rows, params, names))
     atomic_write(sweep_dir / "summary.md", to_markdown(result, params, names))
+    from salnet.plots import write_sweep_plots  # summary.png and predictions.png beside summary.md
+
+    write_sweep_plots(sweep_dir, result, best_panel)
     atomic_write(sweep_dir / "evaluation.json", json.dumps(result, indent=2))
     return result

@@ -24,6 +24,9 @@ TRIALS = {  # name: (lr, extra overrides, status)
 }
 
 
+REFERENCE = {"label": "paper model", "source": "a table", "cc": 0.5, "kld": 1.25}
+
+
 def trial_json(folder, name, lr, status, error=None):
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "trial.json").write_text(json.dumps({
@@ -38,7 +41,8 @@ def sweep(tmp_path_factory):
     shards = synthetic_shards(root, {"train": 8, "val": 4, "test": 5}, (32, 48), 0.05)
     sweep = root / "sweep"
     (sweep / "trials").mkdir(parents=True)
-    (sweep / "sweep.yaml").write_text(yaml.safe_dump({"spec": {"name": "lr-check", "metric": "kld", "mode": "min"}}))
+    (sweep / "sweep.yaml").write_text(yaml.safe_dump({"spec": {"name": "lr-check", "metric": "kld", "mode": "min",
+                                                               "reference": [REFERENCE]}}))
     for name, (lr, extra, status) in TRIALS.items():
         cfg = apply_overrides(Config(), [*DEBUG_OVERRIDES, f"data.shards={shards}", "data.input_size=[32, 48]",
                                          "train.procedure=content", "train.optimizer=adam", f"train.lr={lr}", *extra])
@@ -106,7 +110,19 @@ def test_markdown_table(sweep):
     assert head == ["trial", "train.lr", "train.optimizer", "status", "AUC-J ↑", "sAUC ↑", "AUC-B ↑", "NSS ↑", "CC ↑",
                     "SIM ↑", "KLD ↓", "EMD ↓", "IG ↑"]
     names = [r[0].removesuffix(" ★") for r in body]
-    assert names == ["t0-lr1e-4", "t1-lr3e-3", "t2-stopped", "t3-failed"]
+    assert names[:6] == ["t0-lr1e-4", "t1-lr3e-3", "t2-stopped", "t3-failed", "centre bias",
+                         "paper: paper model (a table)"]
+    centre, paper = body[4], body[5]
+    assert centre[1:4] == ["–", "–", "baseline"] and paper[1:4] == ["–", "–", "reported"]
+    base = result["baselines"][0]["means"]
+    assert centre[4:] == [f"{base[m]:.3f}" for m in ORDER]
+    assert [paper[4 + ORDER.index(m)] for m in ("cc", "kld", "nss")] == ["0.500", "1.250", "–"]
+    # one reference row: every scored trial is compared to it
+    delta = [x for x in text.splitlines() if x.startswith("| t")][-3:]
+    for line, n in zip(delta, names[:3]):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[:4] == [n, f"{TRIALS[n][0]:.4g}", "adam", "paper model"]
+        assert cells[4:] == [f"{expect[n]['means']['cc'] - 0.5:+.3f}", f"{expect[n]['means']['kld'] - 1.25:+.3f}"]
     assert [r[0] for r in body if r[0].endswith("★")] == [result["best"]["trial"] + " ★"]
     assert body[3][3:] == ["failed"] + ["–"] * 9
     for j, m in enumerate(ORDER):
@@ -118,6 +134,25 @@ def test_markdown_table(sweep):
         assert best in bold and all(col[names.index(n)] == col[names.index(best)] for n in bold), m
     assert "5 test images, 0 bad samples skipped; 3 of 4 trials scored" in text
     assert "★ best trial by KLD (min)" in text
+    for n in names[:3]:  # random-weight tiny networks: each trial says where the centre bias beats it
+        behind = [m for m in ORDER if not (expect[n]["means"][m] > base[m] if METRICS[m].higher_is_better
+                                           else expect[n]["means"][m] < base[m])]
+        assert (f"{n} is not better than the centre bias on: {', '.join(PAPER_COLUMNS[m] for m in behind)}."
+                in text) == bool(behind)
+
+
+def test_the_centre_bias_row_is_the_baseline_model_scored_like_the_trials(sweep):
+    import torch
+
+    from salnet.baselines import CenterBiasModel
+    from salnet.evaluate import evaluate_model
+
+    folder, result, expect = sweep
+    (centre,) = result["baselines"]
+    ev = evaluate_model(CenterBiasModel(), expect["t0-lr1e-4"]["shards"], "test", (32, 48), device=torch.device("cpu"),
+                        batch_size=4)
+    assert centre["name"] == "centre bias" and centre["images"] == 5 and centre["means"] == ev["means"]
+    assert result["reference"] == [REFERENCE]
 
 
 def test_tensorboard_curves_hparams_and_best_panel(sweep):
