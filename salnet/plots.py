@@ -1,0 +1,177 @@
+"""Pictures of a sweep's final evaluation, next to its summary.md: ``summary.png`` (every scored trial's searched
+value(s) against each metric, the papers' reported values as horizontal lines) and ``predictions.png`` (the best
+trial's [image | prediction | ground truth] panel).
+
+    write_sweep_plots(sweep_dir, result, panel)      # result: summarize_sweep's dict; panel (3, H, W) in [0, 1]
+
+matplotlib draws with its Agg backend (files only, no display). Trials are placed by their parameters: a numeric
+parameter on its own axis (logarithmic when its values are positive and span more than a factor 20), anything
+else (a points sweep's labels, a choice of strings, a loss spec) as categories in first-seen order. A reference
+row ``{label, source, <metric>: value}`` of the sweep becomes a dashed line on that metric's plot.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+BEST_COLOUR, TRIAL_COLOUR = "#d62728", "#1f77b4"
+REFERENCE_COLOURS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
+
+
+def atomic_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path`` and rename it over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a picture is for whoever reads the sweep folder
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def trial_label(row: dict) -> str:
+    """A trial's label: the sweep's (``label``, or a points sweep's ``point``), else its name."""
+    return str(row.get("label") or row.get("params", {}).get("point") or row["trial"])
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and np.isfinite(v)
+
+
+def _axes_values(rows: list[dict], param: str) -> tuple[list, bool, list[str]]:
+    """(x of each row, numeric?, category names): numbers as they are, anything else as category indices."""
+    vals = [r["params"].get(param) for r in rows]
+    if all(_is_number(v) for v in vals):
+        return [float(v) for v in vals], True, []
+    texts = [v if isinstance(v, str) else json.dumps(v, sort_keys=True) for v in vals]
+    cats = list(dict.fromkeys(texts))
+    return [cats.index(t) for t in texts], False, cats
+
+
+def sweep_figure(rows: list[dict], metrics: list[str], references: list[dict] | None = None,
+                 best: str | None = None, title: str = "", baselines: list[dict] | None = None):
+    """A matplotlib Figure: one plot per (metric, searched parameter) of the scored ``rows`` (summarize_sweep's
+    trial rows: ``trial``, ``params``, ``means``, optional ``label``); the ``best`` trial in red, the reference
+    rows' values of each metric as dashed lines, the ``baselines`` ({name, means}) as grey dotted lines. Without a
+    scored trial, a figure that says so."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from salnet.metrics import METRICS
+    from salnet.summary import PAPER_COLUMNS
+
+    scored = [r for r in rows if r.get("means")]
+    metrics = [m for m in metrics if any(m in r["means"] for r in scored)]
+    if not scored or not metrics:
+        fig = plt.figure(figsize=(6, 2))
+        fig.text(0.5, 0.5, f"{title}\nno trial was scored", ha="center", va="center")
+        return fig
+    params = list(dict.fromkeys(k for r in scored for k in r["params"])) or ["trial"]
+    if params == ["trial"]:
+        scored = [{**r, "params": {"trial": trial_label(r)}} for r in scored]
+    ncols = 3 if len(params) == 1 else len(params)
+    nrows = -(-len(metrics) // 3) if len(params) == 1 else len(metrics)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols, 3.3 * nrows), squeeze=False)
+    cells = [(m, p) for m in metrics for p in params]
+    log_axis = {}  # one scale per parameter over all scored trials, whichever metric they have
+    for p in params:
+        xs, numeric, _ = _axes_values(scored, p)
+        log_axis[p] = numeric and min(xs) > 0 and max(xs) / min(xs) > 20
+    for ax, (metric, param) in zip(axes.flat, cells):
+        mine = [r for r in scored if metric in r["means"]]
+        xs, numeric, cats = _axes_values(mine, param)
+        ys = [r["means"][metric] for r in mine]
+        colours = [BEST_COLOUR if r["trial"] == best else TRIAL_COLOUR for r in mine]
+        ax.scatter(xs, ys, c=colours, s=[70 if r["trial"] == best else 36 for r in mine], zorder=3)
+        for x, y, r in zip(xs, ys, mine):
+            if numeric or cats[x] != trial_label(r):  # a points sweep's label is already the tick under it
+                ax.annotate(trial_label(r), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        if numeric:
+            if log_axis[param]:
+                ax.set_xscale("log")
+        else:
+            ax.set_xticks(range(len(cats)), [c if len(c) <= 18 else c[:17] + "…" for c in cats], rotation=20,
+                          fontsize=8, ha="right")
+            ax.set_xlim(-0.5, len(cats) - 0.5)
+        for i, ref in enumerate(r for r in references or [] if _is_number(r.get(metric))):
+            colour = REFERENCE_COLOURS[i % len(REFERENCE_COLOURS)]
+            ax.axhline(float(ref[metric]), ls="--", lw=1.2, color=colour, zorder=2)
+            ax.annotate(f"{ref.get('label', 'paper')} ({ref.get('source', 'reported')}): {ref[metric]:g}",
+                        (0.01 if i % 2 == 0 else 0.99, float(ref[metric])), xycoords=("axes fraction", "data"),
+                        textcoords="offset points", xytext=(0, 3), fontsize=7, color=colour,
+                        ha="left" if i % 2 == 0 else "right")  # alternate sides: close values stay readable
+            if not numeric and ref.get("label") in cats:  # the paper's value at its own point
+                ax.scatter([cats.index(ref["label"])], [float(ref[metric])], marker="D", facecolors="none",
+                           edgecolors=colour, s=46, zorder=4)
+        for b in baselines or []:
+            v = (b.get("means") or {}).get(metric)
+            if _is_number(v):
+                ax.axhline(v, ls=":", lw=1.2, color="0.45", zorder=1)
+                ax.annotate(f"{b.get('name', 'baseline')}: {v:.3g}", (0.99, v), xycoords=("axes fraction", "data"),
+                            textcoords="offset points", xytext=(0, -9), fontsize=7, color="0.35", ha="right")
+        lines = [float(r[metric]) for r in references or [] if _is_number(r.get(metric))] + \
+            [float(b["means"][metric]) for b in baselines or [] if _is_number((b.get("means") or {}).get(metric))]
+        lo, hi = min(ys + lines), max(ys + lines)
+        pad = (hi - lo) or abs(hi) or 1.0
+        ax.set_ylim(lo - 0.15 * pad, hi + 0.2 * pad)  # room for the lines' labels above and below them
+        arrow = "↑" if METRICS[metric].higher_is_better else "↓"
+        ax.set_title(f"{PAPER_COLUMNS.get(metric, metric)} {arrow}", fontsize=10)
+        ax.set_xlabel(param, fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(cells):]:
+        ax.set_visible(False)
+    keys = ["red: best trial"] + (["dashed: paper"] if references else []) + (["dotted: baseline"] if baselines else [])
+    fig.suptitle(f"{title}   ({'; '.join(keys)})", fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def figure_png(fig) -> bytes:
+    """The PNG bytes of a Figure (closed afterwards)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def panel_png(panel) -> bytes:
+    """A (3, H, W) float panel in [0, 1] (torch tensor or array) as RGB PNG bytes."""
+    from PIL import Image
+
+    a = np.asarray(panel.detach().cpu().numpy() if hasattr(panel, "detach") else panel, dtype=np.float64)
+    rgb = np.rint(np.clip(a, 0, 1).transpose(1, 2, 0) * 255).astype(np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_sweep_plots(sweep_dir: str | Path, result: dict, panel=None,
+                      references: list[dict] | None = None) -> list[Path]:
+    """Write ``SWEEP/summary.png`` (:func:`sweep_figure` of ``result``, summarize_sweep's dict) and, given the best
+    trial's ``panel``, ``SWEEP/predictions.png``. references: the papers' rows (default ``result["reference"]``);
+    ``result["baselines"]`` ({name, means}), where present, are drawn as dotted lines. Returns the paths written."""
+    sweep_dir = Path(sweep_dir)
+    if references is None:
+        references = result.get("reference") or []
+    best = (result.get("best") or {}).get("trial")
+    title = f"Sweep {result.get('sweep', sweep_dir.name)}: {result.get('split', '')} split"
+    fig = sweep_figure(result["trials"], list(result["metrics"]), references, best, title,
+                       result.get("baselines") or [])
+    written = [sweep_dir / "summary.png"]
+    atomic_bytes(written[0], figure_png(fig))
+    if panel is not None:
+        written.append(sweep_dir / "predictions.png")
+        atomic_bytes(written[1], panel_png(panel))
+    return written
