@@ -389,8 +389,5 @@ def summarize_sweep(sweep_dir: str | Path, split: str = "test", metrics=DEFAULT_
     from salnet.plots import write_sweep_plots  # summary.png and predictions.png beside summary.md
 
     write_sweep_plots(sweep_dir, result, best_panel)
-    from salnet.plots import write_sweep_plots  # summary.png and predictions.png beside summary.md
-
-    write_sweep_plots(sweep_dir, result, best_panel)
     atomic_write(sweep_dir / "evaluation.json", json.dumps(result, indent=2))
     return result
