@@ -76,7 +76,10 @@ def sweep_figure(rows: list[dict], metrics: list[str], references: list[dict] | 
         fig = plt.figure(figsize=(6, 2))
         fig.text(0.5, 0.5, f"{title}\nno trial was scored", ha="center", va="center")
         return fig
-    params = list(dict.fromkeys(k for r in scored for k in r["params"])) or ["trial"]
+    params = list(dict.fromkeys(k for r in scored for k in r["params"]))
+    # the searched values: parameters that differ between trials (a shared override says nothing)
+    varied = [p for p in params if len({json.dumps(r["params"].get(p), sort_keys=True) for r in scored}) > 1]
+    params = varied or params[:1] or ["trial"]
     if params == ["trial"]:
         scored = [{**r, "params": {"trial": trial_label(r)}} for r in scored]
     ncols = 3 if len(params) == 1 else len(params)
@@ -132,7 +135,7 @@ def sweep_figure(rows: list[dict], metrics: list[str], references: list[dict] | 
         ax.set_visible(False)
     keys = ["red: best trial"] + (["dashed: paper"] if references else []) + (["dotted: baseline"] if baselines else [])
     fig.suptitle(f"{title}   ({'; '.join(keys)})", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))  # keep the title's line clear
     return fig
 
 

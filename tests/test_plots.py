@@ -86,3 +86,10 @@ def test_log_axis_only_for_positive_wide_ranges(values, log):
     rows = [row(f"t{i}", {"x": v}, {"cc": 0.1 * i}) for i, v in enumerate(values)]
     fig = sweep_figure(rows, ["cc"])
     assert (fig.axes[0].get_xscale() == "log") == log
+
+
+def test_only_the_parameters_that_differ_get_an_axis():
+    rows = [row("a", {"train.lr": 1e-3, "train.optimizer": "adam"}, {"cc": 0.1}),
+            row("b", {"train.lr": 3e-3, "train.optimizer": "adam"}, {"cc": 0.2})]
+    fig = sweep_figure(rows, ["cc"])
+    assert [ax.get_xlabel() for ax in fig.axes if ax.get_visible()] == ["train.lr"]
