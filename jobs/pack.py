@@ -1,7 +1,8 @@
 """Pack a raw dataset release into WebDataset shards + manifest.json.
 
     python jobs/pack.py DATASET --root RAW --out shards/DATASET [--splits train val] [--workers N]
-        [--shard-size MB] [--verify] [--backend inprocess|local|slurm] [--partition P --time-min 60 ...]
+        [--shard-size MB] [--input-size 256x192 | --map-codec npy] [--verify]
+        [--backend inprocess|local|slurm] [--partition P --time-min 60 ...]
 
 Resumable (finished shards are skipped), byte-identical for the same input. --backend slurm submits a
 submitit array job, one task per range of shards, then writes the manifest when all tasks are done;
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 from salnet.data import READERS, get_reader
+from salnet.data.records import MAP_CODECS, parse_input_size
 from salnet.data.shards import finalize, pack, pack_named, pending, prepare, verify
 from salnet.data.synthetic import write_synthetic
 
@@ -27,6 +29,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--splits", nargs="+", help="splits to pack (default: all the root holds)")
     p.add_argument("--workers", type=int, default=4, help="parallel processes (in-process backend)")
     p.add_argument("--shard-size", type=float, default=256.0, help="target shard size in MB (approximate)")
+    p.add_argument("--input-size", help="WxH, e.g. 256x192: store each sample resized to the model input (the "
+                   "loader's exact INTER_AREA; original-size map and fixations kept for validation)")
+    p.add_argument("--map-codec", choices=MAP_CODECS, default="png", help="full-size map: PNG, or raw .npy (decoded "
+                   "~250x faster, ~1.7x the bytes)")
     p.add_argument("--verify", action="store_true", help="after packing, re-read every shard and compare "
                    "every sample with the raw release")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -75,10 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         write_synthetic(args.root, {"train": args.synthetic[0], "val": args.synthetic[1]})
     try:
         reader = get_reader(args.dataset, args.root)
+        size = parse_input_size(args.input_size) if args.input_size else None
         if args.backend == "inprocess":
-            manifest = pack(reader, args.out, args.splits, args.shard_size, args.workers, not args.no_progress)
+            manifest = pack(reader, args.out, args.splits, args.shard_size, args.workers, not args.no_progress, size,
+                            args.map_codec)
         else:
-            plans = prepare(reader, args.out, args.splits, args.shard_size)
+            plans = prepare(reader, args.out, args.splits, args.shard_size, size, args.map_codec)
             run_submitit(args, reader, plans)
             manifest = finalize(args.out)
     except (FileNotFoundError, ValueError) as exn:

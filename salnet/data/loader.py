@@ -3,21 +3,25 @@
 Training, per (rank, DataLoader worker) and per pass over the data, a ``wds.DataPipeline``:
 ``wds.SimpleShardList`` shuffles the shards with (seed, epoch), the same order on every rank; rank then
 worker slicing (``wds.split_by_node``/``split_by_worker``'s, made explicit: a rank may come without a
-process group); ``wds.tarfile_to_samples`` whose handler skips a damaged tar; a counting stage;
-``wds.shuffle``. Passes chain into one batching stage (decode, resize and flip into a batch's slots,
-:meth:`_Counter.batches`). Each rank takes exactly ``len(loader)`` = floor(total / (world_size x batch))
-batches per epoch from the repeating stream, so uneven shards never make a rank wait in a collective.
+process group); the tar reader (:func:`salnet.data.tario.tar_records`, ``wds.tarfile_to_samples`` at ~10x
+its speed) whose handler skips a damaged tar; a counting stage; ``wds.shuffle``. Passes chain into one
+batching stage (decode, resize and flip into a batch's slots, :meth:`_Counter.batches`). Each rank takes
+exactly ``len(loader)`` = floor(total / (world_size x batch)) batches per epoch from the repeating stream,
+so uneven shards never make a rank wait in a collective.
 Order and flips are a function of (seed, epoch, rank, worker) only, so training resumes mid-epoch by
 skipping batches. With fewer shards than rank x worker slots, the slots split every shard by sample index.
 Validation: the split's samples in manifest order are cut into contiguous ranges, one per (rank,
 worker), each read exactly once across ranks; batches keep the original-size map and points.
 An undecodable sample is skipped and counted (by the batching stage), and so is each sample a
-truncated or unreadable tar never delivered: webdataset only reports that an error happened, so a
+truncated or unreadable tar never delivered: the tar stage only reports that an error happened, so a
 custom stage, _ShardCounter, numbers each shard's records against the manifest's count. Past
 ``max_bad_fraction`` the run stops with :class:`BadFractionError`.
 Batch: {"image": float (B, 3, H, W) [0, 1], "map": (B, 1, H, W) [0, 1], "fixations": (B, 1, H, W)
 {0, 1}, "id": list[str]}; validation adds "map_orig": list of (1, H0, W0) and "points": list of
 int64 (N, 3) (y, x, observer) at the original resolution.
+Shards packed at the model's input size (``input_size`` in the manifest, :mod:`salnet.data.records`) give
+the same batches bit for bit, from stored values instead of decoding and resizing; their input size must
+be the loader's (checked when the loader is made). Training does not even read their original-size maps.
 """
 
 from __future__ import annotations
@@ -36,12 +40,13 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from salnet.data.shards import read_manifest
+from salnet.data.tario import tar_records
 from salnet.data.transform import BatchPool, Transform, collate
 
 # what a corrupt sample raises: PIL (OSError, SyntaxError for broken headers), zlib, numpy/json
 # (ValueError), a missing member (KeyError); anything else is a bug and propagates
 DECODE_ERRORS = (ValueError, OSError, EOFError, KeyError, SyntaxError, zlib.error)
-# a damaged shard in webdataset's tar stage: truncated/missing (tarfile, OS), duplicate member (ValueError)
+# a damaged shard in the tar stage: truncated/missing (tarfile, OS), duplicate member (ValueError)
 TAR_ERRORS = (tarfile.TarError, OSError, EOFError, ValueError)
 
 
@@ -54,7 +59,8 @@ class LoaderConfig:
     decode JPEGs at 1/2, 1/4 or 1/8 scale (DCT scaling, still at least the model size) before the
     resize: about 2x faster, but no longer the exact full-resolution INTER_AREA of SalGAN's code;
     pin_memory: page-locked batches, so ``.to(device, non_blocking=True)`` overlaps the copy with
-    compute (default: when CUDA is available)."""
+    compute (default: when CUDA is available). With model-size shards, size must be the shards' input size
+    and resize "area"; fast_decode does not apply (nothing is decoded)."""
 
     size: tuple[int, int] = (192, 256)
     batch_size: int = 32
@@ -87,14 +93,28 @@ def worker_slot() -> tuple[int, int]:
 
 
 def shard_list(folder: str | Path, split: str) -> list[tuple[str, int]]:
-    """[(absolute shard path, sample count)] of a split, from the folder's manifest (absolute: webdataset
-    would read a relative "a:b/..." path as a URL scheme)."""
+    """[(absolute shard path, sample count)] of a split, from the folder's manifest (absolute: a relative
+    "a:b/..." path would read as a URL scheme)."""
     folder = Path(folder)
     manifest = read_manifest(folder)
     if split not in manifest["splits"]:
         raise ValueError(f"{folder}: no split {split!r} in the manifest (has {sorted(manifest['splits'])})")
     counts = {r["name"]: r["count"] for r in manifest["shards"]}
     return [(os.path.abspath(folder / name), counts[name]) for name in manifest["splits"][split]["shards"]]
+
+
+def check_input_size(folder: str | Path, cfg: LoaderConfig) -> bool:
+    """Whether the folder holds model-size shards; ValueError when they were packed for another input size
+    (or the loader asks for another resize than the packer's INTER_AREA)."""
+    packed = read_manifest(folder).get("input_size")
+    if packed is None:
+        return False
+    if tuple(packed) != tuple(cfg.size) or cfg.resize != "area":
+        raise ValueError(f"{folder}: shards packed at the model input size {packed[1]}x{packed[0]} (WxH, area "
+                         f"resize) but this run's input size is {cfg.size[1]}x{cfg.size[0]} with resize "
+                         f"{cfg.resize!r}; repack with jobs/pack.py --input-size {cfg.size[1]}x{cfg.size[0]}, or "
+                         "use full-size shards (packed without --input-size)")
+    return True
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -125,7 +145,7 @@ class _Counter:
         self.good = self.bad = self.reported_bad = 0
 
     def tar_error(self, exn: Exception) -> bool:
-        """``wds.tarfile_to_samples`` handler: skip and go on (_ShardCounter counts what was lost)."""
+        """Tar stage handler: skip the rest of the shard and go on (_ShardCounter counts what was lost)."""
         if isinstance(exn, TAR_ERRORS):
             return True
         raise exn
@@ -164,13 +184,13 @@ class _Counter:
 
 
 class _ShardCounter:
-    """Stage after ``wds.tarfile_to_samples``: numbers each shard's records, keeps those ``keep(url,
-    index)`` selects, and counts bad the selected indices a shard never delivered (truncated, unreadable
-    or missing tar; the manifest has its count). ``note`` runs on the shard list before the tar stage."""
+    """Stage after the tar stage: numbers each shard's records, keeps those ``keep(url, index)`` selects, and
+    counts bad the selected indices a shard never delivered (truncated, unreadable or missing tar; the
+    manifest has its count). ``note`` runs on the shard list before the tar stage."""
 
     def __init__(self, counts: dict[str, int], keep, counter: _Counter):
         self.counts, self.keep, self.counter = counts, keep, counter
-        self.opened: list[dict] = []  # the shard dicts; wds.tarfile_to_samples adds their "stream"
+        self.opened: list[dict] = []  # the shard dicts, in the order the tar stage opens them
 
     def note(self, shards):
         for shard in shards:
@@ -179,36 +199,29 @@ class _ShardCounter:
 
     def __call__(self, records):
         pos = seen = 0
-        try:
-            for rec in records:
-                while self.opened[pos]["url"] != rec["__url__"]:  # the shards opened before this one ended
-                    self._ended(pos, seen)
-                    pos, seen = pos + 1, 0
-                seen += 1
-                if self.keep(rec["__url__"], seen - 1):
-                    yield rec
-            for p in range(pos, len(self.opened)):
-                self._ended(p, seen if p == pos else 0)
-        finally:  # webdataset leaves its files to the garbage collector
-            for shard in self.opened:
-                if "stream" in shard:
-                    shard["stream"].close()
+        for rec in records:
+            while self.opened[pos]["url"] != rec["__url__"]:  # the shards opened before this one ended
+                self._ended(pos, seen)
+                pos, seen = pos + 1, 0
+            seen += 1
+            if self.keep(rec["__url__"], seen - 1):
+                yield rec
+        for p in range(pos, len(self.opened)):
+            self._ended(p, seen if p == pos else 0)
 
     def _ended(self, pos: int, seen: int) -> None:
         url = self.opened[pos]["url"]
         self.counter.bad += sum(1 for i in range(seen, self.counts[url]) if self.keep(url, i))
-        if "stream" in self.opened[pos]:  # close now: a pass may open hundreds of shards
-            self.opened[pos]["stream"].close()
 
 
 class _Stream(IterableDataset):
     """One rank's stream over ``shards`` [(path, count)] (iterated in each DataLoader worker)."""
 
     def __init__(self, shards: list[tuple[str, int]], cfg: LoaderConfig, rank: int, world_size: int,
-                 keep_original: bool):
+                 keep_original: bool, skip: frozenset[str] = frozenset()):
         super().__init__()
         self.shards, self.cfg, self.rank, self.world_size = shards, cfg, rank, world_size
-        self.counts, self.epoch = dict(shards), 0
+        self.counts, self.epoch, self.skip = dict(shards), 0, skip  # skip: tar members left unread
         fast = cfg.fast_decode and not keep_original  # validation stays exact
         self.transform = Transform(cfg.size, cfg.resize, keep_original=keep_original, fast_decode=fast)
 
@@ -239,7 +252,7 @@ class TrainStream(_Stream):
                 wds.SimpleShardList(urls, seed=epoch_seed(self.cfg.seed, self.epoch * 1000 + rep)),
                 [] if by_sample else [take_every(self.rank, self.world_size), take_every(wid, nw)],
                 counting.note,
-                wds.tarfile_to_samples(handler=counter.tar_error),
+                tar_records(counter.tar_error, self.skip),
                 counting,
                 wds.shuffle(self.cfg.shuffle_buffer, initial=self.cfg.shuffle_buffer, rng=rng),
             )
@@ -261,6 +274,7 @@ class _Loader:
         self.cfg = cfg or LoaderConfig()
         self.rank, self.world_size = dist_rank_world(rank, world_size)
         self.shards, self.what, self.good, self.bad = shard_list(folder, split), f"{folder}/{split}", 0, 0
+        self.model_size = check_input_size(folder, self.cfg)
 
     def _dataloader(self, dataset: IterableDataset) -> DataLoader:
         return DataLoader(dataset, batch_size=None, num_workers=self.cfg.workers,
@@ -299,7 +313,9 @@ class TrainLoader(_Loader):
         if self.batches == 0:
             raise ValueError(f"{folder}/{split}: {total} samples are fewer than one batch of "
                              f"{self.cfg.batch_size} per rank x {self.world_size} ranks; lower batch_size")
-        self.dataset = TrainStream(self.shards, self.cfg, self.rank, self.world_size, keep_original=False)
+        # model-size shards: the original-size map is for validation only; training seeks over it
+        skip = frozenset({"map.npy"}) if self.model_size else frozenset()
+        self.dataset = TrainStream(self.shards, self.cfg, self.rank, self.world_size, keep_original=False, skip=skip)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -340,7 +356,7 @@ class ValStream(_Stream):
         return iter(wds.DataPipeline(
             partial(iter, mine),  # the overlapping shards in manifest order (a list would be taken as stages)
             counting.note,
-            wds.tarfile_to_samples(handler=counter.tar_error),
+            tar_records(counter.tar_error, self.skip),
             counting,
             partial(counter.batches, self.transform, None, self.cfg.batch_size, True),
         ))

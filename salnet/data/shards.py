@@ -3,141 +3,29 @@
 Layout of an output folder: ``{split}-{000000}.tar`` shards, ``manifest.json`` (counts per split,
 per-shard sha256/bytes/count, source root, packer version, config) and ``.pack/`` (the plan and one
 record per finished shard, which is what makes packing resumable and lets Slurm array tasks write
-disjoint shard ranges). A sample is stored as ``{key}.{jpg|jpeg|png}`` (image bytes as released),
-``{key}.map.png`` (8/16-bit), ``{key}.fix.npy`` (int32 (N, 3) y, x, observer) and ``{key}.json``,
-with key ``{dataset}/{split}/{id}`` sanitised for tar and WebDataset (no dots in the id part).
-Determinism: inputs sorted, tar headers with fixed mtime/uid/gid/names/mode, PNG at a fixed zlib
-level, JSON with sorted keys, no timestamps anywhere.
+disjoint shard ranges). Samples are stored full-size (as released; the map as PNG or raw .npy) or
+model-size (resized at packing for one model input size, ``input_size`` in the manifest): the members of
+each kind are described in :mod:`salnet.data.records`. Keys are ``{dataset}/{split}/{id}``, sanitised for
+tar and WebDataset (no dots in the id part). Determinism: inputs sorted, tar headers with fixed
+mtime/uid/gid/names/mode, PNG at a fixed zlib level, JSON with sorted keys, no timestamps anywhere.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
-import re
 import tarfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-import numpy as np
-
 from salnet.data.base import Reader
-from salnet.data.sample import Sample, decode_gray, encode_png
+from salnet.data.records import MAP_CODECS, compare, decode_record, encode_sample, model_members, sample_key
+from salnet.data.tario import iter_tar, sha256_file, write_tar
 
 PACKER_VERSION = "1"
 STATE_DIR = ".pack"
-
-
-def sample_key(dataset: str, split: str, id: str) -> str:
-    """Tar/WebDataset key ``dataset/split/id`` with every character outside [A-Za-z0-9_-] of id -> '_'."""
-    return f"{dataset}/{split}/{re.sub(r'[^A-Za-z0-9_-]', '_', id)}"
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"metadata value {obj!r} is not JSON-serialisable")
-
-
-def encode_sample(sample: Sample) -> list[tuple[str, bytes]]:
-    """A Sample -> the (tar member name, bytes) pairs of its shard entry, in a fixed order."""
-    key = sample_key(sample.dataset, sample.split, sample.id)
-    npy = io.BytesIO()
-    np.save(npy, np.ascontiguousarray(sample.fixations, dtype=np.int32), allow_pickle=False)
-    info = {"dataset": sample.dataset, "split": sample.split, "id": sample.id, "height": sample.height,
-            "width": sample.width, "image_ext": sample.image_ext, "n_fixations": int(len(sample.fixations)),
-            "map_bits": None if sample.map is None else int(sample.map.dtype.itemsize * 8), **sample.meta}
-    members = [(f"{key}.{sample.image_ext}", sample.image)]
-    if sample.map is not None:
-        members.append((f"{key}.map.png", encode_png(sample.map)))
-    members.append((f"{key}.fix.npy", npy.getvalue()))
-    members.append((f"{key}.json", json.dumps(info, sort_keys=True, default=_json_default).encode()))
-    return members
-
-
-def decode_record(rec: dict[str, bytes], decode_map: bool = True) -> Sample:
-    """A WebDataset record (suffix -> bytes, e.g. from a tar) -> Sample; ValueError if a field is missing.
-
-    decode_map=False leaves Sample.map None (the loader decodes the PNG itself, straight to float).
-    """
-    if "json" not in rec or "fix.npy" not in rec:
-        raise ValueError(f"sample {rec.get('__key__', '?')}: missing json or fix.npy (truncated shard?)")
-    info = json.loads(rec["json"])
-    ext = info["image_ext"]
-    if ext not in rec:
-        raise ValueError(f"sample {rec.get('__key__', '?')}: missing its {ext} image")
-    smap = None
-    if info.get("map_bits") and decode_map:
-        if "map.png" not in rec:
-            raise ValueError(f"sample {rec.get('__key__', '?')}: missing map.png")
-        smap = decode_gray(rec["map.png"], f"{rec.get('__key__', '?')}.map.png")
-    fix = np.load(io.BytesIO(rec["fix.npy"]), allow_pickle=False)
-    core = ("dataset", "split", "id", "height", "width", "image_ext", "n_fixations", "map_bits")
-    meta = {k: v for k, v in info.items() if k not in core}
-    return Sample(info["dataset"], info["split"], info["id"], rec[ext], ext, info["height"], info["width"],
-                  smap, fix, meta)
-
-
-def split_name(name: str) -> tuple[str, str]:
-    """'a/b/c.map.png' -> ('a/b/c', 'map.png'): WebDataset's key/suffix rule (first dot of the basename)."""
-    head, _, base = name.rpartition("/")
-    stem, _, suffix = base.partition(".")
-    return (f"{head}/{stem}" if head else stem), suffix
-
-
-def iter_tar(path: str | Path):
-    """Records {"__key__", suffix: bytes, ...} of a shard in order (streaming).
-
-    A tar error (truncated file) first yields the record being assembled, possibly incomplete (the
-    consumer's decode rejects it), then propagates, so a reader can count what it lost.
-    """
-    rec: dict = {}
-    try:
-        with tarfile.open(path, mode="r|") as tar:
-            for info in tar:
-                if not info.isreg():
-                    continue
-                key, suffix = split_name(info.name)
-                if rec and rec["__key__"] != key:
-                    yield rec
-                    rec = {}
-                rec["__key__"] = key
-                rec[suffix] = tar.extractfile(info).read()
-    except (tarfile.TarError, OSError, EOFError):
-        if rec:
-            yield rec
-        raise
-    if rec:
-        yield rec
-
-
-def write_tar(path: Path, members: list[tuple[str, bytes]]) -> tuple[str, int]:
-    """Write a deterministic tar atomically (tmp file + rename); returns (sha256 hex, bytes)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        with tarfile.open(fileobj=fh, mode="w", format=tarfile.GNU_FORMAT) as tar:
-            for name, data in members:
-                info = tarfile.TarInfo(name)
-                info.size, info.mtime, info.mode = len(data), 0, 0o644
-                info.uid = info.gid = 0
-                info.uname = info.gname = ""
-                tar.addfile(info, io.BytesIO(data))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    return sha256_file(path), path.stat().st_size
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
@@ -191,8 +79,10 @@ def pending(out: str | Path, plans: list[ShardPlan]) -> list[ShardPlan]:
     return [p for p in plans if finished_record(Path(out), p.name) is None]
 
 
-def pack_one(reader: Reader, out: Path, plan: ShardPlan) -> dict:
-    """Pack one planned shard unless it is finished; returns its record."""
+def pack_one(reader: Reader, out: Path, plan: ShardPlan, input_size: list[int] | None = None,
+             map_codec: str = "png") -> dict:
+    """Pack one planned shard unless it is finished (full-size, or model-size at ``input_size`` (h, w)); returns
+    its record."""
     done = finished_record(out, plan.name)
     if done is not None:
         return done
@@ -200,7 +90,7 @@ def pack_one(reader: Reader, out: Path, plan: ShardPlan) -> dict:
     members = []
     for i in plan.ids:
         try:
-            members += encode_sample(reader.load(plan.split, i))
+            members += encode_sample(reader.load(plan.split, i), input_size, map_codec)
         except (OSError, ValueError) as exn:
             raise type(exn)(f"packing {reader.name}/{plan.split}/{i} into {plan.name}: {exn}") from exn
     sha, nbytes = write_tar(tar_path, members)
@@ -213,23 +103,32 @@ def pack_one(reader: Reader, out: Path, plan: ShardPlan) -> dict:
 
 
 def _pack_task(args):
-    reader, out, plan = args
-    return pack_one(reader, out, plan)
+    reader, out, plan, config = args
+    return pack_one(reader, out, plan, config.get("input_size"), config.get("map_codec", "png"))
 
 
 def prepare(reader: Reader, out: str | Path, splits: list[str] | None = None, shard_size_mb: float = 256.0,
-            ) -> list[ShardPlan]:
-    """Plan a packing run and store the plan in out/.pack/plan.json.
+            input_size: tuple[int, int] | None = None, map_codec: str = "png") -> list[ShardPlan]:
+    """Plan a packing run and store the plan in out/.pack/plan.json: full-size samples with the map as
+    ``map_codec`` ("png" or "npy"), or model-size samples resized to ``input_size`` = (h, w).
 
     A folder holding a plan with a different configuration is refused (ValueError): resuming must not
     mix shards of two configurations. Returns the plans.
     """
     out = Path(out)
+    if map_codec not in MAP_CODECS:
+        raise ValueError(f"unknown map codec {map_codec!r}; choose one of {', '.join(MAP_CODECS)}")
+    if input_size is not None:
+        input_size = [int(n) for n in input_size]
+        if len(input_size) != 2 or min(input_size) < 1:
+            raise ValueError(f"input size must be two positive integers (h, w), got {input_size}")
+        map_codec = "npy"  # model-size samples keep the original map as raw .npy (validation decodes it)
     splits = list(splits) if splits else reader.default_splits()
     for s in splits:
         reader.index(s)  # unknown or absent splits fail here, before anything is written
     config = {"dataset": reader.name, "source_root": str(reader.root), "splits": splits,
-              "shard_size_mb": shard_size_mb, "packer_version": PACKER_VERSION}
+              "shard_size_mb": shard_size_mb, "packer_version": PACKER_VERSION, "input_size": input_size,
+              "map_codec": map_codec}
     plans = plan_shards(reader, splits, shard_size_mb)
     (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
     plan_path = out / STATE_DIR / "plan.json"
@@ -260,7 +159,8 @@ def pack_shards(reader: Reader, out: str | Path, plans: list[ShardPlan], workers
 
         bar = tqdm(total=sum(len(p.ids) for p in plans), unit="img", desc=f"pack {reader.name}")
     records = []
-    tasks = [(reader, out, p) for p in plans]
+    config = load_plan(out)[0]  # how to encode: the plan's input size and map codec
+    tasks = [(reader, out, p, config) for p in plans]
     if workers <= 1:
         results = map(_pack_task, tasks)
         for rec in results:
@@ -309,15 +209,18 @@ def finalize(out: str | Path) -> dict:
         mine = [r for r in shards if r["split"] == s]
         splits[s] = {"count": sum(r["count"] for r in mine), "shards": [r["name"] for r in mine]}
     manifest = {"dataset": config["dataset"], "source_root": config["source_root"],
-                "packer_version": PACKER_VERSION, "config": config, "splits": splits, "shards": shards}
+                "packer_version": PACKER_VERSION, "config": config, "splits": splits, "shards": shards,
+                "input_size": config.get("input_size"), "map_codec": config.get("map_codec", "png")}
     (out / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=1) + "\n")
     return manifest
 
 
 def pack(reader: Reader, out: str | Path, splits: list[str] | None = None, shard_size_mb: float = 256.0,
-         workers: int = 1, progress: bool = False) -> dict:
-    """Plan, pack (resuming) and write the manifest, in this process and its pool. Returns the manifest."""
-    plans = prepare(reader, out, splits, shard_size_mb)
+         workers: int = 1, progress: bool = False, input_size: tuple[int, int] | None = None,
+         map_codec: str = "png") -> dict:
+    """Plan, pack (resuming) and write the manifest, in this process and its pool (see :func:`prepare` for
+    ``input_size`` and ``map_codec``). Returns the manifest."""
+    plans = prepare(reader, out, splits, shard_size_mb, input_size, map_codec)
     pack_shards(reader, out, plans, workers, progress)
     return finalize(out)
 
@@ -334,9 +237,11 @@ def read_manifest(out: str | Path) -> dict:
 def verify(out: str | Path, reader: Reader | None = None) -> dict:
     """Re-read every shard: sha256 and count against the manifest, every sample decodable and in plan
     order, and, given the raw reader, every sample equal to the raw release (image bytes, map pixels,
-    every fixation, size). Returns {"shards", "samples", "errors": [messages]}."""
+    every fixation, size; for model-size shards the stored input and target equal to the raw sample
+    resized again, byte for byte). Returns {"shards", "samples", "errors": [messages]}."""
     out = Path(out)
     manifest = read_manifest(out)
+    size = manifest.get("input_size")
     plan_path = out / STATE_DIR / "plan.json"
     planned = {p.name: p.ids for p in load_plan(out)[1]} if plan_path.is_file() else {}
     errors, n = [], 0
@@ -354,28 +259,17 @@ def verify(out: str | Path, reader: Reader | None = None) -> dict:
                 ids.append(s.id)
                 n += 1
                 if reader is not None:
-                    errors += [f"{rec['name']}/{s.id}: {e}" for e in compare(s, reader.load(s.split, s.id))]
+                    raw = reader.load(s.split, s.id)
+                    diffs = compare(s, raw, image=size is None)
+                    if size is not None:
+                        members = model_members(raw, tuple(size))[0]
+                        diffs += [f"{k} differs from the raw sample resized" for k in ("input.npy", "target.npy")
+                                  if r.get(k) != members.get(k)]
+                    errors += [f"{rec['name']}/{s.id}: {e}" for e in diffs]
         except (tarfile.TarError, ValueError, OSError) as exn:
             errors.append(f"{rec['name']}: unreadable ({exn})")
         expected = planned.get(rec["name"])
         if (expected is not None and ids != expected) or len(ids) != rec["count"]:
             errors.append(f"{rec['name']}: holds {len(ids)} samples, the manifest says {rec['count']}")
     return {"shards": len(manifest["shards"]), "samples": n, "errors": errors}
-
-
-def compare(a: Sample, b: Sample) -> list[str]:
-    """Differences between two samples (empty when identical), for verification and tests."""
-    diffs = []
-    for field in ("dataset", "split", "id", "image_ext", "height", "width"):
-        if getattr(a, field) != getattr(b, field):
-            diffs.append(f"{field} {getattr(a, field)!r} != {getattr(b, field)!r}")
-    if a.image != b.image:
-        diffs.append("image bytes differ")
-    if (a.map is None) != (b.map is None) or (
-        a.map is not None and (a.map.dtype != b.map.dtype or not np.array_equal(a.map, b.map))
-    ):
-        diffs.append("map differs")
-    if not np.array_equal(a.fixations, b.fixations):
-        diffs.append(f"fixations differ ({len(a.fixations)} vs {len(b.fixations)})")
-    return diffs
 

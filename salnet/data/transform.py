@@ -1,18 +1,18 @@
-"""Per-sample transform of the loaders: a decoded shard record → model-resolution tensors, written straight
-into a slot of a preallocated batch (no stacking copy), and the batch's assembly."""
+"""Per-sample transform of the loaders: a shard record (full-size or model-size) → model-resolution tensors,
+written straight into a slot of a preallocated batch (no stacking copy), and the batch's assembly."""
 
 from __future__ import annotations
 
+import json
 import sys
-import warnings
 
 import numpy as np
 import torch
 
 from salnet.data.maps import fixation_map
-from salnet.data.sample import decode_gray, decode_rgb, map_to_float
-from salnet.data.shards import decode_record
-from salnet.imresize import area_resize_int, band_resize
+from salnet.data.records import decode_record, expand, load_npy, record_map
+from salnet.data.resize import resize_image, resize_map
+from salnet.data.sample import decode_rgb, map_to_float
 
 STACKED = ("image", "map", "fixations")  # per-sample tensors of one shape: a batch holds them stacked
 LISTED = ("id", "map_orig", "points")  # per-sample values of varying shape: a batch holds lists
@@ -42,11 +42,14 @@ class Transform:
         """The record's "image" (3, h, w) and "map" (1, h, w) in [0, 1], "fixations" (1, h, w) in {0, 1},
         "id" (and, keeping the original, "map_orig" (1, H0, W0) and int64 "points" (N, 3)). ``out``: the
         STACKED tensors to write into (slot k of a :meth:`new_batch`), each overwritten entirely; else new
-        ones. Raises ValueError/OSError (the loader's DECODE_ERRORS) on a corrupt record."""
+        ones. Full-size records are decoded and resized; model-size ones (:mod:`salnet.data.records`) only
+        scaled. Raises ValueError/OSError (the loader's DECODE_ERRORS) on a corrupt record."""
         out = out if out is not None else {k: v[0] for k, v in self.new_batch(1).items()}
+        if "input.npy" in rec:
+            return self._stored(rec, flip, out)
         sample = decode_record(rec, decode_map=False)
-        if "map.png" not in rec:
-            raise ValueError(f"{sample.id}: no map.png (a split without targets cannot be trained on)")
+        if "map.png" not in rec and "map.npy" not in rec:
+            raise ValueError(f"{sample.id}: no map (a split without targets cannot be trained on)")
         draft = self.size if self.fast_decode and sample.image_ext in ("jpg", "jpeg") else None
         rgb = torch.from_numpy(decode_rgb(sample.image, draft))
         if draft is None and rgb.shape[:2] != (sample.height, sample.width):
@@ -54,44 +57,48 @@ class Transform:
                              f"{(sample.height, sample.width)}")
         # each map resized right after its decode, while the decoder's output is still in cache (after the
         # PNG's decode it was not: ~0.1 ms per sample more), and the image freed before the PNG's decode
-        self._image(rgb, flip, out["image"])
+        resize_image(rgb, self.size, self.resize, flip, out["image"])
         del rgb
-        smap = self._map(decode_gray(rec["map.png"]), flip, out["map"])
-        pts = sample.fixations.astype(np.int64)
-        fixation_map(pts, (sample.height, sample.width), self.size, flip, out=out["fixations"][0].numpy())
+        smap = resize_map(record_map(rec), self.size, self.resize, flip, out["map"], self.keep_original)
+        return self._finish(out, sample.id, sample.fixations, (sample.height, sample.width), flip, smap)
+
+    def _stored(self, rec: dict, flip: bool, out: dict[str, torch.Tensor]) -> dict:
+        """A model-size record: the stored input and target scaled (and mirrored) into ``out``."""
+        info = json.loads(rec["json"])
+        sid, (h, w) = info["id"], self.size
+        if tuple(info["input_size"]) != self.size or self.resize != "area":
+            raise ValueError(f"{sid}: packed at {info['input_size'][1]}x{info['input_size'][0]} (WxH) with the area "
+                             f"resize, the loader wants {w}x{h} with {self.resize!r}")
+        if "target.npy" not in rec:
+            raise ValueError(f"{sid}: no map (a split without targets cannot be trained on)")
+        for name, shape, scale, dst in (("input.npy", (3, h, w), info["input_scale"], out["image"]),
+                                        ("target.npy", (h, w), info["target_scale"], out["map"][0])):
+            stored = load_npy(rec[name], f"{sid}.{name}")
+            if stored.shape != shape or (scale is None) != (stored.dtype == np.float32):
+                raise ValueError(f"{sid}.{name}: {stored.dtype} {stored.shape} does not match its json "
+                                 f"(shape {shape}, scale {scale})")
+            expand(stored, scale, flip, dst)
+        smap = None
+        if self.keep_original:
+            gray = record_map(rec)
+            if gray is None:
+                raise ValueError(f"{sid}: no original-size map.npy (needed to score at the original resolution)")
+            smap = torch.from_numpy(map_to_float(gray))[None]
+        return self._finish(out, sid, load_npy(rec["fix.npy"], f"{sid}.fix.npy"), (info["height"], info["width"]),
+                            flip, smap)
+
+    def _finish(self, out: dict, sid: str, fixations: np.ndarray, size: tuple[int, int], flip: bool,
+                smap: torch.Tensor | None) -> dict:
+        """The fixation map into ``out``; the item with the id (and the original map and points)."""
+        pts = fixations.astype(np.int64)
+        if pts.ndim != 2 or pts.shape[1] != 3:
+            raise ValueError(f"{sid}: fixations must be (N, 3), got {pts.shape}")
+        fixation_map(pts, size, self.size, flip, out=out["fixations"][0].numpy())
         item = {k: out[k] for k in STACKED}
-        item["id"] = sample.id
+        item["id"] = sid
         if self.keep_original:
             item["map_orig"], item["points"] = smap, torch.from_numpy(pts)
         return item
-
-    # flips are applied after resizing, to the image, map and fixation map alike (a flipped point grid would
-    # not align): area_resize_int and fixation_map write their outputs mirrored, the band paths flip a copy
-
-    def _image(self, rgb: torch.Tensor, flip: bool, out: torch.Tensor) -> None:
-        """uint8 (H, W, 3) -> ``out`` float32 (3, h, w) in [0, 1]."""
-        if self.resize == "area" and area_resize_int(rgb, self.size, flip, out=out) is not None:
-            return  # exact integer sums
-        # uint8 HWC in: the first pass gathers bytes and its weights make floats (no full-size float copy)
-        image = band_resize(rgb, self.size, self.resize, channels_last=True)
-        image = image.float() if image.dtype == torch.uint8 else image  # same size: no resize happened
-        # divided straight into (3, H, W): one pass instead of divide, clamp and a transposing copy
-        torch.div(image.permute(2, 0, 1), 255.0, out=out).clamp_(0, 1)
-        if flip:
-            out.copy_(out.flip(-1))
-
-    def _map(self, gray: np.ndarray, flip: bool, out: torch.Tensor) -> torch.Tensor | None:
-        """uint8/uint16 (H, W) -> ``out`` float32 (1, h, w) in [0, 1]; returns the full-size float map
-        (1, H, W) when keeping the original (else None)."""
-        with warnings.catch_warnings():  # PIL's array is read-only; it is only read here
-            warnings.simplefilter("ignore", UserWarning)
-            gray_t = torch.from_numpy(gray)
-        done = self.resize == "area" and area_resize_int(gray_t[..., None], self.size, flip, out=out) is not None
-        smap = torch.from_numpy(map_to_float(gray))[None] if not done or self.keep_original else None
-        if not done:
-            small = band_resize(smap, self.size, self.resize)
-            out.copy_((small.flip(-1) if flip else small).clamp(0, 1))
-        return smap
 
 
 class BatchPool:
