@@ -5,6 +5,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/ruff check .
+# Debian's chromium + chromium-driver for the TensorBoard browser test (tests/test_tensorboard_browser.py), where this
+# machine allows (root + apt-get); otherwise that test skips and says why.
+if [ "${SALNET_NO_BROWSER:-0}" != 1 ] && ! command -v chromedriver >/dev/null && [ "$(id -u)" = 0 ] \
+    && command -v apt-get >/dev/null; then
+  echo "[tests/run.sh] apt-get install chromium chromium-driver" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      chromium chromium-driver; } >/dev/null 2>&1 || echo "[tests/run.sh] chromium install failed: the browser test will skip" >&2
+fi
 if [ "${SALNET_NO_SLURM:-0}" != 1 ] && out=$(tests/slurm/cluster.sh start); then
   eval "$out"  # export SLURM_CONF=...
   trap 'tests/slurm/cluster.sh stop || true' EXIT
