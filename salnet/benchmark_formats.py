@@ -205,14 +205,6 @@ def check_maps(folder: Path, stimuli: Sequence[Stimulus], fmt: Format) -> None:
                              f"{size[1]}×{size[0]}; maps must have the stimulus's size")
 
 
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def write_zip(folder: Path, zip_path: Path) -> None:
     """Zip ``folder`` (its name as the top folder, files sorted, fixed timestamps) atomically."""
     tmp = zip_path.with_name(f".{zip_path.name}.tmp")
@@ -275,7 +267,8 @@ def write_benchmark(predict: Callable[[list[np.ndarray]], list[np.ndarray]], roo
                    "layout": f"{name}/<category>/<stimulus>" if fmt.categories else f"{name}/<stimulus>"},
         "model_name": name, "partial": partial, "count": len(rows), "expected": fmt.expected,
         "stimuli": str(root.resolve()), "run": run or {},
-        "zip": {"file": zip_path.name, "bytes": zip_path.stat().st_size, "sha256": file_sha256(zip_path)},
+        "zip": {"file": zip_path.name, "bytes": zip_path.stat().st_size,
+                "sha256": hashlib.sha256(zip_path.read_bytes()).hexdigest()},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), "maps": rows,
     }
     atomic_write(out / "manifest.json", json.dumps(manifest, indent=2))
@@ -299,6 +292,7 @@ def run_record(checkpoint: Path, config: Path) -> dict:
     from salnet.config import config_hash, load_config
 
     cfg = load_config(config)
-    return {"checkpoint": str(Path(checkpoint).resolve()), "checkpoint_sha256": file_sha256(Path(checkpoint)),
+    return {"checkpoint": str(Path(checkpoint).resolve()),
+            "checkpoint_sha256": hashlib.sha256(Path(checkpoint).read_bytes()).hexdigest(),
             "config": str(Path(config).resolve()), "run_id": config_hash(cfg), "name": cfg.name,
             "input_size": list(cfg.data.input_size), "salnet": salnet.__version__, "torch": torch.__version__}

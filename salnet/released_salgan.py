@@ -173,14 +173,6 @@ def released_config(width: float = 1.0) -> Config:
     return cfg
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def convert_released(files: list[str | Path], out: str | Path) -> Path:
     """Convert the released generator (and optionally discriminator) ``.npz`` files into a checkpoint that
     :func:`salnet.predict.load_model` and :func:`salnet.evaluate.evaluate_run` load.
@@ -210,7 +202,8 @@ def convert_released(files: list[str | Path], out: str | Path) -> Path:
     cfg = released_config(width)
     state: dict = {"G": g_state, "step": 0, "epoch": 0, "run_id": config_hash(cfg), "converted_from": {}}
     for kind, (path, arrays) in found.items():
-        state["converted_from"][kind] = {"file": path.name, "sha256": sha256(path), "arrays": len(arrays)}
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        state["converted_from"][kind] = {"file": path.name, "sha256": digest, "arrays": len(arrays)}
     if "discriminator" in found:
         dpath, darrays = found["discriminator"]
         state["D"], d_width = discriminator_state(darrays, cfg.data.input_size, str(dpath))
