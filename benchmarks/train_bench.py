@@ -1,12 +1,16 @@
-"""Throughput of the training loop's own SalGAN adversarial step (salnet.train.steps), and DDP scaling.
+"""Throughput of the training loop's own steps (salnet.train.steps): SalGAN's adversarial step or the loss
+study's content step, and DDP scaling.
 
 One "adversarial step" = a D update and a G update on a batch (the loop alternates them batch by batch,
-as the released code does; the pair processes each image once through each update). Prints img/s,
-achieved TFLOP/s (FLOPs from the layer shapes, benchmarks/flops.py) and the ratio to a plain matmul's
-FLOP/s measured in the same run on the same device and dtype.
+as the released code does; the pair processes each image once through each update). The "loss_study" step
+is one content step of the loss study's network (ASPPNet, 400×300, batch 60, SGD) on LC2 + R, its most
+expensive loss (KLD, CC, NSS, SIG-MSE, and DF and GM through a frozen VGG-16). Prints img/s, achieved
+TFLOP/s (FLOPs from the layer shapes, benchmarks/flops.py, the losses' VGG included) and the ratio to a
+plain matmul's FLOP/s measured in the same run on the same device and dtype.
 
     python benchmarks/train_bench.py --device cpu --batch 4 --steps 2            # CPU smoke figures
     python benchmarks/train_bench.py --device cuda --bf16 --channels-last        # one GPU, batch 32
+    python benchmarks/train_bench.py --device cuda --bf16 --channels-last --step loss_study
     torchrun --nproc-per-node 8 benchmarks/train_bench.py --device cuda --bf16   # DDP scaling
 
 Under torchrun it reports the per-GPU and total img/s of DDP-wrapped G and D (gradients all-reduced).
@@ -15,6 +19,7 @@ Under torchrun it reports the per-GPU and total img/s of DDP-wrapped G and D (gr
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -26,64 +31,114 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flops import LayerFlops  # noqa: E402
 from model_bench import matmul_reference, timed  # noqa: E402
 
-from salnet.losses import build  # noqa: E402
+from salnet.losses import LC2, build  # noqa: E402
 from salnet.models import SALGAN_INPUT_SIZE, Discriminator, Generator  # noqa: E402
 from salnet.train import steps  # noqa: E402
 from salnet.train.distributed import all_reduce_sum, cleanup, init_distributed  # noqa: E402
 
+LOSS_STUDY = {**LC2, "center_bias": 0.1}  # LC2 + R (DESIGN.md §3)
+DEFAULTS = {"adversarial": (32, SALGAN_INPUT_SIZE), "loss_study": (60, (300, 400))}  # (batch, (H, W)) of the papers
 
-def main(argv=None) -> None:
+
+def build_step(args, device: torch.device, distributed: bool):
+    """(step function, modules whose layers count FLOPs, the step on the plain modules for the FLOP count)."""
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    h, w = args.size
+    batch = {"image": torch.rand(args.batch, 3, h, w, device=device).contiguous(memory_format=fmt),
+             "map": torch.rand(args.batch, 1, h, w, device=device),
+             "fixations": (torch.rand(args.batch, 1, h, w, device=device) < 1e-3).float()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # random weights: irrelevant to speed
+        if args.step == "loss_study":
+            from salnet.models.aspp import ASPPNet
+
+            G = ASPPNet(width=args.width).to(device, memory_format=fmt)
+            out_size = G(batch["image"][:1]).logits.shape[-2:]
+            loss = build(LOSS_STUDY, center_bias=torch.rand(1, *out_size)).to(device)
+        else:
+            G = Generator(width=args.width).to(device, memory_format=fmt)
+            loss = build("bce_pool4")
+    g_run = DDP(G) if distributed else G
+    if args.step == "loss_study":
+        opt = torch.optim.SGD([q for q in G.parameters() if q.requires_grad], lr=1e-3)
+        g_run = torch.compile(g_run, backend=args.compile_backend) if args.compile else g_run
+
+        def content(g):
+            return lambda: steps.content_step(g, opt, loss, batch, device, args.bf16)
+
+        return content(g_run), (G, loss), content(G)
+    D = Discriminator(width=args.width, input_size=(h, w)).to(device, memory_format=fmt)
+    d_run = DDP(D) if distributed else D
+    if args.compile:
+        g_run = torch.compile(g_run, backend=args.compile_backend)
+        d_run = torch.compile(d_run, backend=args.compile_backend)
+    opt_g = torch.optim.Adagrad([q for q in G.parameters() if q.requires_grad], lr=3e-4)
+    opt_d = torch.optim.Adagrad(D.parameters(), lr=3e-4)
+
+    def pair(g, d):
+        def run():
+            steps.discriminator_step(G, d, opt_d, batch, device, args.bf16)
+            steps.generator_step(g, D, opt_g, loss, batch, 0.05, device, args.bf16)
+
+        return run
+
+    return pair(g_run, d_run), (G, D), pair(G, D)
+
+
+def parse(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--batch", type=int, default=32, help="per process")
+    p.add_argument("--step", choices=tuple(DEFAULTS), default="adversarial")
+    p.add_argument("--batch", type=int, help="per process (default: 32 adversarial, 60 loss study)")
+    p.add_argument("--size", type=int, nargs=2, help="input H W (default: 192 256 adversarial, 300 400 loss study)")
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (torch.compile compiles in them)")
     p.add_argument("--width", type=float, default=1.0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--bf16", action="store_true")
     p.add_argument("--channels-last", action="store_true")
     p.add_argument("--compile", action="store_true")
+    p.add_argument("--compile-backend", default="inductor", help="torch.compile backend ('eager': a quick dry run)")
+    p.add_argument("--matmul-n", type=int, default=0, help="reference matmul size (default 8192 GPU, 2048 CPU)")
+    p.add_argument("--json", type=Path, help="write the figures here as JSON (rank 0)")
     args = p.parse_args(argv)
+    batch, size = DEFAULTS[args.step]
+    args.batch, args.size = args.batch or batch, tuple(args.size or size)
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse(argv)
     env = init_distributed()
     device = torch.device(args.device, env.local_rank) if args.device == "cuda" else torch.device(args.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # random weights: irrelevant to speed
-        G = Generator(width=args.width).to(device, memory_format=fmt)
-    D = Discriminator(width=args.width).to(device, memory_format=fmt)
-    g_run = DDP(G) if env.distributed else G
-    d_run = DDP(D) if env.distributed else D
-    if args.compile:
-        g_run, d_run = torch.compile(g_run), torch.compile(d_run)
-    opt_g = torch.optim.Adagrad([q for q in G.parameters() if q.requires_grad], lr=3e-4)
-    opt_d = torch.optim.Adagrad(D.parameters(), lr=3e-4)
-    loss = build("bce_pool4")
-    h, w = SALGAN_INPUT_SIZE
-    batch = {"image": torch.rand(args.batch, 3, h, w, device=device).contiguous(memory_format=fmt),
-             "map": torch.rand(args.batch, 1, h, w, device=device),
-             "fixations": (torch.rand(args.batch, 1, h, w, device=device) < 1e-3).float()}
-
-    def pair(g, d):
-        steps.discriminator_step(G, d, opt_d, batch, device, args.bf16)
-        steps.generator_step(g, D, opt_g, loss, batch, 0.05, device, args.bf16)
-
-    with LayerFlops(G, D) as counter:
-        pair(G, D)
-    sec = timed(lambda: pair(g_run, d_run), args.steps, args.warmup, device)
+    run, counted, plain = build_step(args, device, env.distributed)
+    with LayerFlops(*counted) as counter:  # one eager step counts the FLOPs
+        plain()
+    sec = timed(run, args.steps, args.warmup, device)
     dtype = torch.bfloat16 if args.bf16 else torch.float32
-    ref = matmul_reference(device, dtype, 8192 if device.type == "cuda" else 2048, 20 if device.type == "cuda" else 5)
+    n = args.matmul_n or (8192 if device.type == "cuda" else 2048)
+    ref = matmul_reference(device, dtype, n, 20 if device.type == "cuda" else 5)
     total = all_reduce_sum(torch.tensor([args.batch / sec], device=device)).item()
     if env.is_main:
         threads = torch.get_num_threads()
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({threads} threads)"
         flops = counter.total / sec
+        h, w = args.size
+        label = "adversarial step (D + G" if args.step == "adversarial" else "loss-study step (ASPPNet, LC2 + R"
         print(f"device {name} x{env.world_size}, batch {args.batch}/process, {h}x{w}, width {args.width}, "
               f"{'bf16' if args.bf16 else 'fp32'}, {'channels_last' if args.channels_last else 'NCHW'}"
-              f"{', compiled' if args.compile else ''}")
-        print(f"adversarial step (D + G, salnet.train.steps): {args.batch / sec:.3g} img/s per process, "
-              f"{total:.3g} img/s total; {flops / 1e12:.3f} TFLOP/s = {flops / ref:.2f} x matmul "
-              f"({ref / 1e12:.2f} TFLOP/s {dtype})")
+              f"{', compiled (' + args.compile_backend + ')' if args.compile else ''}")
+        print(f"{label}, salnet.train.steps): {args.batch / sec:.4g} img/s per process, {total:.4g} img/s total; "
+              f"{counter.total / args.batch / 1e9:.1f} GFLOP/img, {flops / 1e12:.3f} TFLOP/s = {flops / ref:.3f} x "
+              f"matmul ({ref / 1e12:.2f} TFLOP/s {dtype}, {n}x{n})")
+        if args.json:
+            args.json.write_text(json.dumps({
+                "device": name, "world_size": env.world_size, "step": args.step, "batch": args.batch,
+                "size": [h, w], "width": args.width, "bf16": args.bf16, "channels_last": args.channels_last,
+                "compile": args.compile and args.compile_backend, "img_s": args.batch / sec, "total_img_s": total,
+                "gflop_per_img": counter.total / args.batch / 1e9, "tflops": flops / 1e12,
+                "matmul_tflops": ref / 1e12, "fraction_of_matmul": flops / ref}, indent=1) + "\n")
     cleanup()
 
 

@@ -357,22 +357,3 @@ def test_held_batches_keep_their_values_while_the_loader_goes_on(tmp_path, resiz
             flipped = torch.equal(a["image"][k], want[1]["image"])
             for name in ("image", "map", "fixations"):
                 assert torch.equal(a[name][k], b[name][k]) and torch.equal(a[name][k], want[flipped][name])
-
-
-def test_loader_bench_runs_and_reports_both_ratios(monkeypatch, capsys):
-    """The benchmark's own code path on a tiny input (its figures are in the README, not checked here)."""
-    import re
-    import sys
-
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import loader_bench
-
-    monkeypatch.setattr(sys, "argv", ["loader_bench", "--n", "64", "--size", "40", "60", "--model-size", "16", "24",
-                                      "--batches", "4", "--warmup", "1", "--pack-workers", "1"])
-    threads = torch.get_num_threads()
-    try:
-        loader_bench.main()
-    finally:  # the benchmark runs on one thread; later tests' numerics must not depend on this one having run
-        torch.set_num_threads(threads)
-    ratios = re.findall(r"ratio loader/decode (\d+\.\d+)", capsys.readouterr().out)
-    assert len(ratios) == 2 and all(float(r) > 0 for r in ratios)

@@ -1,0 +1,228 @@
+"""The GPU check's steps, each in its own process with a time cap, and its summary table (run by gpu_check.sh).
+
+    python benchmarks/gpu_check.py --out OUT [--budget 470] [--dry] [--osie-recipe jobs/osie_recipe.py]
+
+Steps, in order (cheap and essential first; torch.compile and the OSIE recipe last, the recipe getting what
+is left of the budget): environment; adversarial step (bf16, channels_last, eager); loss-study step; real
+loader + step on synthetic model-size shards; GPU metrics against the CPU and a SALICON validation pass
+projected; ``pytest -m gpu``; the adversarial step under torch.compile; the SalGAN recipe on the shared
+OSIE images (``--osie-recipe``, skipped when missing). A step that fails, crashes or runs out of time is
+reported as such in the table; the others run regardless. ``--dry`` runs every step on the CPU at tiny
+sizes (seconds each; torch.compile with its "eager" backend): what CI tests. Writes OUT/summary.txt, OUT/
+summary.json (every step's figures) and OUT/steps/<step>.log|.json (the end of each log is printed too).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BENCH = REPO / "benchmarks"
+ADV_TARGET = 2000.0  # img/s of the adversarial step on one H100/H200 (issue 16)
+MIN_LEFT = 20  # seconds each later step keeps when an earlier one is capped
+LOG_TAIL = 30  # lines of each step's output repeated in the main log
+
+
+@dataclass
+class Step:
+    id: str
+    label: str
+    cap: int  # seconds at most
+    argv: list[str] = field(default_factory=list)  # after the Python interpreter
+    skip: str = ""  # a reason to skip it
+
+
+def steps(dry: bool, out: Path, osie: Path | None) -> list[Step]:
+    """The steps with their arguments: GPU sizes, or tiny CPU ones when ``dry``."""
+    js = lambda step: ["--json", str(out / "steps" / f"{step}.json")]  # noqa: E731
+    tiny = ["--device", "cpu", "--width", "0.0625", "--steps", "1", "--warmup", "1", "--matmul-n", "256"]
+    adv = ([str(BENCH / "train_bench.py"), "--bf16", "--channels-last"]
+           + (tiny + ["--batch", "2", "--size", "64", "96"] if dry else ["--device", "cuda", "--steps", "20",
+                                                                           "--warmup", "3"]))
+    loss = ([str(BENCH / "train_bench.py"), "--step", "loss_study", "--bf16", "--channels-last"]
+            + (tiny + ["--batch", "2", "--size", "256", "256"] if dry else ["--device", "cuda", "--steps", "10"]))
+    loader = [str(BENCH / "loader_step_bench.py")] + (
+        ["--device", "cpu", "--n", "64", "--distinct", "8", "--size", "64", "96", "--model-size", "32", "48",
+         "--width", "0.0625", "--batch", "4", "--steps", "3", "--warmup", "1", "--workers", "1", "--pack-workers", "1"]
+        if dry else ["--device", "cuda", "--workers", "2", "--steps", "100", "--pack-workers", "8"])
+    metrics = [str(BENCH / "metrics_bench.py"), "--no-reference", "--agree"] + (
+        ["--device", "cpu", "--n", "4", "--batch", "4", "--repeats", "1", "--val-n", "4"] if dry
+        else ["--device", "cuda", "--n", "256", "--repeats", "2", "--val-n", "64"])
+    gpu_tests = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_*.py")
+                       if "mark.gpu" in p.read_text())
+    pytest = ["-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", f"--junitxml={out / 'steps' / 'pytest.xml'}",
+              *gpu_tests]
+    recipe = ([str(osie), "--out", str(out / "osie"), "--device", "cpu" if dry else "cuda"] if osie else [])
+    compile_extra = ["--compile"] + (["--compile-backend", "eager"] if dry else [])
+    return [
+        Step("env", "environment", 60, [str(Path(__file__)), "--probe", str(out / "steps" / "env.json")]),
+        Step("adversarial", "adversarial step, bf16, channels_last", 120, adv + js("adversarial")),
+        Step("loss_study", "loss-study step (ASPPNet, LC2 + R)", 120, loss + js("loss_study")),
+        Step("loader_step", "real loader + step (model-size shards)", 150, loader + js("loader_step")),
+        Step("metrics", "GPU metrics vs CPU; validation pass", 150, metrics + js("metrics")),
+        Step("pytest_gpu", "pytest -m gpu", 150, pytest, "" if gpu_tests else "no test marked gpu"),
+        Step("compiled", "adversarial step + torch.compile", 240, adv + compile_extra + js("compiled")),
+        Step("osie", "SalGAN recipe on OSIE (BCE/4, GAN)", 100_000, recipe, osie_skip(osie)),
+    ]
+
+
+def osie_skip(recipe: Path | None) -> str:
+    """Why the recipe step is skipped ("" when it runs)."""
+    if recipe is None:
+        return "skipped: dry run (no --osie-recipe)"
+    if not recipe.is_file():
+        shown = recipe.relative_to(REPO) if recipe.is_relative_to(REPO) else recipe
+        return f"skipped: {shown} missing"
+    return ""
+
+
+def run_step(step: Step, timeout: float, out: Path) -> dict:
+    """Run one step in its own process group (a timeout ends it and its children); returns its row."""
+    row = {"id": step.id, "label": step.label, "status": "ok", "seconds": 0.0, "values": {}, "summary": ""}
+    if step.skip:
+        return {**row, "status": "skipped", "summary": step.skip}
+    if timeout < 5:
+        return {**row, "status": "skipped", "summary": "skipped: no time left in the budget"}
+    log = out / "steps" / f"{step.id}.log"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+           "PYTHONUNBUFFERED": "1"}
+    t0 = time.perf_counter()
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, *step.argv], cwd=REPO, stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
+        try:
+            rc = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)  # the step's own process group: its loader workers too
+            proc.wait()
+            rc = None
+    row["seconds"] = round(time.perf_counter() - t0, 1)
+    text = log.read_text(errors="replace")
+    if rc is None:
+        return {**row, "status": "TIMEOUT", "summary": f"stopped after {timeout:.0f} s; {last_line(text)}"}
+    result = out / "steps" / f"{step.id}.json"
+    values = json.loads(result.read_text()) if result.is_file() else {}
+    if rc != 0:
+        return {**row, "status": "FAILED", "values": values, "summary": f"exit {rc}: {last_line(text)}"}
+    row["values"], row["summary"] = values, summarize(step.id, values, text, out)
+    return row
+
+
+def last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else "(no output)"
+
+
+def summarize(step_id: str, v: dict, text: str, out: Path) -> str:
+    """The table's one-line result of a finished step."""
+    if step_id == "env":
+        return (f"torch {v['torch']} (CUDA {v['cuda']}), {v['device']}, C kernels {'yes' if v['native'] else 'no'}, "
+                f"python {v['python']}")
+    if step_id in ("adversarial", "compiled", "loss_study"):
+        text = (f"{v['img_s']:.4g} img/s (batch {v['batch']}, {v['size'][1]}x{v['size'][0]}) = "
+                f"{v['fraction_of_matmul']:.2f} of a bf16 matmul ({v['matmul_tflops']:.4g} TFLOP/s); "
+                f"{v['gflop_per_img']:.3g} GFLOP/img")
+        if step_id == "loss_study" or v["device"].startswith("cpu"):
+            return text
+        return text + f"; target {ADV_TARGET:.0f} img/s {'met' if v['img_s'] >= ADV_TARGET else 'NOT met'}"
+    if step_id == "loader_step":
+        return (f"{v['img_s']:.0f} img/s, GPU idle {v['gpu_idle_fraction']:.0%} ({v['workers']} loader workers; loader "
+                f"alone {v['loader_alone_img_s']:.0f} img/s, step alone {v['step_alone_img_s']:.0f} img/s)")
+    if step_id == "metrics":
+        worst = max(v["agree_max_abs"].values())
+        val = v["validation_s"]
+        dev = next(k for k in val if k != "cpu") if len(val) > 1 else "cpu"
+        cpu = f", CPU {val['cpu']['batched']:.0f} s" if dev != "cpu" else ""
+        return (f"{'agree' if worst <= 1e-9 else 'DISAGREE'} with the CPU (largest |diff| {worst:.1e}); 5,000-image "
+                f"validation pass: {dev} {val[dev]['batched']:.0f} s batched, {val[dev]['per_image']:.0f} s image by "
+                f"image{cpu} (EMD's CPU simplex {val[dev]['emd_simplex']:.0f} s of it)")
+    if step_id == "pytest_gpu":
+        return pytest_counts(out / "steps" / "pytest.xml")
+    return last_line(text)
+
+
+def pytest_counts(xml: Path) -> str:
+    if not xml.is_file():
+        return "no junit report"
+    suite = ET.parse(xml).getroot()
+    suite = suite.find("testsuite") if suite.tag == "testsuites" else suite
+    n = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
+    passed = n["tests"] - n["failures"] - n["errors"] - n["skipped"]
+    return f"{passed} passed, {n['failures'] + n['errors']} failed, {n['skipped']} skipped"
+
+
+def probe(path: Path) -> None:
+    """The environment step: versions, device, whether the C kernels built; written as JSON."""
+    import platform
+
+    import torch
+
+    from salnet import native
+
+    cuda = torch.cuda.is_available()
+    info = {"python": platform.python_version(), "torch": torch.__version__, "cuda": torch.version.cuda,
+            "device": torch.cuda.get_device_name() if cuda else "no CUDA device",
+            "native": native.library() is not None,
+            "gpu_memory_gib": round(torch.cuda.get_device_properties(0).total_memory / 2**30, 1) if cuda else 0}
+    for mod in ("webdataset", "ot", "scipy", "numpy"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except ImportError:
+            info[mod] = None
+    print(info)
+    path.write_text(json.dumps(info, indent=1) + "\n")
+
+
+def table(rows: list[dict]) -> str:
+    width = max(len(r["label"]) for r in rows)
+    lines = [f"{'step':{width}s}  {'status':8s}  {'s':>6s}  result"]
+    for r in rows:
+        lines.append(f"{r['label']:{width}s}  {r['status']:8s}  {r['seconds']:6.1f}  {r['summary']}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=REPO / "outputs" / "gpu_check")
+    p.add_argument("--budget", type=float, default=470.0, help="seconds for all steps together")
+    p.add_argument("--dry", action="store_true", help="CPU, tiny sizes: the code paths in seconds")
+    p.add_argument("--osie-recipe", type=Path, help="default jobs/osie_recipe.py (not in a dry run)")
+    p.add_argument("--probe", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.probe:
+        probe(args.probe)
+        return 0
+    deadline = time.perf_counter() + args.budget
+    out = args.out.resolve()
+    (out / "steps").mkdir(parents=True, exist_ok=True)
+    osie = args.osie_recipe or (None if args.dry else REPO / "jobs" / "osie_recipe.py")
+    plan, rows = steps(args.dry, out, osie), []
+    for i, step in enumerate(plan):
+        later = sum(1 for s in plan[i + 1:] if not s.skip)
+        left = deadline - time.perf_counter()
+        row = run_step(step, min(step.cap, left - MIN_LEFT * later), out)
+        rows.append(row)
+        log = out / "steps" / f"{step.id}.log"
+        if log.is_file():  # the end of its output into this log too (the whole of it stays in steps/)
+            print(f"[gpu_check] --- {step.id}: last lines of steps/{step.id}.log ---")
+            print("\n".join(log.read_text(errors="replace").splitlines()[-LOG_TAIL:]))
+        print(f"[gpu_check] {row['label']}: {row['status']} in {row['seconds']} s: {row['summary']}", flush=True)
+    text = table(rows)
+    print(text)
+    (out / "summary.txt").write_text(text + "\n")
+    (out / "summary.json").write_text(json.dumps({"dry": args.dry, "budget_s": args.budget, "rows": rows}, indent=1,
+                                                 default=str) + "\n")
+    return 0 if all(r["status"] in ("ok", "skipped") for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""The benchmarks' own code paths on tiny inputs (their figures are in docs/benchmarks.md, not checked here): the
+loader benchmark's table, the GPU check's dry run and its summary table, its time caps, the DDP model's arithmetic."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import ddp_scaling  # noqa: E402
+import gpu_check  # noqa: E402
+import loader_bench  # noqa: E402
+
+
+def test_loader_bench_reports_every_path_per_core(monkeypatch, capsys):
+    monkeypatch.setattr(sys, "argv", ["loader_bench", "--n", "64", "--size", "40", "60", "--model-size", "16", "24",
+                                      "--batches", "4", "--warmup", "1", "--pack-workers", "1"])
+    threads = torch.get_num_threads()
+    try:
+        loader_bench.main()
+    finally:  # the benchmark runs on one thread; later tests' numerics must not depend on this one having run
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    rows = {m[0].strip(): (float(m[1]), float(m[2]), float(m[3]))
+            for m in re.findall(r"^(.{34})\s+(\d+\.\d)\s+(\d+\.\d)\s+(\d+\.\d\d)", out, re.M)}
+    assert set(rows) == {"full-size shards, exact (today)", "full-size shards, fast_decode",
+                         "full-size, .npy maps, exact", "model-size shards", "decode-only, full-size (floor)"}
+    for rate, cores, vs_exact in rows.values():
+        assert rate > 0 and cores == pytest.approx(2000 / rate, abs=0.06)
+        assert vs_exact == pytest.approx(rate / rows["full-size shards, exact (today)"][0], abs=0.006)
+    assert re.search(r"model-size shards: \d+ img/s per core, target >= 1000: (met|NOT met)", out)
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_fills_the_summary_table(tmp_path):
+    """Every step on the CPU at tiny sizes; a recipe that fails is reported and the others still run."""
+    recipe = tmp_path / "recipe.py"
+    recipe.write_text("import sys\nprint('recipe args', sys.argv[1:])\nsys.exit(3)\n")
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "OSIE_RECIPE": str(recipe), "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--dry"], env=env, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]  # the recipe failed, nothing else
+    rows = {r["id"]: r for r in json.loads((out / "summary.json").read_text())["rows"]}
+    assert list(rows) == ["env", "adversarial", "loss_study", "loader_step", "metrics", "pytest_gpu", "compiled",
+                          "osie"]
+    assert {k: r["status"] for k, r in rows.items() if k != "osie"} == dict.fromkeys(list(rows)[:-1], "ok")
+    assert rows["osie"]["status"] == "FAILED" and rows["osie"]["summary"].startswith("exit 3: recipe args")
+    assert "--device" in rows["osie"]["summary"] and str(out / "osie") in rows["osie"]["summary"]
+    assert rows["env"]["values"]["torch"] == torch.__version__
+    for k in ("adversarial", "compiled", "loss_study"):
+        v = rows[k]["values"]
+        assert v["img_s"] > 0 and v["fraction_of_matmul"] > 0 and v["gflop_per_img"] > 0
+        assert v["step"] == ("loss_study" if k == "loss_study" else "adversarial")
+    assert rows["compiled"]["values"]["compile"] == "eager" and rows["adversarial"]["values"]["compile"] is False
+    v = rows["loader_step"]["values"]
+    assert v["img_s"] > 0 and 0 <= v["gpu_idle_fraction"] <= 1 and v["loader_alone_img_s"] > 0
+    v = rows["metrics"]["values"]
+    assert max(v["agree_max_abs"].values()) == 0.0  # CPU against itself: identical
+    cpu = v["validation_s"]["cpu"]
+    assert 0 < cpu["emd_simplex"] < cpu["batched"] and cpu["per_image"] > 0
+    assert re.fullmatch(r"0 passed, 0 failed, \d+ skipped", rows["pytest_gpu"]["summary"])
+    table = (out / "summary.txt").read_text().splitlines()
+    assert len(table) == 9 and table[-1].startswith("SalGAN recipe on OSIE") and "FAILED" in table[-1]
+    assert "gpu_check: done in" in (out / "gpu_check.log").read_text()
+    with tarfile.open(out / "steps.tar.gz") as tar:
+        assert {"steps/adversarial.json", "steps/metrics.log", "steps/pytest.xml"} <= set(tar.getnames())
+    assert not (out / "steps").exists()
+
+
+def test_a_step_past_its_cap_is_stopped_and_reported(tmp_path):
+    (tmp_path / "steps").mkdir()
+    step = gpu_check.Step("sleepy", "sleeps", 60, ["-c", "import time; print('started', flush=True); time.sleep(60)"])
+    t = time.perf_counter()
+    row = gpu_check.run_step(step, 6.0, tmp_path)
+    assert time.perf_counter() - t < 20
+    assert row["status"] == "TIMEOUT" and row["summary"] == "stopped after 6 s; started"
+    crash = gpu_check.Step("crash", "crashes", 60, ["-c", "raise SystemExit('no GPU')"])
+    crash = gpu_check.run_step(crash, 30, tmp_path)
+    assert crash["status"] == "FAILED" and crash["summary"] == "exit 1: no GPU"
+    assert gpu_check.run_step(step, 3.0, tmp_path)["status"] == "skipped"  # under 5 s left: not started
+
+
+def test_missing_recipe_is_reported_as_skipped():
+    assert gpu_check.osie_skip(REPO / "jobs" / "no_such_recipe.py") == "skipped: jobs/no_such_recipe.py missing"
+    assert gpu_check.osie_skip(None) == "skipped: dry run (no --osie-recipe)"
+    steps = gpu_check.steps(False, Path("/tmp/o"), REPO / "jobs" / "no_such_recipe.py")
+    assert steps[-1].skip == "skipped: jobs/no_such_recipe.py missing"
+
+
+def test_ddp_scaling_arithmetic(tmp_path):
+    """Volume = trainable parameters x 4 bytes; ring time 2(n-1)/n S / B plus hops; efficiency step/(step + comm)."""
+    import warnings
+
+    from salnet.models import Discriminator, Generator
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainable = sum(p.numel() for m in (Generator(), Discriminator()) for p in m.parameters() if p.requires_grad)
+    summary = tmp_path / "summary.json"
+    summary.write_text(json.dumps({"rows": [{"values": {"step": "adversarial", "world_size": 1, "img_s": 1600.0}},
+                                            {"values": {"step": "loss_study", "img_s": 9.0}}]}))
+    res = ddp_scaling.main(["--measured", str(summary), "--latency-us", "0", "--json", str(tmp_path / "d.json")])
+    assert res["img_s"] == 1600.0 and sum(res["count"]["trainable"].values()) == trainable
+    step = 32 / 1600.0
+    rows = {(r["gradients"], r["gpus"]): r for r in res["rows"]}
+    s = trainable * 4
+    assert rows["fp32", 8]["mb"] == pytest.approx(s / 1e6)
+    assert rows["fp32", 8]["allreduce_ms"] == pytest.approx(2 * 7 / 8 * s / 450e9 * 1e3)
+    assert rows["fp32", 64]["allreduce_ms"] == pytest.approx((2 * 7 / 8 * s / 450e9 + 2 * 7 / 8 * s / 100e9) * 1e3)
+    assert rows["fp32", 64]["efficiency_no_overlap"] == pytest.approx(step / (step + rows["fp32", 64]["allreduce_ms"]
+                                                                              / 1e3))
+    assert rows["bf16", 8]["allreduce_ms"] == pytest.approx(rows["fp32", 8]["allreduce_ms"] / 2)
+    assert all(r["efficiency_no_overlap"] <= r["efficiency_overlapped"] <= 1 for r in res["rows"])
+    assert json.loads((tmp_path / "d.json").read_text())["rows"] == res["rows"]
