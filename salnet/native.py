@@ -1,34 +1,71 @@
-"""Optional C kernels (``salnet/csrc/``: ``metrics.c``, ``resize.c``) for CPU hot loops that take torch's
-operators several passes.
+"""Optional C kernels (``salnet/csrc/``) for CPU hot loops that take torch's operators several passes.
 
-The sources are compiled on first use with the system C compiler (``$CC``, else ``cc``/``gcc``; ``-O3
--march=native``) into one library in a cache folder (``$SALNET_CACHE``, default ``~/.cache/salnet``) keyed
-by the sources, the compiler, its flags and the CPU, and loaded with ctypes. Without a compiler, or with
-``SALNET_NATIVE=0``, :func:`library` is None and every caller uses its torch path (same values; the
-kernels are tested against them). The compute-bound metric kernels (KLD, AUC-Judd's pass) run over ranges of
-rows in ``torch.get_num_threads()`` threads (ctypes releases the GIL during the call); the memory-bound ones,
-which a second thread on the same memory does not speed up, and the loader's resize (each loader worker is
-one thread) run in the calling thread.
+Interface: ``csrc/kernels.h`` declares every kernel once. ``metrics.c`` and ``resize.c`` include it, so the C
+compiler checks each definition against it, and cffi (API mode) generates the Python bindings from the same
+text, so each call is checked against it as well: a wrong argument count, an integer out of range, or a
+tensor of another element type than the declared pointer (see :class:`Kernels`) is a TypeError, not wrong numbers.
+
+Build: on first use, cffi writes the bindings' C source, and the system C compiler (``$CC``, else
+``cc``/``gcc``; ``-O3 -march=native -std=c11``) compiles it with the kernels into one extension module. The
+module is loaded once (which checks that every declared kernel is defined) and then moved atomically into a
+cache folder (``$SALNET_CACHE``, default ``~/.cache/salnet``) under a name keyed by the sources, the compiler,
+its flags, the CPU, Python and cffi. If the build fails (no compiler, no cffi or Python headers, a definition
+that does not match its declaration), :func:`library` is None after one warning naming the reason, and every
+caller takes its torch path (same values: tests/test_native.py compares them). ``SALNET_NATIVE=0`` turns the
+kernels off without a build or a warning.
+
+Threads: the compute-bound metric kernels (KLD, AUC-Judd's pass) run over ranges of rows in
+``torch.get_num_threads()`` threads (cffi releases the GIL during a call); the memory-bound ones, which a
+second thread on the same memory does not speed up, and the loader's resize (each loader worker is one
+thread) run in the calling thread.
 """
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import hashlib
+import importlib.util
 import os
 import platform
 import shutil
 import subprocess
+import sys
+import sysconfig
 import tempfile
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import ModuleType
 
 import torch
 
-SOURCES = tuple(Path(__file__).parent / "csrc" / name for name in ("metrics.c", "resize.c"))
+CSRC = Path(__file__).parent / "csrc"
+HEADER = "kernels.h"  # the declarations: included by the sources, parsed by cffi
+SOURCES = ("metrics.c", "resize.c")
 FLAGS = ("-O3", "-march=native", "-shared", "-fPIC", "-std=c11")
+
+
+class BuildError(RuntimeError):
+    """The kernels could not be built or loaded; the message says why."""
+
+
+_POINTER = {torch.float64: "double *", torch.float32: "float *", torch.int64: "int64_t *", torch.int32: "int32_t *",
+            torch.uint8: "uint8_t *", torch.uint16: "uint16_t *", torch.uint64: "uint64_t *"}
+
+
+class Kernels:
+    """The built kernels: ``lib`` holds the functions of ``csrc/kernels.h``, ``module`` is their extension
+    module, and ``ptr(t)`` gives a tensor's data as a C pointer typed by its dtype: cffi checks it against the
+    kernel's declared pointer type, and offsets added to it count elements, not bytes."""
+
+    def __init__(self, module: ModuleType):
+        self.module, self.lib = module, module.lib
+        cast, types = module.ffi.cast, {dtype: module.ffi.typeof(c) for dtype, c in _POINTER.items()}
+
+        def ptr(t: torch.Tensor):  # a closure, not a method: one lookup less per pointer
+            return cast(types[t.dtype], t.data_ptr())
+
+        self.ptr = ptr
 
 
 def _cpu_id() -> str:
@@ -41,51 +78,109 @@ def _cpu_id() -> str:
     return "\n".join(sorted(set(lines)))
 
 
-@functools.cache
-def library() -> ctypes.CDLL | None:
-    """The compiled kernels, or None (no compiler, compilation failed, or ``SALNET_NATIVE=0``)."""
-    if os.environ.get("SALNET_NATIVE", "1") == "0":
-        return None
+def cache_dir() -> Path:
+    return Path(os.environ.get("SALNET_CACHE", Path.home() / ".cache" / "salnet"))
+
+
+def _compiler_errors(stderr: bytes) -> str:
+    """The compiler's error lines (they name the function and the file), else the end of its output."""
+    text = stderr.decode(errors="replace")
+    errors = [ln.strip() for ln in text.splitlines() if "error" in ln]
+    return "; ".join(errors[:4]) if errors else text.strip()[-400:]
+
+
+def _load(name: str, path: Path) -> ModuleType:
+    """Import the extension module ``name`` from ``path``; Python's dlopen resolves every symbol now, so a
+    kernel declared but not defined fails here, naming it."""
+    try:
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    except ImportError as exn:
+        raise BuildError(f"the built kernels do not load: {exn}") from exn
+    return module
+
+
+def _toolchain() -> tuple[str, ModuleType]:
+    """The C compiler's path and the cffi module, or :class:`BuildError` naming the one missing."""
     cc = shutil.which(os.environ.get("CC", "cc")) or shutil.which("gcc")
     if cc is None:
+        raise BuildError("no C compiler ($CC, cc or gcc) on the PATH")
+    try:
+        import cffi
+    except ImportError as exn:
+        raise BuildError(f"cffi is not installed ({exn})") from exn
+    return cc, cffi
+
+
+def _read(csrc: Path) -> list[bytes]:
+    """The texts of :data:`HEADER` and :data:`SOURCES` in ``csrc``."""
+    try:
+        return [(csrc / name).read_bytes() for name in (HEADER, *SOURCES)]
+    except OSError as exn:
+        raise BuildError(f"cannot read the kernels' sources: {exn}") from exn
+
+
+def cached_path(csrc: Path | None = None, cache: Path | None = None) -> Path:
+    """Where the build of ``csrc`` (default :data:`CSRC`) lives in ``cache`` (default :func:`cache_dir`): named
+    by a hash of the sources, the compiler, its flags, the CPU, Python and cffi, so that a change to any is a
+    new build."""
+    cc, cffi = _toolchain()
+    csrc = CSRC if csrc is None else csrc
+    key = hashlib.sha256(b"\0".join([*_read(csrc), cc.encode(), " ".join(FLAGS).encode(), _cpu_id().encode(),
+                                     sys.version.encode(), cffi.__version__.encode()]))
+    name = f"_salnet_kernels_{key.hexdigest()[:16]}"  # its own init symbol: builds of other sources can coexist
+    return (cache_dir() if cache is None else cache) / (name + sysconfig.get_config_var("EXT_SUFFIX"))
+
+
+def build(csrc: Path | None = None, cache: Path | None = None) -> Kernels:
+    """The :class:`Kernels` of ``csrc`` (default :data:`CSRC`; :data:`HEADER` and :data:`SOURCES`): loaded from
+    ``cache`` (default :func:`cache_dir`) when built before, else compiled there. Raises :class:`BuildError`
+    saying why when they cannot be built."""
+    cc, cffi = _toolchain()
+    csrc = CSRC if csrc is None else csrc
+    path = cached_path(csrc, cache)
+    name = path.name.split(".")[0]
+    if path.exists():
+        return Kernels(_load(name, path))
+    header = _read(csrc)[0].decode()
+    ffi = cffi.FFI()
+    try:  # the declarations without the preprocessor lines, which only the C compiler needs
+        ffi.cdef("\n".join(ln for ln in header.splitlines() if not ln.lstrip().startswith("#")))
+    except cffi.CDefError as exn:
+        raise BuildError(f"cffi cannot parse {csrc / HEADER}: {exn}") from exn
+    ffi.set_source(name, f'#include "{HEADER}"', compiler_verbose=False)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+            bindings, built = Path(tmp) / f"{name}.c", Path(tmp) / path.name
+            ffi.emit_c_code(str(bindings))
+            includes = {sysconfig.get_paths()[k] for k in ("include", "platinclude")}
+            subprocess.run([cc, *FLAGS, "-I", str(csrc), *(f"-I{d}" for d in sorted(includes)), str(bindings),
+                            *(str(csrc / s) for s in SOURCES), "-o", str(built)],
+                           check=True, capture_output=True, timeout=300, env={**os.environ, "LC_ALL": "C"})
+            module = _load(name, built)  # before it is cached: a module that does not load is no build
+            os.replace(built, path)  # atomic: concurrent processes never load a half-written file
+            module.__file__ = module.__spec__.origin = str(path)  # where it now is
+    except subprocess.CalledProcessError as exn:
+        raise BuildError(f"{Path(cc).name} failed: {_compiler_errors(exn.stderr)}") from exn
+    except (OSError, subprocess.SubprocessError) as exn:
+        raise BuildError(f"{Path(cc).name} could not build {', '.join(SOURCES)}: {exn}") from exn
+    return Kernels(module)
+
+
+@functools.cache
+def library() -> Kernels | None:
+    """The built kernels (see :func:`build`), or None: ``SALNET_NATIVE=0``, or the build failed (then one
+    warning per process says why)."""
+    if os.environ.get("SALNET_NATIVE", "1") == "0":
         return None
-    sources = [src.read_bytes() for src in SOURCES]
-    key = hashlib.sha256(b"\0".join([*sources, cc.encode(), " ".join(FLAGS).encode(), _cpu_id().encode()]))
-    cache = Path(os.environ.get("SALNET_CACHE", Path.home() / ".cache" / "salnet"))
-    path = cache / f"native-{key.hexdigest()[:16]}.so"
-    if not path.exists():
-        try:
-            cache.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=cache) as tmp:
-                built = Path(tmp) / path.name
-                subprocess.run([cc, *FLAGS, *map(str, SOURCES), "-o", str(built)], check=True,
-                               capture_output=True, timeout=120)
-                os.replace(built, path)  # atomic: concurrent processes never load a half-written file
-        except (OSError, subprocess.SubprocessError) as exn:
-            detail = getattr(exn, "stderr", b"") or b""
-            warnings.warn(f"salnet: could not compile {', '.join(s.name for s in SOURCES)} with {cc} ({exn}; "
-                          f"{detail.decode(errors='replace')[-300:]}); using the torch paths", stacklevel=2)
-            return None
-    lib = ctypes.CDLL(str(path))
-    P, I64 = ctypes.c_void_p, ctypes.c_int64
-    lib.salnet_row_stats_f64.argtypes = [P, I64, I64, P, P, P, P]
-    lib.salnet_row_stats_f64.restype = None
-    lib.salnet_pair_stats_f64.argtypes = [P, P, I64, I64, I64, P]
-    lib.salnet_pair_stats_f64.restype = None
-    lib.salnet_affine_l1_f64.argtypes = [P, P, I64, I64, P, P, P, P]
-    lib.salnet_affine_l1_f64.restype = None
-    lib.salnet_kld_f64.argtypes = [P, P, I64, I64, P, P, ctypes.c_double, P]
-    lib.salnet_kld_f64.restype = I64
-    lib.salnet_threshold_counts_f64.argtypes = [P, I64, I64, P, I64, I64, P, P, P, P, I64, P]
-    lib.salnet_threshold_counts_f64.restype = None
-    lib.salnet_nonzero_f64.argtypes = [P, I64, P, I64]
-    lib.salnet_nonzero_f64.restype = I64
-    lib.salnet_judd_pass_f64.argtypes = [P, I64, I64, P, P, P, ctypes.c_int32, P, I64, I64, P, P, P]
-    lib.salnet_judd_pass_f64.restype = ctypes.c_int32
-    for f in (lib.salnet_area_shrink_u8, lib.salnet_area_shrink_u16):
-        f.argtypes = [P, I64, I64, I64, I64, I64, I64, P, P, I64, I64, I64, P, P, ctypes.c_float, ctypes.c_int32, P]
-        f.restype = ctypes.c_int32
-    return lib
+    try:
+        return build()
+    except BuildError as exn:
+        warnings.warn(f"salnet: C kernels unavailable, using the torch paths (same values, slower): {exn}. "
+                      "SALNET_NATIVE=0 turns the kernels off without this warning.", stacklevel=2)
+        return None
 
 
 @functools.cache
@@ -113,13 +208,13 @@ def _usable(*tensors: torch.Tensor) -> bool:
 def row_stats(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """Per row of ``x`` (B,N) float64: (min, max, sum, sum of squares), each (B,), in one pass; None when
     the kernels are unavailable or ``x`` is not a contiguous float64 CPU tensor."""
-    lib = library()
-    if lib is None or x.ndim != 2 or not _usable(x):
+    k = library()
+    if k is None or x.ndim != 2 or not _usable(x):
         return None
     B, N = x.shape
     out = torch.empty((4, B), dtype=torch.float64)
-    q = out.data_ptr()
-    lib.salnet_row_stats_f64(x.data_ptr(), B, N, q, q + B * 8, q + 2 * B * 8, q + 3 * B * 8)  # memory-bound: one thread
+    q = k.ptr(out)
+    k.lib.salnet_row_stats_f64(k.ptr(x), B, N, q, q + B, q + 2 * B, q + 3 * B)  # memory-bound: one thread
     return out[0], out[1], out[2], out[3]
 
 
@@ -127,27 +222,28 @@ def pair_stats(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
     """Per row of ``x`` and ``y`` (B,N) float64, in one pass over both: (9, B) = min, max, sum and sum of
     squares of ``x``, the same four of ``y``, and the rows' dot products. None without the kernels or for
     other tensors."""
-    lib = library()
-    if lib is None or x.ndim != 2 or x.shape != y.shape or not _usable(x, y):
+    k = library()
+    if k is None or x.ndim != 2 or x.shape != y.shape or not _usable(x, y):
         return None
     B, N = x.shape
     out = torch.empty((9, B), dtype=torch.float64)
-    lib.salnet_pair_stats_f64(x.data_ptr(), y.data_ptr(), B, N, B, out.data_ptr())  # memory-bound: one thread
+    k.lib.salnet_pair_stats_f64(k.ptr(x), k.ptr(y), B, N, B, k.ptr(out))  # memory-bound: one thread
     return out
 
 
-def _per_row(kernel, x: torch.Tensor, y: torch.Tensor, params: list[torch.Tensor], *extra,
+def _per_row(k: Kernels, kernel, x: torch.Tensor, y: torch.Tensor, params: list[torch.Tensor], *extra,
              threaded: bool) -> tuple[torch.Tensor, int]:
     """``kernel(x rows, y rows, count, N, params..., *extra, out)`` over the rows of ``x``, ``y`` (B,N), in
     threads if ``threaded``; returns out (B,) and the sum of the kernel's return values (0 for void kernels)."""
     B, N = x.shape
     params = [p.to(torch.float64).contiguous() for p in params]
     out = torch.empty(B, dtype=torch.float64)
+    px, py, pout = k.ptr(x), k.ptr(y), k.ptr(out)
+    pparams = [k.ptr(p) for p in params]
     ret = [0] * B
 
-    def call(a, b):
-        r = kernel(x.data_ptr() + a * N * 8, y.data_ptr() + a * N * 8, b - a, N,
-                   *[p.data_ptr() + a * 8 for p in params], *extra, out.data_ptr() + a * 8)
+    def call(a, b):  # rows a..b: pointers offset by a rows of N, or by a entries of the per-row arrays
+        r = kernel(px + a * N, py + a * N, b - a, N, *[p + a for p in pparams], *extra, pout + a)
         ret[a] = r or 0
 
     _over_rows(B, call, threaded)
@@ -158,10 +254,10 @@ def affine_l1(x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, b: torch.Tensor
               ) -> torch.Tensor | None:
     """(B,) Σ|a·x + c − b·y| over each row of ``x``, ``y`` (B,N) float64, with a, b, c (B,) per row, in
     one pass; None without the kernels or for other tensors."""
-    lib = library()
-    if lib is None or x.ndim != 2 or x.shape != y.shape or not _usable(x, y):
+    k = library()
+    if k is None or x.ndim != 2 or x.shape != y.shape or not _usable(x, y):
         return None
-    return _per_row(lib.salnet_affine_l1_f64, x, y, [a, b, c], threaded=False)[0]
+    return _per_row(k, k.lib.salnet_affine_l1_f64, x, y, [a, b, c], threaded=False)[0]
 
 
 def kld(x: torch.Tensor, y: torch.Tensor, kp: torch.Tensor, kg: torch.Tensor, eps: float) -> torch.Tensor | None:
@@ -169,10 +265,10 @@ def kld(x: torch.Tensor, y: torch.Tensor, kp: torch.Tensor, kg: torch.Tensor, ep
     ground truth ``y`` (B,N) float64, with kp, kg (B,) per row, in one pass (a vectorised log, < 1 ulp).
     None without the kernels, for other tensors, or where a log's argument is not a positive normal
     number (the caller's torch path then gives its NaN or inf)."""
-    lib = library()
-    if lib is None or x.ndim != 2 or x.shape != y.shape or not _usable(x, y):
+    k = library()
+    if k is None or x.ndim != 2 or x.shape != y.shape or not _usable(x, y):
         return None
-    out, bad = _per_row(lib.salnet_kld_f64, x, y, [kp, kg], ctypes.c_double(eps), threaded=True)
+    out, bad = _per_row(k, k.lib.salnet_kld_f64, x, y, [kp, kg], float(eps), threaded=True)
     return None if bad else out
 
 
@@ -181,16 +277,16 @@ def threshold_counts(S: torch.Tensor, idx: torch.Tensor, use: torch.Tensor, lo: 
     """(B, len(T)+1) int64: per row of ``S`` (B,N) float64, its values at ``idx`` (B, splits, width) int64,
     the first ``use`` (B,) of each split, normalised by (v − lo)/spread (B,), counted by how many of the
     ascending thresholds ``T`` are ≤ v (a NaN as 0). None without the kernels or for other tensors."""
-    lib = library()
-    if lib is None or not _usable(S, lo, spread, T) or idx.device.type != "cpu" or idx.ndim != 3:
+    k = library()
+    if k is None or not _usable(S, lo, spread, T) or idx.device.type != "cpu" or idx.ndim != 3:
         return None
     B, N = S.shape
     _, splits, width = idx.shape
     idx, use = idx.to(torch.int64).contiguous(), use.to(torch.int64).contiguous()
     nt = T.numel()
     out = torch.empty((B, nt + 1), dtype=torch.int64)
-    lib.salnet_threshold_counts_f64(S.data_ptr(), B, N, idx.data_ptr(), splits, width, use.data_ptr(), lo.data_ptr(),
-                                    spread.data_ptr(), T.data_ptr(), nt, out.data_ptr())  # a few reads per image
+    k.lib.salnet_threshold_counts_f64(k.ptr(S), B, N, k.ptr(idx), splits, width, k.ptr(use), k.ptr(lo),
+                                      k.ptr(spread), k.ptr(T), nt, k.ptr(out))  # a few reads per image
     return out
 
 
@@ -198,15 +294,16 @@ def flat_nonzero(x: torch.Tensor) -> torch.Tensor | None:
     """Flat int64 indices (ascending) of the nonzero entries of a contiguous float64 CPU tensor (NaN
     nonzero, −0.0 zero, as ``nonzero``), skipping all-zero blocks of 64 in one pass; None without the
     kernels or for another tensor."""
-    lib = library()
-    if lib is None or not _usable(x):
+    k = library()
+    if k is None or not _usable(x):
         return None
     n = x.numel()
+    bits = k.ptr(x.view(torch.uint64))  # the kernel tests the values' bit patterns
     out = torch.empty(n // 64 + 1024, dtype=torch.int64)  # a sparse map's; a denser one is counted, then rerun
-    found = lib.salnet_nonzero_f64(x.data_ptr(), n, out.data_ptr(), out.numel())
+    found = k.lib.salnet_nonzero_f64(bits, n, k.ptr(out), out.numel())
     if found > out.numel():
         out = torch.empty(found, dtype=torch.int64)
-        lib.salnet_nonzero_f64(x.data_ptr(), n, out.data_ptr(), found)
+        k.lib.salnet_nonzero_f64(bits, n, k.ptr(out), found)
     return out[:found]
 
 
@@ -219,19 +316,18 @@ def judd_pass(S: torch.Tensor, lo: torch.Tensor, scale: torch.Tensor, shift: tor
     ascending) of those whose bin is, gathered through ``close`` (B·N,) int64. ``hist`` and ``close`` are
     the caller's reused scratch buffers (fresh multi-MB ones cost more in page faults than the pass). None
     without the kernels."""
-    lib = library()
-    if lib is None or not _usable(S, lo, scale, shift):
+    k = library()
+    if k is None or not _usable(S, lo, scale, shift):
         return None
     B, N = S.shape
     R = marked.shape[1]
     marked = marked.contiguous().view(torch.uint8) if marked.dtype == torch.bool else marked.to(torch.uint8)
     found = torch.empty(B, dtype=torch.int64)
-    ptrs = [t.data_ptr() for t in (S, lo, scale, shift, marked, hist, close, found)]
+    s, lo_, sc, sh, m, h, c, f = (k.ptr(t) for t in (S, lo, scale, shift, marked, hist, close, found))
 
-    def call(a, b):
-        s, lo_, sc, sh, m, h, c, f = ptrs
-        if lib.salnet_judd_pass_f64(s + a * N * 8, b - a, N, lo_ + a * 8, sc + a * 8, sh + a * 8, int(subtract),
-                                    m + a * R, R, kmax, h + a * R * 8, c + a * N * 8, f + a * 8) != 0:
+    def call(a, b):  # rows a..b: offsets by a rows of the per-pixel (N) and per-bin (R) arrays
+        if k.lib.salnet_judd_pass_f64(s + a * N, b - a, N, lo_ + a, sc + a, sh + a, int(subtract), m + a * R, R,
+                                      kmax, h + a * R, c + a * N, f + a) != 0:
             raise MemoryError(f"salnet.native.judd_pass: no memory for histograms of {R} bins")
 
     _over_rows(B, call)
@@ -248,9 +344,9 @@ def area_shrink(x: torch.Tensor, rows: tuple[int, torch.Tensor, torch.Tensor],
     ``cols`` likewise. ``flip`` mirrors the output's columns. ``out``: a contiguous float32 (C, h, w) tensor
     to write into (e.g. a slot of a batch), else a new one. None without the kernels, or for another
     dtype, layout or device."""
-    lib = library()
+    k = library()
     kernel = {torch.uint8: "salnet_area_shrink_u8", torch.uint16: "salnet_area_shrink_u16"}.get(x.dtype)
-    if lib is None or kernel is None or x.ndim != 3 or x.device.type != "cpu" or not x.is_contiguous():
+    if k is None or kernel is None or x.ndim != 3 or x.device.type != "cpu" or not x.is_contiguous():
         return None
     H, W, C = x.shape
     (bih, fh, kh), (biw, fw, kw) = rows, cols
@@ -260,8 +356,8 @@ def area_shrink(x: torch.Tensor, rows: tuple[int, torch.Tensor, torch.Tensor],
     elif out.shape != shape or out.dtype != torch.float32 or not out.is_contiguous() or out.device.type != "cpu":
         raise ValueError(f"area_shrink: out must be a contiguous float32 CPU tensor of shape {shape}, got "
                          f"{out.dtype} {tuple(out.shape)}")
-    if getattr(lib, kernel)(x.data_ptr(), H, W, C, bih, kh.shape[0], kh.shape[1], fh.data_ptr(), kh.data_ptr(),
-                            biw, kw.shape[0], kw.shape[1], fw.data_ptr(), kw.data_ptr(), scale, int(flip),
-                            out.data_ptr()) != 0:
+    if getattr(k.lib, kernel)(k.ptr(x), H, W, C, bih, kh.shape[0], kh.shape[1], k.ptr(fh), k.ptr(kh),
+                              biw, kw.shape[0], kw.shape[1], k.ptr(fw), k.ptr(kw), scale, int(flip),
+                              k.ptr(out)) != 0:
         raise MemoryError(f"salnet.native.area_shrink: no memory for a row of {W * C} sums")
     return out

@@ -1,4 +1,9 @@
-"""The optional C kernels (salnet/csrc/*.c) against the torch paths they replace."""
+"""The optional C kernels (salnet/csrc/*.c) against the torch paths they replace, and their build: one
+declaration (csrc/kernels.h) checked against the sources by the compiler, a failed build falls back to torch."""
+
+import shutil
+import sys
+import warnings
 
 import pytest
 import torch
@@ -117,6 +122,104 @@ def test_without_the_kernels_the_torch_paths_run(monkeypatch):
     finally:
         monkeypatch.delenv("SALNET_NATIVE")
         native.library.cache_clear()
+
+
+def _altered_sources(tmp_path, name, old, new):
+    """A copy of salnet/csrc with ``old`` replaced by ``new`` (once) in the file ``name``."""
+    csrc = tmp_path / "csrc"
+    shutil.copytree(native.CSRC, csrc)
+    text = (csrc / name).read_text()
+    assert text.count(old) == 1, f"{old!r} is not once in {name}: update this test with the kernel"
+    (csrc / name).write_text(text.replace(old, new))
+    return csrc
+
+
+KLD_DEFINITION = "int64_t salnet_kld_f64(const double *x, const double *y, int64_t rows, int64_t n,"
+
+
+def test_a_definition_unlike_its_declaration_falls_back_to_torch_with_one_warning(tmp_path, monkeypatch):
+    gen = torch.Generator().manual_seed(3)
+    pred, gt = (torch.rand(2, 30, 40, generator=gen, dtype=torch.float64) for _ in range(2))
+    from salnet import metrics as M
+
+    with_kernels = M.kld(pred, gt)
+    # n declared int64_t, defined int32_t: bound by hand this call would pass n in the wrong width
+    csrc = _altered_sources(tmp_path, "metrics.c", KLD_DEFINITION, KLD_DEFINITION.replace("int64_t n", "int32_t n"))
+    monkeypatch.setattr(native, "CSRC", csrc)
+    monkeypatch.setenv("SALNET_CACHE", str(tmp_path / "cache"))
+    native.library.cache_clear()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert native.library() is None and native.library() is None  # built (and warned) once
+            assert native.row_stats(pred.flatten(1)) is None
+            torch_path = M.kld(pred, gt)
+        assert len(caught) == 1, [str(w.message) for w in caught]
+        message = str(caught[0].message)
+        assert "conflicting types for 'salnet_kld_f64'" in message and "metrics.c:" in message
+        assert torch.allclose(torch_path, with_kernels, rtol=1e-13, atol=0)
+        assert not list((tmp_path / "cache").iterdir())  # nothing half-built left in the cache
+    finally:
+        native.library.cache_clear()
+
+
+@pytest.mark.parametrize("name, old, new, error", [
+    # a declaration changed (float -> double) without its definition
+    ("kernels.h", "const int32_t *fw, const int32_t *kw, float scale, int32_t flip, float *out);\nint32_t "
+                  "salnet_area_shrink_u16",
+     "const int32_t *fw, const int32_t *kw, double scale, int32_t flip, float *out);\nint32_t "
+     "salnet_area_shrink_u16", "conflicting types for 'salnet_area_shrink_u8'"),
+    # a kernel declared but no longer defined (renamed): its module does not load, so it is no build
+    ("metrics.c", "int64_t salnet_nonzero_f64(const uint64_t *x", "int64_t salnet_nonzero_f64_v2(const uint64_t *x",
+     "undefined symbol: salnet_nonzero_f64"),
+])
+def test_a_declaration_that_does_not_match_the_sources_fails_the_build(tmp_path, name, old, new, error):
+    with pytest.raises(native.BuildError, match=error):
+        native.build(_altered_sources(tmp_path, name, old, new), tmp_path / "cache")
+    assert not list((tmp_path / "cache").iterdir())
+
+
+@pytest.mark.parametrize("cause", ["no compiler", "no cffi"])
+def test_a_build_that_cannot_start_warns_once_naming_why(tmp_path, monkeypatch, cause):
+    if cause == "no compiler":
+        monkeypatch.delenv("CC", raising=False)
+        monkeypatch.setenv("PATH", str(tmp_path))  # neither cc nor gcc found
+    else:
+        monkeypatch.setitem(sys.modules, "cffi", None)  # import cffi raises ImportError
+    native.library.cache_clear()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert native.library() is None and native.library() is None
+        assert len(caught) == 1
+        assert ("no C compiler" if cause == "no compiler" else "cffi is not installed") in str(caught[0].message)
+    finally:
+        native.library.cache_clear()
+
+
+def test_the_cache_is_keyed_by_the_sources(tmp_path):
+    kernels = native.library()
+    assert kernels.module.__file__ == str(native.cached_path())  # loaded from its place in the cache
+    same = shutil.copytree(native.CSRC, tmp_path / "same")
+    assert native.cached_path(same) == native.cached_path()  # the key is the content, not the folder
+    edited = _altered_sources(tmp_path / "b", "resize.c", "#include <stdint.h>", "#include <stdint.h>\n")
+    assert native.cached_path(edited) != native.cached_path()
+
+
+def test_calls_are_checked_against_the_declarations():
+    k = native.library()
+    x = torch.zeros(2, 8, dtype=torch.float64)
+    out = torch.empty(4, 2, dtype=torch.float64)
+    q = k.ptr(out)
+    with pytest.raises(TypeError):  # a float32 tensor where the kernel takes double *
+        k.lib.salnet_row_stats_f64(k.ptr(x.float()), 2, 8, q, q + 2, q + 4, q + 6)
+    with pytest.raises(TypeError):  # an argument missing
+        k.lib.salnet_row_stats_f64(k.ptr(x), 2, 8, q, q + 2, q + 4)
+    with pytest.raises(OverflowError):  # out of the declared integer's range
+        k.lib.salnet_judd_pass_f64(k.ptr(x), 2, 8, q, q, q, 2**31, k.ptr(x.to(torch.uint8)), 1, 1, k.ptr(x.long()),
+                                   k.ptr(x.long()), k.ptr(x.long()))
+    k.lib.salnet_row_stats_f64(k.ptr(x), 2, 8, q, q + 2, q + 4, q + 6)  # offsets count doubles, not bytes
+    assert torch.equal(out, torch.zeros(4, 2, dtype=torch.float64))
 
 
 @pytest.mark.parametrize("src, dst", [((480, 640), (192, 256)),  # SalGAN's input: 5 -> 2, 3 taps

@@ -1,13 +1,15 @@
 /* salnet's optional C kernels for the metrics (salnet.metrics): the CPU hot loops that torch's operators can
  * only do in several passes. Compiled on first use by salnet/native.py (system C compiler, -O3 -march=native)
- * with resize.c into one library, called through ctypes on contiguous CPU tensors; each kernel takes a range
- * of rows (images) per call, so Python can run ranges in threads (ctypes releases the GIL). Every kernel
- * has a torch fallback it is tested against (tests/test_native.py). */
+ * with resize.c into one extension module, called through the cffi bindings of kernels.h on contiguous CPU
+ * tensors; each kernel takes a range of rows (images) per call, so Python can run ranges in threads (the
+ * bindings release the GIL). Every kernel has a torch fallback it is tested against (tests/test_native.py). */
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "kernels.h" /* the declarations Python binds to: the compiler checks these definitions against them */
 
 #define LANES 8      /* independent accumulators: vectorisable, and a shorter rounding chain */
 #define CHUNK 512    /* elements gathered or binned in one loop before the loop that uses them */

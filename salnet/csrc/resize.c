@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kernels.h" /* the declarations Python binds to: the compiler checks these definitions against them */
+
 /* INTER_AREA shrink (salnet.imresize.area_resize_int) of an image in (H, W, C) (uint8 or uint16) to float32
  * (C, h, w), with exact int32 sums. Each axis is a repeated block: bi inputs -> bo outputs, output o of a
  * block = sum_j k[o, j] * input[block start + first[o] + j] (k: (bo, taps) integer weights, zero-padded).
