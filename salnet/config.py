@@ -59,6 +59,8 @@ class ModelConfig:
     # Encoder input normalisation: "torchvision" (ImageNet mean/std) | "caffe_bgr" (RGB 0–255 → BGR minus the
     # Caffe mean: the released SalGAN weights converted by jobs/convert.py)
     input_convention: str = "torchvision"
+    # SalGAN decoder's initialisation: "glorot" (the released code) | "he" (for networks trained from random weights)
+    decoder_init: str = "glorot"
     # The network's last layer: "sigmoid" | "linear" | "auto" (SalGAN: sigmoid; the loss-study net: a sigmoid
     # only when the loss has a distribution-based term, Bruckert et al. §3.2.2).
     output: str = "auto"

@@ -73,6 +73,9 @@ class Generator(nn.Module):
         freeze: encoder blocks kept frozen (the paper: conv1–conv3).
         input_convention: the encoder's input normalisation (:class:`VGG16Features`): "torchvision", or
             "caffe_bgr" for the released SalGAN weights (RGB 0–255 → BGR minus the Caffe mean).
+        decoder_init: "glorot" (Lasagne's default, the released code) or "he" (Kaiming normal, fan-in: keeps
+            the activations' scale through the 13 ReLU layers, which a network trained from random weights
+            needs; with Glorot they shrink about ×0.7 per layer).
 
     ``forward(image)``: image float (B,3,H,W) RGB in [0,1], H and W multiples of 16 (192×256 in the
     paper) → ``SaliencyOutput`` with logits (B,1,H,W).
@@ -84,8 +87,11 @@ class Generator(nn.Module):
         weights: WeightsSpec = None,
         freeze: Iterable[str] = ("conv1", "conv2", "conv3"),
         input_convention: str = "torchvision",
+        decoder_init: str = "glorot",
     ) -> None:
         super().__init__()
+        if decoder_init not in ("glorot", "he"):
+            raise ValueError(f"Generator decoder_init must be 'glorot' or 'he', got {decoder_init!r}")
         self.encoder = VGG16Features(width=width, weights=weights, freeze=freeze, last="conv5_3",
                                      input_convention=input_convention)
         layers: OrderedDict[str, nn.Module] = OrderedDict()
@@ -100,10 +106,12 @@ class Generator(nn.Module):
                 in_ch = out_ch
         layers["output"] = nn.Conv2d(in_ch, 1, kernel_size=1)
         self.decoder = nn.Sequential(layers)
-        for m in self.decoder:
+        for name, m in self.decoder.named_children():
             if isinstance(m, nn.Conv2d):
-                # Lasagne's default (the released code): Glorot uniform, zero bias.
-                nn.init.xavier_uniform_(m.weight)
+                if decoder_init == "he" and name != "output":
+                    nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
+                else:  # Lasagne's default (the released code): Glorot uniform, zero bias
+                    nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
 
     def forward(self, image: Tensor) -> SaliencyOutput:

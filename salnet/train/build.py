@@ -51,7 +51,8 @@ def build_generator(cfg: Config) -> nn.Module:
         if output != "sigmoid":
             raise ValueError("model.arch=salgan ends in a sigmoid (released code): model.output must be auto or "
                              "sigmoid")
-        return Generator(width=m.width, weights=m.weights, freeze=m.freeze)
+        return Generator(width=m.width, weights=m.weights, freeze=m.freeze, input_convention=m.input_convention,
+                         decoder_init=m.decoder_init)
     if m.arch == "aspp":
         from salnet.models.aspp import ASPPNet
 
