@@ -18,8 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # launch.py and the sweep driver live here
-
 from salnet.baselines import write_center_bias
 from salnet.metrics.files import read_map
 from salnet.metrics.score import score_folders
@@ -58,20 +56,18 @@ def main(argv=None) -> int:
 
 def sweep(args) -> int:
     """Step 2: the α sweep on synthetic shards, on this machine, then its final evaluation."""
-    import launch
+    from salnet.run.launch import LaunchOptions, launch_sweep
 
     print("\n== SalGAN α sweep on synthetic data (tiny network, local processes) ==", flush=True)
-    code = launch.main(["--backend", "local", "--sweep", "alpha", "--tiny", "--trials", str(args.trials),
-                        "--out", str(args.out), "--cpus-per-task", "1", "--gpus-per-node", "0",
-                        # no bootstrap stage: on a tiny network the BCE-only epoch tends to stay the best
-                        # checkpoint of every trial, and the table would not show α's effect
-                        f"train.epochs={args.epochs}", "train.bootstrap_epochs=0"])
-    if code:
-        return code
-    sweep_dir = max((args.out / "sweeps").glob("alpha-*"), key=lambda p: (p / "state.json").stat().st_mtime)
-    print((sweep_dir / "summary.md").read_text())
-    print(f"sweep folder: {sweep_dir}\n  tensorboard --logdir {sweep_dir / 'tb'}   (trials side by side)\n"
-          f"  python jobs/status.py {sweep_dir}")
+    # = python jobs/launch.py --backend local --sweep alpha --tiny --trials N --out OUT --cpus-per-task 1 ...
+    folder = launch_sweep("alpha", [f"train.epochs={args.epochs}", "train.bootstrap_epochs=0"],
+                          # no bootstrap stage: on a tiny network the BCE-only epoch tends to stay the best
+                          # checkpoint of every trial, and the table would not show α's effect
+                          LaunchOptions(backend="local", tiny=True, trials=args.trials, out=args.out, cpus_per_task=1,
+                                        gpus_per_node=0))
+    print(folder.summary_md.read_text())
+    print(f"sweep folder: {folder.path}\n  tensorboard --logdir {folder.tb_dir}   (trials side by side)\n"
+          f"  python jobs/status.py {folder.path}")
     return 0
 
 

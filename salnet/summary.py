@@ -19,14 +19,13 @@ import json
 import math
 import re
 import shutil
-import warnings
 from pathlib import Path
 
 import torch
-import yaml
 
 from salnet.atomic import atomic_write
 from salnet.metrics import METRICS, check_names
+from salnet.sweep_folder import SweepFolder, read_metrics
 from salnet.train.validate import DEFAULT_METRICS
 
 # the column order and labels of the papers' tables (SalGAN table 2, Bruckert et al. table 3)
@@ -38,31 +37,20 @@ PANEL_TAG = "best/{} (image | prediction | ground truth)"
 
 def read_spec(sweep_dir: Path) -> tuple[str, str, str]:
     """(sweep name, metric, mode) from ``sweep.yaml``'s ``spec``; the folder name, "cc", "max" where absent."""
-    spec = {}
-    path = sweep_dir / "sweep.yaml"
-    if path.is_file():
-        spec = (yaml.safe_load(path.read_text()) or {}).get("spec") or {}
+    folder = SweepFolder(sweep_dir)
+    spec = folder.plan_doc().get("spec") or {}
     metric = spec.get("metric", "cc")
     mode = spec.get("mode", "max" if METRICS.get(metric, METRICS["cc"]).higher_is_better else "min")
     if metric not in METRICS or mode not in ("max", "min"):
-        raise ValueError(f"{path}: metric {metric!r} / mode {mode!r}: choose one of {', '.join(METRICS)} and "
-                         "max or min")
+        raise ValueError(f"{folder.plan_file}: metric {metric!r} / mode {mode!r}: choose one of "
+                         f"{', '.join(METRICS)} and max or min")
     return str(spec.get("name") or sweep_dir.name), metric, mode
 
 
 def read_epochs(run_dir: Path) -> list[dict]:
-    """The records of ``metrics.jsonl`` by epoch, one per epoch (the last written wins: a job killed between
-    writing an epoch's line and its checkpoint repeats that epoch when it resumes); a torn line is skipped."""
-    path = run_dir / "metrics.jsonl"
-    by_epoch: dict[int, dict] = {}
-    if path.is_file():
-        for i, line in enumerate(path.read_text().splitlines()):
-            try:
-                rec = json.loads(line)
-                by_epoch[int(rec["epoch"])] = rec
-            except (ValueError, KeyError, TypeError):
-                warnings.warn(f"{path}:{i + 1}: unreadable line skipped", UserWarning, stacklevel=2)
-    return [by_epoch[e] for e in sorted(by_epoch)]
+    """The records of a run's ``metrics.jsonl``, one per epoch in epoch order, read as everywhere else
+    (:func:`salnet.sweep_folder.read_metrics`: the last line of an epoch wins, a torn last line is ignored)."""
+    return list(read_metrics(run_dir).values())
 
 
 def checkpoint_step(ckpt: Path) -> int:
@@ -194,10 +182,7 @@ def _cell(v) -> str:
 
 def read_reference(sweep_dir: Path) -> list[dict]:
     """The paper's rows of ``sweep.yaml``'s spec (``reference``: label, source, metric values); [] without."""
-    path = sweep_dir / "sweep.yaml"
-    if not path.is_file():
-        return []
-    spec = (yaml.safe_load(path.read_text()) or {}).get("spec") or {}
+    spec = SweepFolder(sweep_dir).plan_doc().get("spec") or {}
     return [dict(r) for r in spec.get("reference") or []]
 
 
@@ -348,20 +333,17 @@ def summarize_sweep(sweep_dir: str | Path, split: str = "test", metrics=DEFAULT_
     sweep, metric, mode = read_spec(sweep_dir)
     if metric not in names:
         raise ValueError(f"{sweep_dir}: the sweep's metric {metric!r} picks the best trial; include it in metrics=")
-    files = sorted((sweep_dir / "trials").glob("*/trial.json"), key=lambda p: p.parent.name)
-    if not files:
-        raise FileNotFoundError(f"{sweep_dir / 'trials'}: no <trial>/trial.json; is {sweep_dir} a sweep folder?")
+    folder = SweepFolder(sweep_dir)
+    if not folder.trials():
+        raise FileNotFoundError(f"{folder.trials_dir}: no <trial>/trial.json; is {sweep_dir} a sweep folder?")
     rows, ckpts = [], {}
-    for f in files:
-        info = json.loads(f.read_text())
-        run_dir = f.parent
+    for name in folder.trials():
+        info = folder.read_trial(name)
         with contextlib.suppress(FileNotFoundError):  # failed before its first checkpoint: listed, not scored
-            ckpts[run_dir.name] = resolve_checkpoint(run_dir)[0]
-        rows.append({"trial": run_dir.name, "params": info.get("params") or {},
-                     "status": info.get("status") or "unknown", "attempts": info.get("attempts"),
-                     "error": info.get("error"),
-                     "epochs": len(read_epochs(run_dir)), "checkpoint": None, "checkpoint_step": None,
-                     "means": None, "images": None, "bad_samples": None, "shards": None})
+            ckpts[name] = resolve_checkpoint(folder.trial_dir(name))[0]
+        rows.append({"trial": name, "params": info.params, "status": info.status, "attempts": info.attempts,
+                     "error": info.error, "epochs": len(folder.epochs(name)), "checkpoint": None,
+                     "checkpoint_step": None, "means": None, "images": None, "bad_samples": None, "shards": None})
     for r in rows:  # every trial's shards before the first (slow) evaluation
         if r["trial"] in ckpts:
             check_split(sweep_dir / "trials" / r["trial"], split)

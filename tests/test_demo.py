@@ -40,9 +40,7 @@ def test_demo_runs_the_whole_pipeline_locally(tmp_path):
                           "--trials", "2", "--epochs", "2"], capture_output=True, text=True, timeout=600,
                          cwd=tmp_path)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    sys.path.insert(0, str(DEMO.parent))
-    from sweep_driver import planned_trials
-
+    from salnet.run.tuner import planned_trials
     from salnet.sweep import load_sweep, with_budget
 
     (sweep,) = (tmp_path / "sweeps").glob("alpha-*")

@@ -12,7 +12,6 @@ from salnet.losses import LC2
 from salnet.sweep import SweepError, load_sweep, sweep_id, trial_config, with_budget
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "jobs"))
 
 GOOD = """name: good
 base: loss_study
@@ -93,7 +92,8 @@ def test_malformed_sweeps_name_the_line_at_fault(tmp_path, text, line, message):
 
 
 def test_unknown_sweep_lists_the_known_ones():
-    with pytest.raises(SweepError, match="unknown sweep 'alpah'.*alpha, lc1, lc2, sigmse_lambda"):
+    known = "alpha, lc1, lc2, loss_study, salgan_content, salgan_gan, sigmse_lambda"
+    with pytest.raises(SweepError, match=f"unknown sweep 'alpah'.*{known}"):
         load_sweep("alpah")
 
 
@@ -119,7 +119,7 @@ def test_launch_errors_before_submitting_anything(tmp_path):
 
 
 def test_dry_run_prints_the_trials_tune_will_run(tmp_path):
-    from sweep_driver import planned_trials
+    from salnet.run.tuner import planned_trials
 
     res = launch("--sweep", "alpha", "--backend", "local", "--tiny", "--trials", "3", "--dry-run", "--out",
                  str(tmp_path / "runs"), cwd=tmp_path)
@@ -133,7 +133,7 @@ def test_dry_run_prints_the_trials_tune_will_run(tmp_path):
 
 
 def test_time_formats():
-    from launch import parse_time
+    from salnet.run.launch import parse_time
 
     assert [parse_time(t) for t in ("90", "1:30:00", "2-00:00:00", "45:00", "0:30", "1-12")] == [90, 90, 2880, 45, 1,
                                                                                                   2160]
@@ -177,7 +177,7 @@ resources: {gpus_per_trial: 0, cpus_per_task: 1}
 
 
 def test_each_sweep_gets_its_own_ray_ports_and_temp_dir():
-    from ray_head import RayHead, worker_port_range
+    from salnet.run.ray_head import RayHead, worker_port_range
 
     a, b = worker_port_range("alpha-1a2b3c4d5e6f"), worker_port_range("alpha-0f0e0d0c0b0a")
     assert a == worker_port_range("alpha-1a2b3c4d5e6f") and a != b
@@ -195,7 +195,7 @@ def test_sweep_commands_name_a_missing_sweep(tmp_path, script):
 
 
 def test_ray_component_ports_avoid_the_worker_range(monkeypatch):
-    import ray_head
+    from salnet.run import ray_head
 
     seq = iter([20010, 20010, 20150, 30001, 30001, 30002, 30003, 30004, 30005, 30006, 30007, 30008])
     monkeypatch.setattr(ray_head, "free_port", lambda: next(seq))

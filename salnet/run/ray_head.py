@@ -6,7 +6,11 @@
 Two sweeps on one node (or a sweep next to a user's own Ray) must not share a Ray instance: ``ray.init()``
 cannot set the worker/agent ports, so the head is started with ``ray start --head --block`` and every port
 named, then killed as a process group (SIGTERM makes Ray drain for 30 s). Ray's environment follows
-../shared/slurm/README.md: no usage stats, no non-loopback address, no auth token.
+../shared/slurm/README.md: no usage stats, no non-loopback address, no auth token; it is set when the head
+starts, never at import: call :func:`use_ray_env` before the process first imports Ray (Ray reads
+RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER at import; imported without it, ``ray.init`` turns 127.0.0.1 into the node's
+network address and never reaches the loopback-only head). Ray's workers import the trials' code from the
+installed salnet package.
 """
 
 from __future__ import annotations
@@ -24,6 +28,13 @@ from pathlib import Path
 
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
            "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+
+
+def use_ray_env() -> None:
+    """Set Ray's environment (:data:`RAY_ENV`) in this process; call it before this process imports Ray."""
+    os.environ.update(RAY_ENV)
+
+
 PORTS = ("port", "node-manager-port", "object-manager-port", "dashboard-agent-listen-port",
          "dashboard-agent-grpc-port", "runtime-env-agent-port", "metrics-export-port", "ray-client-server-port")
 
@@ -55,10 +66,8 @@ def worker_port_range(key: str, width: int = 200) -> tuple[int, int]:
 class RayHead:
     """Start a Ray head in a process group of its own and connect ``ray.init`` to it; stop both on exit."""
 
-    def __init__(self, folder: Path, num_cpus: int, key: str, start_timeout_s: float = 120,
-                 pythonpath: list[str] = ()):
+    def __init__(self, folder: Path, num_cpus: int, key: str, start_timeout_s: float = 120):
         self.folder = Path(folder)
-        self.pythonpath = list(pythonpath)  # where Ray's workers import the driver's modules from
         self.num_cpus = num_cpus
         self.key = key
         self.timeout = start_timeout_s
@@ -67,9 +76,12 @@ class RayHead:
         self.temp_dir = Path("/tmp") / f"salnet-ray-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
 
     def __enter__(self) -> RayHead:
+        if "ray" in sys.modules and os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") != "0":
+            raise RuntimeError("Ray was imported before its environment was set: call "
+                               "salnet.run.ray_head.use_ray_env() before the first `import ray`")
+        use_ray_env()
         import ray
 
-        os.environ.update(RAY_ENV)
         self.folder.mkdir(parents=True, exist_ok=True)
         lo, hi = worker_port_range(self.key)
         ports = component_ports(lo, hi)
@@ -84,7 +96,7 @@ class RayHead:
                                                             "temp_dir": str(self.temp_dir)}, indent=2))
         log = open(self.folder / "head.log", "ab")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-                                     env=self._env())
+                                     env={**os.environ, **RAY_ENV})
         log.close()
         address = f"127.0.0.1:{ports['port']}"
         deadline = time.monotonic() + self.timeout
@@ -103,10 +115,6 @@ class RayHead:
                     raise RuntimeError(f"no Ray head at {address} after {self.timeout:.0f} s; see "
                                        f"{self.folder / 'head.log'}") from None
                 time.sleep(0.5)
-
-    def _env(self) -> dict:
-        path = [*self.pythonpath, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-        return {**os.environ, **RAY_ENV, "PYTHONPATH": os.pathsep.join(path)}
 
     def __exit__(self, *exc) -> None:
         import ray

@@ -1,20 +1,17 @@
 """Training jobs on the real local Slurm through submitit: a 2-task DDP job, and a job preempted with
 ``job._interrupt()`` (SIGUSR2), requeued and resumed, ending with the weights of an uninterrupted job."""
 
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
+from helpers import synthetic_shards
 
 from salnet.config import DEBUG_OVERRIDES, Config, apply_overrides, to_dict
+from salnet.run.jobs import TrainJob
+from salnet.run.submission import make_executor
+from salnet.sweep_folder import JobResources
 from salnet.train.checkpoint import load_checkpoint
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "jobs"))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers import synthetic_shards  # noqa: E402
-from submission import TrainJob, make_executor  # noqa: E402
 
 pytestmark = [pytest.mark.slurm, pytest.mark.filterwarnings("ignore:VGG-16 has RANDOM weights")]
 
@@ -26,14 +23,17 @@ def shards(tmp_path_factory):
     return root / "shards"
 
 
+def cpu_job() -> JobResources:
+    return JobResources(backend="slurm", partition="cpu", gpus_per_node=0, cpus_per_task=1, time_min=10, mem_gb=2)
+
+
 def config(shards, *extra):
     return to_dict(apply_overrides(Config(), [*DEBUG_OVERRIDES, f"data.shards={shards}", "data.input_size=[32, 48]",
                                               "data.batch_size=2", "train.log_every=1", *extra]))
 
 
 def test_two_task_ddp_job(slurm, shards, tmp_path):
-    ex = make_executor(tmp_path / "logs", "slurm", partition="cpu", tasks_per_node=2, cpus_per_task=1, time_min=10,
-                       mem_gb=2)
+    ex = make_executor(tmp_path / "logs", cpu_job(), "ddp", tasks_per_node=2)
     job = ex.submit(TrainJob(), config(shards), str(tmp_path / "run"))
     results = job.results()  # one per task
     assert len(results) == 2 and all(r["status"] == "done" for r in results)
@@ -44,7 +44,7 @@ def test_two_task_ddp_job(slurm, shards, tmp_path):
 
 def test_preempted_job_is_requeued_and_resumes_exactly(slurm, shards, tmp_path):
     cfg = config(shards, "train.epochs=6", "train.bootstrap_epochs=2")
-    ex = make_executor(tmp_path / "logs", "slurm", partition="cpu", cpus_per_task=1, time_min=10, mem_gb=2)
+    ex = make_executor(tmp_path / "logs", cpu_job(), "preempt")
     full = ex.submit(TrainJob(), cfg, str(tmp_path / "full"))  # same resources: same float results
     cut = ex.submit(TrainJob(), cfg, str(tmp_path / "cut"))
     deadline = time.time() + 240

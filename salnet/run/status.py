@@ -1,0 +1,75 @@
+"""A sweep at a glance: its state, every trial's values, state, epochs, latest and best metric, and the state
+of its jobs (one ``sacct`` call for all Slurm jobs)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from salnet.run.slurm import slurm_states
+from salnet.run.submission import local_state
+from salnet.sweep_folder import JobRecord, SweepFolder
+
+
+def sweep_status(folder: SweepFolder) -> dict:
+    """{"sweep", "state", "metric", "mode", "jobs": {"driver"|"evaluation": job}, "trials": [{trial, params,
+    status, attempts, epochs, last, best, job, error}], "best"}; a job is its record plus its "state"."""
+    plan, state = folder.read_plan(), folder.read_state()
+    spec = plan.spec
+    sign = 1 if spec.mode == "max" else -1
+    records = [folder.read_trial(t) for t in folder.trials()]
+    sweep_jobs = {k: j for k in ("driver", "evaluation") if (j := getattr(state, k)) is not None}
+    last_jobs = [r.jobs[-1] for r in records if r.jobs]
+    states = slurm_states([j.id for j in [*last_jobs, *sweep_jobs.values()] if j.backend == "slurm"])
+
+    def with_state(job: JobRecord) -> dict:
+        if job.backend == "process":  # the driver in the launching process: nothing to ask
+            s = "-"
+        else:
+            s = states.get(job.id, "UNKNOWN") if job.backend == "slurm" else local_state(job)
+        return {**dataclasses.asdict(job), "state": s}
+
+    trials = []
+    for r in records:
+        rows = folder.epochs(r.trial)
+        values = [row["val"].get(spec.metric, math.nan) for row in rows.values()]
+        finite = [v for v in values if not math.isnan(v)]
+        trials.append({"trial": r.trial, "params": r.params, "status": r.status, "attempts": r.attempts,
+                       "epochs": len(rows), "last": values[-1] if values else None,
+                       "best": max(finite, key=lambda v: sign * v) if finite else None,
+                       "job": with_state(r.jobs[-1]) if r.jobs else None, "error": (r.error or "")[-300:] or None})
+    scored = [t for t in trials if t["best"] is not None]
+    best = max(scored, key=lambda t: sign * t["best"]) if scored else None
+    return {"sweep": str(folder.path), "state": state.status, "metric": spec.metric, "mode": spec.mode,
+            "jobs": {k: with_state(j) for k, j in sweep_jobs.items()}, "trials": trials,
+            "best": best and {"trial": best["trial"], spec.metric: best["best"], "params": best["params"]}}
+
+
+def table(status: dict) -> str:
+    """:func:`sweep_status` as text: a header, the jobs, one row per trial, failures, the best so far."""
+    m = status["metric"]
+    lines = [f"sweep {status['sweep']}: {status['state']}  ({m} {status['mode']})"]
+    for k, j in status["jobs"].items():
+        lines.append(f"  {k}: job {j['id']} ({j['backend']}) {j['state']}")
+    params = sorted({k for t in status["trials"] for k in t["params"]})
+    head = ["trial", *params, "status", "epochs", f"last {m}", f"best {m}", "job", "job state"]
+    rows = [[t["trial"], *(_fmt(t["params"].get(p)) for p in params), t["status"], str(t["epochs"]), _fmt(t["last"]),
+             _fmt(t["best"]), (t["job"] or {}).get("id", "-"), (t["job"] or {}).get("state", "-")]
+            for t in status["trials"]]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    lines += ["  ".join(str(x).ljust(w) for x, w in zip(r, widths)) for r in [head, *rows]]
+    for t in status["trials"]:
+        if t["status"] == "failed" and t["error"]:
+            lines.append(f"{t['trial']} failed after {t['attempts']} attempt(s): {t['error'].splitlines()[-1]}")
+    if status["best"]:
+        lines.append(f"best so far: {status['best']['trial']} {m}={status['best'][m]:.4f} {status['best']['params']}")
+    summary = SweepFolder(status["sweep"]).summary_md
+    if summary.is_file():
+        lines.append(f"final evaluation: {summary}")
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    return f"{v:.4g}" if isinstance(v, float) else str(v)

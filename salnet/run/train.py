@@ -1,0 +1,81 @@
+"""One training run in this process (``jobs/train.py``): single process, or one rank of a DDP job under
+torchrun or a multi-task Slurm step; and the checks and debug data that the launcher shares with it."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from salnet.config import DEBUG_OVERRIDES, PRESETS, Config, load_config, parse_overrides, set_values
+from salnet.run import LaunchError
+
+DEBUG_DATA = Path("runs/debug-data/synthetic")  # generated on first use by --debug / --tiny
+
+
+def override_values(overrides: list[str] | dict, debug: bool = False) -> dict:
+    """Dotted overrides (``["train.alpha=0.1"]`` or ``{"train.alpha": 0.1}``) as values; ``debug`` puts the
+    tiny network on :data:`DEBUG_DATA` under them."""
+    values = parse_overrides(overrides) if isinstance(overrides, list) else dict(overrides)
+    return {**parse_overrides(DEBUG_OVERRIDES), "data.shards": str(DEBUG_DATA), **values} if debug else values
+
+
+def run_config(preset_or_file: str | Path, overrides: list[str] | dict, debug: bool = False) -> Config:
+    """A preset (salgan, loss_study) or a config YAML with :func:`override_values` applied. ConfigError on a
+    bad key or value, or a missing file."""
+    name = str(preset_or_file)
+    cfg = PRESETS[name]() if name in PRESETS else load_config(Path(name))
+    return set_values(cfg, override_values(overrides, debug))
+
+
+def ensure_debug_data(cfg: Config) -> None:
+    """Generate the synthetic shards of :data:`DEBUG_DATA` (once, at the config's input size) when ``cfg``
+    trains on them."""
+    if Path(cfg.data.shards) == DEBUG_DATA:
+        from salnet.data.synthetic import ensure_synthetic_shards
+
+        ensure_synthetic_shards(DEBUG_DATA, size=tuple(cfg.data.input_size))
+
+
+def check_shards(shards: str | Path, what: str) -> None:
+    """A LaunchError saying how to pack a dataset when ``shards`` has no manifest.json."""
+    if not (Path(shards) / "manifest.json").is_file():
+        raise LaunchError(f"{what}: no shards at {shards} (manifest.json missing); pack a dataset first, e.g. "
+                          f"`python jobs/pack.py salicon --root RAW --out {shards}`, or set data.shards=FOLDER "
+                          "(--debug / --tiny generate a synthetic dataset)")
+
+
+def train_run(cfg: Config, run_dir: Path | None = None, resume: bool = True,
+              compare_center_bias: bool = False) -> dict:
+    """Train ``cfg`` in ``run_dir`` (default runs/<name>-<config hash>): resumed from its latest checkpoint
+    unless ``resume`` is False (then a previous run there is moved aside, not mixed in). With
+    ``compare_center_bias`` the centre-bias baseline is scored on the same validation split and printed beside
+    the model. Returns :meth:`salnet.train.loop.Trainer.fit`'s result (+ ``center_bias``)."""
+    ensure_debug_data(cfg)
+    check_shards(cfg.data.shards, "data.shards")
+    from salnet.train.loop import Trainer, run_dir_for
+
+    run_dir = run_dir or run_dir_for(cfg)
+    if not resume and run_dir.exists():
+        aside = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
+        run_dir.rename(aside)
+        print(f"--no-resume: moved the previous run to {aside}", flush=True)
+    trainer = Trainer(cfg, run_dir=run_dir, resume=resume)
+    if trainer.env.is_main:
+        print(f"run folder: {trainer.run_dir}  (tensorboard --logdir {trainer.run_dir / 'tb'})", flush=True)
+    result = trainer.fit()
+    if compare_center_bias and result["status"] == "done":
+        from salnet.baselines import CenterBiasModel
+        from salnet.train.validate import validate
+
+        base, _ = validate(CenterBiasModel(), trainer.val_loader, trainer.device, shuffle_pool=trainer.pool,
+                           seed=cfg.train.seed)
+        result["center_bias"] = base
+        if trainer.env.is_main:
+            print(f"{'metric':<10}{'model':>10}{'centre bias':>13}")
+            for k in base:
+                if k != "images":
+                    print(f"{k:<10}{result['val'][k]:>10.4f}{base[k]:>13.4f}")
+    if trainer.env.is_main:
+        print(json.dumps(result, indent=2))
+    return result

@@ -1,0 +1,143 @@
+"""The job layer's shape, read from the source: only salnet.run imports submitit or Ray, the library never
+imports salnet.run, no import circle through salnet.run or jobs/, no sys.path edits, no pickling by value, and
+importing any of it leaves the environment alone."""
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CLUSTER_PACKAGES = ("submitit", "ray", "cloudpickle")
+# files that still edit sys.path, with why; not part of the job layer
+SYS_PATH_EXCEPTIONS = {"tests/test_models.py": "imports the scripts in benchmarks/, which are not a package",
+                       "tests/test_benchmarks.py": "imports the scripts in benchmarks/"}
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(REPO).with_suffix("")
+    return ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+
+
+def imported(path: Path) -> set[str]:
+    """Every module an import statement of ``path`` names, at any depth (lazy imports included); ``from a import
+    b`` names both ``a`` and ``a.b``."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            out |= {base, *(f"{base}.{a.name}" for a in node.names)}
+    return out
+
+
+def sources() -> dict[str, Path]:
+    """salnet's modules and the scripts in jobs/ (as ``jobs.<name>``), by module name."""
+    files = [*sorted((REPO / "salnet").rglob("*.py")), *sorted((REPO / "jobs").glob("*.py"))]
+    return {module_name(p): p for p in files}
+
+
+def is_in(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def test_only_salnet_run_imports_submitit_or_ray_and_the_library_never_imports_it():
+    offenders = []
+    for name, path in sources().items():
+        for mod in imported(path):
+            cluster = any(is_in(mod, p) for p in CLUSTER_PACKAGES)
+            if cluster and not is_in(name, "salnet.run"):
+                offenders.append(f"{path.relative_to(REPO)} imports {mod} (only salnet.run may)")
+            if is_in(mod, "salnet.run") and not (is_in(name, "salnet.run") or is_in(name, "jobs")):
+                offenders.append(f"{path.relative_to(REPO)} imports {mod} (the library must not use salnet.run)")
+    assert not offenders, "\n".join(offenders)
+    assert any(is_in(m, "ray") for m in imported(REPO / "salnet/run/tuner.py"))  # the walk sees imports
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while not comp or comp[-1] != v:
+                comp.append(stack.pop())
+                on.discard(comp[-1])
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_circle_through_the_job_layer():
+    mods = sources()
+    graph = {name: {m for m in imported(p) if m in mods and m != name} for name, p in mods.items()}
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]  # the walk finds one
+    layer = [c for c in cycles(graph)
+             if any(is_in(m, "salnet.run") or is_in(m, "jobs") or m == "salnet.sweep_folder" for m in c)]
+    assert not layer, layer
+
+
+def edits(node: ast.AST) -> str | None:
+    """What ``node`` does to the import machinery (a change of sys.path, pickling a module by value) or None."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+        target = ast.unparse(node.func)
+        if target.startswith("sys.path.") or node.func.attr == "register_pickle_by_value":
+            return target
+    if isinstance(node, ast.Assign | ast.AugAssign):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        return next((t for t in map(ast.unparse, targets) if t.startswith("sys.path")), None)
+    return None
+
+
+def test_no_sys_path_edits_and_no_pickling_by_value():
+    assert edits(ast.parse("sys.path.insert(0, 'x')").body[0].value) == "sys.path.insert"
+    offenders = []
+    for path in [*(REPO / "salnet").rglob("*.py"), *(REPO / "jobs").glob("*.py"), *(REPO / "tests").rglob("*.py")]:
+        rel = str(path.relative_to(REPO))
+        if rel in SYS_PATH_EXCEPTIONS:
+            continue
+        offenders += [f"{rel}:{n.lineno}: {what}" for n in ast.walk(ast.parse(path.read_text()))
+                      if (what := edits(n))]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_importing_the_job_layer_leaves_the_environment_alone():
+    """Every salnet.run module and every script of jobs/ imported (not run) in a fresh interpreter: os.environ
+    is what it was (Ray and submitit imported first: Ray sets RAY_CLIENT_MODE itself on import)."""
+    scripts = sorted(str(p) for p in (REPO / "jobs").glob("*.py"))
+    modules = sorted(n for n in sources() if is_in(n, "salnet.run"))
+    code = f"""
+import importlib, importlib.util, os, ray, ray.tune, submitit
+before = dict(os.environ)
+for name in {modules!r}:
+    importlib.import_module(name)
+for i, path in enumerate({scripts!r}):
+    spec = importlib.util.spec_from_file_location(f"script{{i}}", path)
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
+print("changed:", changed)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "changed: []" in out.stdout, out.stdout
+    assert len(modules) > 10 and len(scripts) > 8
