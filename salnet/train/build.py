@@ -22,7 +22,7 @@ from salnet.config import Config
 from salnet.models.salgan import Discriminator, Generator
 from salnet.train.optim import make_optimizer
 
-ARCHS = ("salgan", "aspp")
+ARCHS = ("salgan", "aspp", "readout")
 PROCEDURES = ("salgan", "content")
 RECIPE_WEIGHT_DECAY = {"released": 0.0, "paper": 2e-4}
 OUTPUTS = ("auto", "sigmoid", "linear")
@@ -37,7 +37,7 @@ def output_activation(cfg: Config) -> str:
     if m.output != "auto":
         return m.output
     if m.arch != "aspp":
-        return "sigmoid"
+        return "sigmoid"  # SalGAN's generator and the readout baseline end in a sigmoid
     spec = cfg.train.loss if isinstance(cfg.train.loss, dict) else {cfg.train.loss: 1.0}
     return "sigmoid" if any(losses.LOSSES[n].family == "distribution" for n in spec if n in losses.LOSSES) \
         else "linear"
@@ -57,6 +57,10 @@ def build_generator(cfg: Config) -> nn.Module:
         from salnet.models.aspp import ASPPNet
 
         return ASPPNet(width=m.width, weights=m.weights, output=output)
+    if m.arch == "readout":  # the baseline of salnet.baselines.fit_readout
+        from salnet.baselines import ReadoutNet
+
+        return ReadoutNet(weights=m.weights, input_convention=m.input_convention, width=m.width)
     raise ValueError(f"unknown model.arch {m.arch!r}; choose one of {', '.join(ARCHS)}")
 
 

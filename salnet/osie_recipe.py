@@ -1,0 +1,117 @@
+"""The released SalGAN recipe on real eye tracking (OSIE), against the centre bias and the readout baseline.
+
+    python jobs/osie_recipe.py --out runs/osie                  # 15 bootstrap + 15 epochs (a GPU)
+    python jobs/osie_recipe.py --out runs/osie --bootstrap-epochs 2 --epochs 1   # the direction, on a CPU
+
+1. OSIE (``../shared/data/osie``: 600 of its 700 images, 15 observers) packed into shards: a seeded 480/120
+   train/val partition (:mod:`salnet.data.osie`);
+2. the readout baseline (:func:`salnet.baselines.fit_readout`): the frozen encoder's conv4_3 + conv5_3 and a
+   two-layer 1×1-conv head trained with BCE;
+3. the ``salgan`` preset's bootstrap (BCE/4, Nesterov momentum 0.5, lr 1e-3, no weight decay, no flip) from the
+   VGG-16 encoder weights, ``bootstrap_epochs`` epochs;
+4. from that checkpoint (as the released code loads its bootstrap generator), for ``epochs`` more epochs:
+   BCE/4 alone (the bootstrap optimiser) and the adversarial stage (Lasagne's AdaGrad lr 3e-4, α = 0.05);
+5. both, the centre bias and the readout scored on the validation split with the nine metrics (MIT
+   conventions, the released post-processing): ``OUT/sweep/summary.md`` (also .csv, evaluation.json, tb/).
+
+Every stage resumes when the command is run again with the same arguments (the runs' own checkpoints).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+from salnet.config import Config, apply_overrides
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+DEFAULT_DATA = SHARED / "data" / "osie"
+DEFAULT_WEIGHTS = SHARED / "weights" / "vgg16_features_hed_bsds500_fp16.pth"
+TRIALS = {"bce4": ("BCE/4", ["train.adversarial=false"]), "gan4": ("GAN/4 α=0.05", ["train.alpha=0.05"])}
+
+
+def pack_osie(data: Path, out: Path) -> Path:
+    """OSIE's train and val splits packed into ``out`` (resumes; skipped when its manifest is there)."""
+    from salnet.data import get_reader
+    from salnet.data.shards import pack
+
+    if not (out / "manifest.json").is_file():
+        if not data.is_dir():
+            raise FileNotFoundError(f"{data}: no OSIE release here (data/stimuli, data/eye/fixations.mat); pass "
+                                    "--data OSIE_ROOT or --shards FOLDER")
+        pack(get_reader("osie", data), out, ["train", "val"], shard_size_mb=64.0)
+    return out
+
+
+def base_config(shards: Path, weights: str | None, overrides: list[str]) -> Config:
+    """The salgan preset on ``shards``: validation and evaluation on its val split, the encoder's weights."""
+    cfg = apply_overrides(Config(), [f"data.shards={shards}", "data.test_split=val", "data.val_subset=1000",
+                                     f"model.weights={'null' if weights is None else weights}", *overrides])
+    return cfg
+
+
+def run(cfg: Config, run_dir: Path, log) -> Path:
+    """Train (or resume, or find finished) one run in ``run_dir``."""
+    from salnet.train.loop import Trainer
+
+    if (run_dir / "final.json").is_file():
+        log(f"{run_dir}: done already")
+        return run_dir
+    result = Trainer(cfg, run_dir=run_dir).fit()
+    if result["status"] != "done":
+        raise RuntimeError(f"{run_dir}: training ended {result['status']}; run the command again to resume")
+    log(f"{run_dir}: done, validation CC {result['val'].get('cc', float('nan')):.4f}")
+    return run_dir
+
+
+def write_trial(trial_dir: Path, name: str, label: str) -> None:
+    from salnet.atomic import atomic_write
+
+    atomic_write(trial_dir / "trial.json", json.dumps({"trial": name, "params": {"point": label}, "status": "done",
+                                                      "attempts": 1, "error": None, "jobs": []}, indent=1))
+
+
+def osie_recipe(out: str | Path, *, data: str | Path = DEFAULT_DATA, shards: str | Path | None = None,
+                weights: str | Path | None = DEFAULT_WEIGHTS, bootstrap_epochs: int = 15, epochs: int = 15,
+                readout_epochs: int = 40, overrides: list[str] | None = None, device: str | None = None,
+                log=print) -> dict:
+    """Run the five steps of the module docstring into ``out``; returns the sweep summary (evaluation.json's dict).
+
+    ``shards``: an already packed dataset with train and val splits instead of packing ``data``. ``weights``: the
+    VGG-16 encoder file (None: random, for smoke tests). ``overrides``: dotted config keys for every run (e.g.
+    ``data.batch_size=8``). ``device``: for the final scoring (training picks CUDA when there is one).
+    """
+    from salnet.baselines import fit_readout
+    from salnet.summary import summarize_sweep
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    shards = Path(shards) if shards is not None else pack_osie(Path(data), out / "shards")
+    weights = None if weights is None else str(weights)
+    if weights is not None and not Path(weights).is_file():
+        raise FileNotFoundError(f"{weights}: VGG-16 encoder weights not found; pass --weights FILE")
+    base = base_config(shards, weights, overrides or [])
+    readout = out / "readout"
+    if not (readout / "best.pt").exists():
+        fit_readout(shards, readout, weights=weights, input_size=tuple(base.data.input_size), epochs=readout_epochs,
+                    seed=base.train.seed, device=device or "cpu", width=base.model.width, log=log)
+    boot_cfg = apply_overrides(base, ["train.adversarial=false", f"train.epochs={bootstrap_epochs}",
+                                      f"train.bootstrap_epochs={bootstrap_epochs}"])
+    boot = run(boot_cfg, out / "bootstrap", log)
+    sweep = out / "sweep"
+    (sweep / "trials").mkdir(parents=True, exist_ok=True)
+    from salnet.atomic import atomic_write
+
+    atomic_write(sweep / "sweep.yaml", yaml.safe_dump({"spec": {
+        "name": "osie_salgan", "metric": "cc", "mode": "max",
+        "description": f"SalGAN on OSIE: {bootstrap_epochs} bootstrap epochs, then {epochs} of BCE/4 or GAN/4"}}))
+    for name, (label, extra) in TRIALS.items():
+        cfg = apply_overrides(base, [f"train.init_from={boot}", "train.bootstrap_epochs=0", f"train.epochs={epochs}",
+                                     *extra])
+        run(cfg, sweep / "trials" / name, log)
+        write_trial(sweep / "trials" / name, name, label)
+    result = summarize_sweep(sweep, split="val", device=device, baselines={"readout": readout})
+    log((sweep / "summary.md").read_text())
+    return result
