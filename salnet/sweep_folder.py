@@ -146,6 +146,8 @@ def _record(cls, path: Path, default):
         return default
     except ValueError as exn:
         raise ConfigError(f"{path}: not valid JSON ({exn})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a JSON object, got {type(doc).__name__}")
     try:
         if cls is TrialRecord:
             jobs = [_job(j, f"jobs[{i}]") for i, j in enumerate(doc.pop("jobs", None) or [])]
@@ -153,7 +155,7 @@ def _record(cls, path: Path, default):
         jobs = {k: _job(doc.pop(k, None), k) for k in ("driver", "evaluation")}
         return replace(from_dict(SweepState, doc), **jobs)
     except (ConfigError, TypeError) as exn:
-        raise ConfigError(f"{path}: {exn}") from None
+        raise ConfigError(f"{path}: {str(exn).replace('config key', 'key')}") from None
 
 
 def _write_json(path: Path, record) -> None:
@@ -270,7 +272,7 @@ class SweepFolder:
         try:
             return from_dict(SweepPlan, yaml.safe_load(self.plan_file.read_text()) or {})
         except ConfigError as exn:
-            raise ConfigError(f"{self.plan_file}: {exn}") from None
+            raise ConfigError(f"{self.plan_file}: {str(exn).replace('config key', 'key')}") from None
 
     def plan_doc(self) -> dict:
         """sweep.yaml as written ({} when absent), for readers that accept a hand-written partial plan."""

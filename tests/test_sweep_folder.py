@@ -62,6 +62,9 @@ def test_trial_and_state_records_round_trip(tmp_path):
     assert folder.read_state() == state and folder.read_state().driver == job and state.evaluation is None
     with pytest.raises(TypeError):
         folder.update_trial("t0", statuss="done")  # a misspelt field is an error, not a new key
+    (folder.trial_dir("t0") / "trial.json").write_text('{"trial": "t0", "stat": "done"}')
+    with pytest.raises(ConfigError, match=r"t0/trial.json: unknown key 'stat'; did you mean 'status'"):
+        folder.read_trial("t0")
 
 
 def write_metrics(run_dir: Path, text: str) -> None:
