@@ -118,7 +118,7 @@ def main(argv=None) -> dict:
             result["rows"].append({"gradients": dtype, "mb": size / 1e6, "gpus": gpus, "allreduce_ms": comm * 1e3,
                                    "efficiency_no_overlap": eff[gpus][0], "efficiency_overlapped": eff[gpus][1]})
             print(f"{dtype:10s}{size / 1e6:9.1f}{gpus:6d}{comm * 1e3:15.3f}{eff[gpus][0]:17.3f}{eff[gpus][1]:17.3f}"
-                  + (f"{eff[8][0] / eff[1][0]:7.3f}{'':7s}" if gpus == 8 else "")
+                  + (f"{eff[8][0] / eff[1][0]:7.3f}" if gpus == 8 else "")
                   + (f"{'':7s}{eff[64][0] / eff[8][0]:7.3f}" if gpus == 64 else ""))
     print("1->8 and 8->64: per-GPU throughput ratio without overlap (with DDP's overlap: the 'eff. overlapped' ratio)")
     if args.json:

@@ -131,12 +131,14 @@ def summarize(step_id: str, v: dict, text: str, out: Path) -> str:
         text = (f"{v['img_s']:.4g} img/s (batch {v['batch']}, {v['size'][1]}x{v['size'][0]}) = "
                 f"{v['fraction_of_matmul']:.2f} of a bf16 matmul ({v['matmul_tflops']:.4g} TFLOP/s); "
                 f"{v['gflop_per_img']:.3g} GFLOP/img")
+        if step_id != "loss_study":
+            text += f"; the loop (D, G on alternate batches) consumes {v['loop_img_s']:.4g} img/s"
         if step_id == "loss_study" or v["device"].startswith("cpu"):
             return text
         return text + f"; target {ADV_TARGET:.0f} img/s {'met' if v['img_s'] >= ADV_TARGET else 'NOT met'}"
     if step_id == "loader_step":
         return (f"{v['img_s']:.0f} img/s, GPU idle {v['gpu_idle_fraction']:.0%} ({v['workers']} loader workers; loader "
-                f"alone {v['loader_alone_img_s']:.0f} img/s, step alone {v['step_alone_img_s']:.0f} img/s)")
+                f"alone {v['loader_alone_img_s']:.0f} img/s, updates alone {v['step_alone_img_s']:.0f} img/s)")
     if step_id == "metrics":
         worst = max(v["agree_max_abs"].values())
         val = v["validation_s"]

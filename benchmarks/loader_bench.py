@@ -10,7 +10,9 @@ each: exact (full-resolution INTER_AREA, SalGAN's), fast_decode (JPEG decoded at
 exact over the .npy maps, and model-size; plus decode-only (the same tars read, JPEG + PNG map + fixations
 decoded, nothing else) as the floor of today's path. All run as endless streams over the epochs in one
 process on one thread, interleaved batch by batch (one batch of each in turn), so every path sees the same
-machine state within a fraction of a second: this shared VM's speed drifts by up to +-25% over minutes.
+machine state within a fraction of a second: this shared VM's speed drifts by up to +-25% over minutes. Then
+one validation pass per kind (the loader that keeps each original-size map and the points: validation
+scores there), passes alternating, best of three.
 Prints img/s per core (one thread) and the cores one GPU needs at 2,000 img/s (a SalGAN step on one H100 at
 half its bf16 peak), each path against the exact one; target: >= 1,000 img/s per core from model-size shards.
 """
@@ -28,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from salnet.data.loader import LoaderConfig, TrainLoader, shard_list
+from salnet.data.loader import LoaderConfig, TrainLoader, ValLoader, shard_list
 from salnet.data.sample import decode_gray, decode_rgb
 from salnet.data.shards import iter_tar, pack, read_manifest
 from salnet.data.synthetic import Synthetic, write_synthetic
@@ -119,7 +121,20 @@ def measure(tmp: Path, args) -> dict[str, tuple[float, list[float]]]:
     return interleaved(streams, args.batches, 32, window=min(8, args.batches))
 
 
-def report(args, pack_rates: dict, sizes: dict, results: dict) -> None:
+def validation(tmp: Path, args, repeats: int = 3) -> dict[str, float]:
+    """img/s of one validation pass (original-size maps and points kept) over the train split of each shard kind;
+    passes alternate between the kinds, the best of ``repeats`` kept."""
+    cfg = LoaderConfig(size=tuple(args.model_size), batch_size=32, workers=args.workers, flip=False)
+    best = {}
+    for _ in range(repeats):
+        for kind in ("full", "npy", "model"):
+            t = time.perf_counter()
+            n = sum(len(b["id"]) for b in ValLoader(tmp / kind, "train", cfg, rank=0, world_size=1))
+            best[kind] = max(best.get(kind, 0.0), n / (time.perf_counter() - t))
+    return best
+
+
+def report(args, pack_rates: dict, sizes: dict, results: dict, val: dict) -> None:
     h, w = args.model_size
     print(f"images {args.size[1]}x{args.size[0]} -> model {w}x{h}, n={args.n}; one thread (torch threads "
           f"{torch.get_num_threads()}, loader workers {args.workers}); {args.batches} batches of 32 per path, "
@@ -138,6 +153,8 @@ def report(args, pack_rates: dict, sizes: dict, results: dict) -> None:
     dec = results["decode"][0]
     print(f"{'decode-only, full-size (floor)':34s}{dec:16.1f}{GPU_RATE / dec:31.1f}{dec / exact:9.2f}  "
           f"(loader exact / decode-only {exact / dec:.3f})")
+    print(f"validation loader (original-size maps decoded, points), one pass, best of 3: full-size {val['full']:.1f} "
+          f"img/s, .npy maps {val['npy']:.1f} img/s, model-size {val['model']:.1f} img/s per core")
     model = results["model_size"][0]
     print(f"model-size shards: {model:.0f} img/s per core, target >= {TARGET:.0f}: "
           f"{'met' if model >= TARGET else 'NOT met'}")
@@ -161,7 +178,8 @@ def main() -> None:
         read = [r for path, _ in shard_list(tmp / "model", "train") for r in iter_tar(path, {"map.npy"})]
         sizes["model_read"] = sum(len(v) for r in read for k, v in r.items() if k != "__key__") / len(read) / 1e3
         results = measure(tmp, args)
-    report(args, pack_rates, sizes, results)
+        val = validation(tmp, args)
+    report(args, pack_rates, sizes, results, val)
 
 
 if __name__ == "__main__":

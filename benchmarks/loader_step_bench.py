@@ -6,12 +6,13 @@
 
 Packs ``--distinct`` synthetic 640x480 JPEG samples into model-size shards (``--input-size``, the fast path)
 and copies the shard until it holds ``--n`` samples (making a synthetic scene costs ~0.1 s; the loader's
-speed does not depend on the content), then runs
-TrainLoader (``--workers`` processes, pinned memory on CUDA) into the loop's adversarial step (D + G,
-salnet.train.steps, bf16 and channels_last on CUDA): ``--warmup`` untimed steps, then ``--steps`` timed ones.
-GPU busy time is measured with CUDA events around each step's work (its host-to-device copies included):
+speed does not depend on the content), then runs TrainLoader (``--workers`` processes, pinned memory on
+CUDA) into the loop's adversarial updates (salnet.train.steps, bf16 and channels_last on CUDA), alternating
+as the loop does: D on one batch, G on the next. ``--warmup`` untimed updates, then ``--steps`` timed ones
+(one batch each). GPU busy time is measured with CUDA events around each update (its host-to-device copies
+included):
 idle fraction = 1 - busy / wall, i.e. the time the GPU waited for data or for the host. Also prints the
-loader alone (same workers) and the step alone (the same batch again and again), so the three can be
+loader alone (same workers) and the updates alone (the same batch again and again), so the three can be
 compared: a loader slower than the step shows as idle time.
 """
 
@@ -62,7 +63,7 @@ def endless(loader: TrainLoader):
 
 
 def make_step(args, device: torch.device):
-    """The loop's adversarial step (D then G) on a batch already on ``device``."""
+    """The loop's adversarial updates on a batch already on ``device``: D, then G on the next batch, and so on."""
     fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random weights: irrelevant to speed
@@ -70,11 +71,14 @@ def make_step(args, device: torch.device):
     D = Discriminator(width=args.width, input_size=tuple(args.model_size)).to(device, memory_format=fmt)
     opt_g = torch.optim.Adagrad([q for q in G.parameters() if q.requires_grad], lr=3e-4)
     opt_d = torch.optim.Adagrad(D.parameters(), lr=3e-4)
-    loss, bf16 = build("bce_pool4"), device.type == "cuda"
+    loss, bf16, count = build("bce_pool4"), device.type == "cuda", [0]
 
     def step(batch):
-        steps.discriminator_step(G, D, opt_d, batch, device, bf16)
-        steps.generator_step(G, D, opt_g, loss, batch, 0.05, device, bf16)
+        count[0] += 1
+        if count[0] % 2:
+            steps.discriminator_step(G, D, opt_d, batch, device, bf16)
+        else:
+            steps.generator_step(G, D, opt_g, loss, batch, 0.05, device, bf16)
 
     return step
 
@@ -116,8 +120,8 @@ def run(args, folder: Path, device: torch.device) -> dict:
     for _ in range(args.steps):
         next(data)
     loader_alone = args.steps * args.batch / (time.perf_counter() - t)
-    fixed = to_device(next(data), device)  # the step alone, on one batch
-    step(fixed)
+    fixed = to_device(next(data), device)  # the updates alone, on one batch
+    step(fixed), step(fixed)
     sync()
     t = time.perf_counter()
     for _ in range(args.steps):
@@ -140,8 +144,8 @@ def main(argv=None) -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--workers", type=int, default=2, help="loader processes (the issue: two cores per GPU)")
     p.add_argument("--pack-workers", type=int, default=8)
-    p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--steps", type=int, default=60, help="timed updates (one batch each; even: D and G alike)")
+    p.add_argument("--warmup", type=int, default=6)
     p.add_argument("--shards", type=Path, help="reuse this folder of model-size shards instead of packing")
     p.add_argument("--json", type=Path, help="write the figures here as JSON")
     args = p.parse_args(argv)
@@ -160,9 +164,9 @@ def main(argv=None) -> None:
             print(f"made and packed {args.distinct} model-size samples, copied to {n}, in "
                   f"{time.perf_counter() - t:.1f} s")
         out = run(args, folder, device)
-    print(f"{out['device']}: loader ({args.workers} workers) + adversarial step, batch {args.batch}: "
+    print(f"{out['device']}: loader ({args.workers} workers) + adversarial updates, batch {args.batch}: "
           f"{out['img_s']:.1f} img/s, GPU idle {out['gpu_idle_fraction']:.1%}; loader alone "
-          f"{out['loader_alone_img_s']:.1f} img/s, step alone {out['step_alone_img_s']:.1f} img/s")
+          f"{out['loader_alone_img_s']:.1f} img/s, updates alone {out['step_alone_img_s']:.1f} img/s")
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
 

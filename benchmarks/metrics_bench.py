@@ -186,7 +186,7 @@ def time_validation(n: int, batch: int, device, dtype, repeats: int) -> dict[str
         for i in range(len(p)):
             one = {k: v[i:i + 1] if torch.is_tensor(v) and v.ndim == 3 else v for k, v in kw.items()}
             one["baseline"] = kw["baseline"][None]
-            out["per_image"] += _best(partial(M.score_batch, p[i:i + 1], **one), 1, device)
+            out["per_image"] += _best(partial(M.score_batch, p[i:i + 1], **one), repeats, device)
         small = imresize(kw["gt_map"], scale=1.0 / DOWNSIZE)  # what emd() hands to the simplex
         P, Q = small.flatten(1).cpu().numpy(), imresize(p, tuple(small.shape[-2:])).flatten(1).cpu().numpy()
         dist = _ground_distance(*small.shape[-2:])

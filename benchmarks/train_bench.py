@@ -1,8 +1,9 @@
 """Throughput of the training loop's own steps (salnet.train.steps): SalGAN's adversarial step or the loss
 study's content step, and DDP scaling.
 
-One "adversarial step" = a D update and a G update on a batch (the loop alternates them batch by batch,
-as the released code does; the pair processes each image once through each update). The "loss_study" step
+One "adversarial step" = a D update and a G update on the same batch: img/s counts images through both. The
+training loop alternates them over consecutive batches, as the released code does, so it consumes twice that
+rate from its loader ("loop img/s"). The "loss_study" step
 is one content step of the loss study's network (ASPPNet, 400×300, batch 60, SGD) on LC2 + R, its most
 expensive loss (KLD, CC, NSS, SIG-MSE, and DF and GM through a frozen VGG-16). Prints img/s, achieved
 TFLOP/s (FLOPs from the layer shapes, benchmarks/flops.py, the losses' VGG included) and the ratio to a
@@ -132,11 +133,15 @@ def main(argv=None) -> None:
         print(f"{label}, salnet.train.steps): {args.batch / sec:.4g} img/s per process, {total:.4g} img/s total; "
               f"{counter.total / args.batch / 1e9:.1f} GFLOP/img, {flops / 1e12:.3f} TFLOP/s = {flops / ref:.3f} x "
               f"matmul ({ref / 1e12:.2f} TFLOP/s {dtype}, {n}x{n})")
+        if args.step == "adversarial":
+            print(f"the training loop, D and G on alternate batches, consumes {2 * args.batch / sec:.4g} img/s "
+                  "per process")
         if args.json:
             args.json.write_text(json.dumps({
                 "device": name, "world_size": env.world_size, "step": args.step, "batch": args.batch,
                 "size": [h, w], "width": args.width, "bf16": args.bf16, "channels_last": args.channels_last,
                 "compile": args.compile and args.compile_backend, "img_s": args.batch / sec, "total_img_s": total,
+                "loop_img_s": (2 if args.step == "adversarial" else 1) * args.batch / sec,
                 "gflop_per_img": counter.total / args.batch / 1e9, "tflops": flops / 1e12,
                 "matmul_tflops": ref / 1e12, "fraction_of_matmul": flops / ref}, indent=1) + "\n")
     cleanup()

@@ -64,6 +64,9 @@ def test_gpu_check_dry_run_fills_the_summary_table(tmp_path):
         assert v["img_s"] > 0 and v["fraction_of_matmul"] > 0 and v["gflop_per_img"] > 0
         assert v["step"] == ("loss_study" if k == "loss_study" else "adversarial")
     assert rows["compiled"]["values"]["compile"] == "eager" and rows["adversarial"]["values"]["compile"] is False
+    adv = rows["adversarial"]["values"]
+    assert adv["loop_img_s"] == 2 * adv["img_s"]
+    assert "the loop (D, G on alternate batches) consumes" in rows["adversarial"]["summary"]
     v = rows["loader_step"]["values"]
     assert v["img_s"] > 0 and 0 <= v["gpu_idle_fraction"] <= 1 and v["loader_alone_img_s"] > 0
     v = rows["metrics"]["values"]
