@@ -62,9 +62,9 @@ def test_model_size_batches_equal_the_exact_path_bit_for_bit(tmp_path, size, sto
     rec = next(iter_tar(model / "train-000000.tar"))
     assert load_npy(rec["input.npy"]).dtype == stored and load_npy(rec["target.npy"]).shape == size
     assert load_npy(rec["map.npy"]).shape == RAW and "png" not in rec  # original map kept, image not
-    for epoch in (0, 1):
-        a = TrainLoader(full, "train", cfg(size), rank=0, world_size=1)
-        b = TrainLoader(model, "train", cfg(size), rank=0, world_size=1)
+    for epoch, workers in ((0, 0), (1, 2)):  # in DataLoader worker processes too
+        a = TrainLoader(full, "train", cfg(size, workers=workers), rank=0, world_size=1)
+        b = TrainLoader(model, "train", cfg(size, workers=workers), rank=0, world_size=1)
         a.set_epoch(epoch), b.set_epoch(epoch)
         assert assert_same_batches(a, b) == 24  # flips included: the same draws, the same mirrored values
     val = cfg(size, flip=False, batch_size=3)
