@@ -186,6 +186,17 @@ def read_reference(sweep_dir: Path) -> list[dict]:
     return [dict(r) for r in spec.get("reference") or []]
 
 
+def references_for(rows: list[dict], reference: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(paper rows on the trials' dataset, the others): a row naming a ``dataset`` other than the one in the first
+    scored trial's shard manifest is not the trials' comparison (e.g. SALICON's numbers next to synthetic data)."""
+    from salnet.data.shards import read_manifest
+
+    first = next((r for r in rows if r.get("shards")), None)
+    dataset = read_manifest(first["shards"]).get("dataset") if first else None
+    same = [r for r in reference if r.get("dataset") in (None, dataset)]
+    return same, [r for r in reference if r not in same]
+
+
 def matched_reference(row: dict, reference: list[dict]) -> dict | None:
     """The paper row a trial compares to: the one labelled as the trial's point, else the only one there is."""
     label = (row.get("params") or {}).get("point")
@@ -239,7 +250,8 @@ def to_markdown(result: dict, params: list[str], metrics: list[str]) -> str:
         lines.append("| " + " | ".join([_cell(b["name"]), *[MISSING] * len(params), "baseline",
                                         *_values(b["means"], metrics)]) + " |")
     for ref in reference:
-        label = f"paper: {ref['label']}" + (f" ({ref['source']})" if ref.get("source") else "")
+        label = f"paper: {ref['label']}" + (f" ({', '.join(ref[k] for k in ('source', 'dataset') if ref.get(k))})"
+                                            if ref.get("source") or ref.get("dataset") else "")
         lines.append("| " + " | ".join([_cell(label), *[MISSING] * len(params), "reported",
                                         *_values(ref, metrics)]) + " |")
     scored = [r for r in rows if r["means"] is not None]
@@ -278,6 +290,11 @@ def to_markdown(result: dict, params: list[str], metrics: list[str]) -> str:
             lines.append(f"Every scored trial is better than the {b['name']} on all {len(metrics)} metrics.")
         for t, ms in worse.items():
             lines.append(f"{t} is not better than the {b['name']} on: {', '.join(PAPER_COLUMNS[m] for m in ms)}.")
+    elsewhere = result.get("reference_elsewhere") or []
+    if elsewhere:
+        sets = sorted({r["dataset"] for r in elsewhere})
+        lines.append(f"The sweep's paper rows on {', '.join(sets)} ({', '.join(r['label'] for r in elsewhere)}) are "
+                     "not shown: these trials ran on another dataset.")
     lines.append(f"{MISSING}: no checkpoint to score, or undefined on every image.")
     return "\n".join(lines) + "\n"
 
@@ -321,7 +338,9 @@ def summarize_sweep(sweep_dir: str | Path, split: str = "test", metrics=DEFAULT_
     ``{"sweep", "sweep_dir", "split", "metric", "mode", "metrics", "best": {"trial", "value"} | None,
     "trials": [{"trial", "params", "status", "attempts", "error", "epochs", "checkpoint", "checkpoint_step",
     "means": {metric: mean} | None, "images", "bad_samples", "shards"}], "baselines": [{"name", "run", "means",
-    "images"}], "reference": [{"label", "source", metric: value}]}``. A split missing from a trial's
+    "images"}], "reference": [{"label", "source", "dataset", metric: value}], "reference_elsewhere": [...]}``
+    (paper rows whose ``dataset`` differs from the trials' shards go to ``reference_elsewhere``, not the tables).
+    A split missing from a trial's
     shards is a ValueError naming the shards folder and the splits they have.
     """
     from salnet.evaluate import evaluate_run
@@ -358,7 +377,8 @@ def summarize_sweep(sweep_dir: str | Path, split: str = "test", metrics=DEFAULT_
     result = {"sweep": sweep, "sweep_dir": str(sweep_dir), "split": split, "metric": metric, "mode": mode,
               "metrics": names, "best": best, "trials": rows,
               "baselines": score_baselines(rows, baselines, split, names, device, batch_size),
-              "reference": read_reference(sweep_dir)}
+              "reference": [], "reference_elsewhere": []}
+    result["reference"], result["reference_elsewhere"] = references_for(rows, read_reference(sweep_dir))
     best_panel = None
     if top and images > 0:
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

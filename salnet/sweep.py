@@ -8,8 +8,8 @@ resources per trial and the papers' reported numbers.
 
 A points sweep (``search: {algorithm: points}``) runs each entry of ``points`` — ``{label: ..., <dotted key>:
 value, ...}``, e.g. a whole loss spec — once per ``budget.trials``; its trials' only parameter is ``point``, the
-label. ``reference`` rows carry a paper's reported numbers (``{label, source, <metric>: value}``); the final
-evaluation prints them next to the trials, matched by label.
+label. ``reference`` rows carry a paper's reported numbers (``{label, source, dataset, <metric>: value}``); the
+final evaluation prints them next to the trials run on that dataset, matched by label.
 
 This module only describes a sweep; the search itself (Ray Tune) and the jobs (submitit) live in jobs/.
 """
@@ -273,7 +273,9 @@ def _check_reference(rows: list) -> list[tuple[str, str]]:
                                       f"got {row!r}"))
             continue
         for k, v in row.items():
-            if k in ("label", "source"):
+            if k in ("label", "source", "dataset"):
+                if not isinstance(v, str):
+                    errs.append(("reference", f"reference[{i}]: {k} must be text, got {v!r}"))
                 continue
             if k not in METRICS:
                 errs.append(("reference", f"reference[{i}] ({row['label']}): {k!r} is not a metric; choose from "

@@ -228,3 +228,17 @@ def test_summarizing_again_rewrites_the_board(sweep):
     assert [e.step for e in ev.Scalars("val/cc")] == [1, 2] and len(ev.Scalars("test/cc")) == 1
     best = EventAccumulator(str(folder / "tb" / result["best"]["trial"]), size_guidance={"images": 0}).Reload()
     assert best.Tags()["images"] == [] and len(list((folder / "tb").glob("*/events.*"))) == 6
+
+
+def test_paper_rows_of_another_dataset_are_left_out_with_a_note(sweep):
+    from salnet.summary import references_for, to_markdown
+
+    folder, result, _ = sweep
+    rows = result["trials"]
+    salicon = {"label": "GAN/4", "source": "SalGAN Table 3", "dataset": "salicon", "cc": 0.786}
+    synthetic = {"label": "made up", "dataset": "synthetic", "cc": 0.5}
+    assert references_for(rows, [salicon, synthetic, REFERENCE]) == ([synthetic, REFERENCE], [salicon])
+    text = to_markdown({**result, "reference": [], "reference_elsewhere": [salicon]}, ["train.lr", "train.optimizer"],
+                       ORDER)
+    assert "paper: GAN/4" not in text and "Against the paper" not in text
+    assert "The sweep's paper rows on salicon (GAN/4) are not shown: these trials ran on another dataset." in text
