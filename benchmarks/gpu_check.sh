@@ -17,7 +17,9 @@ cd "$(dirname "$0")/.."
 START=$(date +%s)
 BUDGET=${GPU_CHECK_BUDGET_S:-480}  # seconds for the whole script
 MODE=${1:-}
-DEPS="webdataset braceexpand POT"  # salnet's needs that GPU images lack (pyproject.toml has the rest)
+# salnet's needs that GPU images lack (pyproject.toml has the rest); POT 0.9.5's wheel is 0.9 MB, 0.9.7's 33 MB:
+# what a device call carries is limited (64 MiB with the checkout)
+DEPS="webdataset==1.0.2 braceexpand==0.1.7 POT==0.9.5"
 PY_TAG=${GPU_CHECK_PY:-3.12}       # the GPU image's Python, for --fetch-wheels
 
 if [ "$MODE" = "--fetch-wheels" ]; then
@@ -74,8 +76,10 @@ EOF
 if [ -n "$missing" ]; then
   echo "gpu_check: installing $missing into $SITE"
   if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
-    "$PY" -m pip install --quiet --no-index --no-deps --no-compile --target "$SITE" .whl/*.whl \
-      || echo "gpu_check: install from .whl failed"
+    if ! "$PY" -m pip install --quiet --no-index --no-deps --no-compile --target "$SITE" .whl/*.whl; then
+      echo "gpu_check: pip failed; unpacking the wheels instead (a wheel is a zip of importable files)"
+      for whl in .whl/*.whl; do "$PY" -m zipfile -e "$whl" "$SITE"; done
+    fi
   else
     timeout 120 "$PY" -m pip install --quiet --no-compile --target "$SITE" $missing \
       || echo "gpu_check: install from the index failed (no registry? run --fetch-wheels elsewhere and carry .whl)"
