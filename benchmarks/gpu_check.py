@@ -61,7 +61,8 @@ def steps(dry: bool, out: Path, osie: Path | None) -> list[Step]:
                        if "mark.gpu" in p.read_text())
     pytest = ["-m", "pytest", "-q", "-m", "gpu", "-p", "no:cacheprovider", f"--junitxml={out / 'steps' / 'pytest.xml'}",
               *gpu_tests]
-    recipe = ([str(osie), "--out", str(out / "osie"), "--device", "cpu" if dry else "cuda"] if osie else [])
+    recipe = ([str(osie), "--out", str(out / "osie"), "--device", "cpu" if dry else "cuda", *in_checkout()]
+              if osie else [])
     compile_extra = ["--compile"] + (["--compile-backend", "eager"] if dry else [])
     return [
         Step("env", "environment", 60, [str(Path(__file__)), "--probe", str(out / "steps" / "env.json")]),
@@ -73,6 +74,21 @@ def steps(dry: bool, out: Path, osie: Path | None) -> list[Step]:
         Step("compiled", "adversarial step + torch.compile", 240, adv + compile_extra + js("compiled")),
         Step("osie", "SalGAN recipe on OSIE (BCE/4, GAN)", 100_000, recipe, osie_skip(osie)),
     ]
+
+
+def in_checkout() -> list[str]:
+    """--data/--weights for the recipe where its defaults (../shared beside the checkout) are absent but a copy
+    lies in the checkout's own shared/ (what a device machine receives: the checkout alone)."""
+    try:
+        from salnet.osie_recipe import DEFAULT_DATA, DEFAULT_WEIGHTS, SHARED
+    except ImportError:
+        return []
+    extra = []
+    for flag, default in (("--data", DEFAULT_DATA), ("--weights", DEFAULT_WEIGHTS)):
+        local = REPO / "shared" / default.relative_to(SHARED)
+        if not default.exists() and local.exists():
+            extra += [flag, str(local)]
+    return extra
 
 
 def osie_skip(recipe: Path | None) -> str:

@@ -127,3 +127,16 @@ def test_ddp_scaling_arithmetic(tmp_path):
     assert rows["bf16", 8]["allreduce_ms"] == pytest.approx(rows["fp32", 8]["allreduce_ms"] / 2)
     assert all(r["efficiency_no_overlap"] <= r["efficiency_overlapped"] <= 1 for r in res["rows"])
     assert json.loads((tmp_path / "d.json").read_text())["rows"] == res["rows"]
+
+
+def test_recipe_reads_the_shared_copy_inside_the_checkout(tmp_path, monkeypatch):
+    """On a device machine ../shared is absent; a copy in the checkout's shared/ is passed to the recipe."""
+    import salnet.osie_recipe as recipe
+
+    away = tmp_path / "nowhere"
+    monkeypatch.setattr(recipe, "SHARED", away)
+    monkeypatch.setattr(recipe, "DEFAULT_DATA", away / "data" / "osie")
+    monkeypatch.setattr(recipe, "DEFAULT_WEIGHTS", away / "weights" / "vgg.pth")
+    monkeypatch.setattr(gpu_check, "REPO", tmp_path / "checkout")
+    (tmp_path / "checkout" / "shared" / "data" / "osie").mkdir(parents=True)
+    assert gpu_check.in_checkout() == ["--data", str(tmp_path / "checkout" / "shared" / "data" / "osie")]
