@@ -6,33 +6,27 @@ Conventions (README "Metrics"): MIT MATLAB code by default, pysaliency's variant
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from salnet.metrics.auc import auc_borji, auc_judd, sauc
-from salnet.metrics.common import (
-    EPS,
-    VARIANTS,
-    as_batch,
-    check_finite,
-    fixation_layout,
-    map_pair_stats,
-    map_stats,
-    resize_to,
-    shared_inputs,
-)
-from salnet.metrics.distribution import cc, info_gain, kld, nss, sim
-from salnet.metrics.emd import emd
+from salnet.metrics.auc import auc_borji, auc_borji_of, auc_judd, auc_judd_of, sauc, sauc_of
+from salnet.metrics.common import EPS, VARIANTS, as_batch, check_finite
+from salnet.metrics.distribution import cc, cc_of, info_gain, info_gain_of, kld, kld_of, nss, nss_of, sim, sim_of
+from salnet.metrics.emd import emd, emd_of
+from salnet.metrics.prepared import PreparedMaps
 from salnet.metrics.shuffled import other_fixations
 
 
 @dataclass(frozen=True)
 class Metric:
-    """A metric's function, the ground truth it needs and its direction."""
+    """A metric: ``fn`` its function on tensors, ``of`` the same on :class:`PreparedMaps` (what
+    :func:`score_batch` calls), the ground truth it needs and its direction."""
 
     name: str
-    fn: object
+    fn: Callable[..., torch.Tensor]
+    of: Callable[..., torch.Tensor]
     needs: str  # "fixations" | "gt_map" | "fixations+other" | "fixations+baseline"
     higher_is_better: bool = True
     random: bool = False
@@ -42,15 +36,15 @@ class Metric:
 METRICS: dict[str, Metric] = {
     m.name: m
     for m in (
-        Metric("auc_judd", auc_judd, "fixations", random=True),
-        Metric("auc_borji", auc_borji, "fixations", random=True),
-        Metric("sauc", sauc, "fixations+other", random=True, has_variant=True),
-        Metric("nss", nss, "fixations", has_variant=True),
-        Metric("cc", cc, "gt_map"),
-        Metric("sim", sim, "gt_map", has_variant=True),
-        Metric("kld", kld, "gt_map", higher_is_better=False),
-        Metric("emd", emd, "gt_map", higher_is_better=False),
-        Metric("ig", info_gain, "fixations+baseline", has_variant=True),
+        Metric("auc_judd", auc_judd, auc_judd_of, "fixations", random=True),
+        Metric("auc_borji", auc_borji, auc_borji_of, "fixations", random=True),
+        Metric("sauc", sauc, sauc_of, "fixations+other", random=True, has_variant=True),
+        Metric("nss", nss, nss_of, "fixations", has_variant=True),
+        Metric("cc", cc, cc_of, "gt_map"),
+        Metric("sim", sim, sim_of, "gt_map", has_variant=True),
+        Metric("kld", kld, kld_of, "gt_map", higher_is_better=False),
+        Metric("emd", emd, emd_of, "gt_map", higher_is_better=False),
+        Metric("ig", info_gain, info_gain_of, "fixations+baseline", has_variant=True),
     )
 }
 
@@ -85,62 +79,54 @@ def score_batch(
     naming the missing input. ``variant`` applies to the metrics that have one (sAUC, NSS, SIM, IG);
     ``n_splits`` and ``step`` to AUC-Borji and sAUC (MIT defaults 100 and 0.1).
     """
-    out = {}
     names = check_names(metrics)
+    given = {"fixations": fixations, "gt_map": gt_map, "other": other, "baseline": baseline}
+    for name in names:
+        missing = [k for k in METRICS[name].needs.split("+") if given[k] is None]
+        if missing:
+            raise ValueError(f"metric {name} needs {' and '.join(missing)}, which was not given")
     needed = {k for n in names for k in METRICS[n].needs.split("+")}
-    with shared_inputs():
-        # check the inputs the metrics use for NaN/inf once and resize the prediction once; the metrics
-        # then skip both and share per-map statistics (EMD resizes the original prediction itself, to its
-        # own small grid, as EMD.m does)
-        pred = as_batch(pred, "pred", dtype)
-        if baseline is not None and baseline.ndim == 2:  # one baseline for the whole batch
-            baseline = baseline.expand(pred.shape[0], *baseline.shape)
-        given = {k: (None if v is None else as_batch(v, k, dtype) if k in needed else v)
-                 for k, v in {"fixations": fixations, "gt_map": gt_map, "other": other, "baseline": baseline}.items()}
-        target = given["fixations"] if given["fixations"] is not None else given["gt_map"]
-        resized = resize_to(pred, target.shape[-2:]) if target is not None else pred
-        gt = given["gt_map"]
-        if gt is not None and "gt_map" in needed and gt.shape == resized.shape:
-            map_pair_stats(resized.flatten(1), gt.flatten(1))  # both maps' statistics in one pass
-        # bicubic weights are all nonzero, so a NaN/inf in pred reaches the resized map: its row sums
-        # (shared with the metrics' statistics) are the check
-        check_finite(pred, "pred", map_stats(resized.flatten(1)).total)
-        for k, v in given.items():
-            if v is not None and k in needed:
-                check_finite(v, k, _total(k, v.flatten(1)))
-        for name in names:
-            out[name] = _call(METRICS[name], name, resized if name != "emd" else pred, given, variant, seed, keys,
-                              n_splits, step, dtype)
-    return out
+    # the inputs in the computation dtype, checked for NaN/inf below, once, from sums the metrics share
+    pred = as_batch(pred, "pred", dtype, check=False)
+    if baseline is not None and baseline.ndim == 2:  # one baseline for the whole batch
+        given["baseline"] = baseline.expand(pred.shape[0], *baseline.shape)
+    truth = {k: as_batch(v, k, dtype, check=False) for k, v in given.items() if k in needed}
+    # one statistics cache for all the metrics (the prediction resized to the ground truth once)
+    maps = PreparedMaps(pred, **truth)
+    if "gt_map" in truth and maps.gt_map.shape == maps.pred.shape:
+        maps.pred_gt_stats()  # both maps' statistics in one pass
+    # bicubic weights are all nonzero, so a NaN/inf in pred reaches the resized map: its row sums are the check
+    check_finite(pred, "pred", maps.stats("pred").sum)
+    for name, x in truth.items():
+        check_finite(x, name, _sums(maps, name, x))
+    return {name: METRICS[name].of(maps, **_options(METRICS[name], variant, seed, keys, n_splits, step))
+            for name in names}
 
 
-def _total(name: str, x: torch.Tensor) -> torch.Tensor:
-    """Sums over each row of the input ``name`` (B,N), shared with the metrics: a ground-truth map's from
-    its statistics; a fixation map's over its fixated (nonzero, NaN/inf included) pixels, from the
-    packing the metrics use, so that the mostly-zero map is not summed in full as well."""
+def _sums(maps: PreparedMaps, name: str, x: torch.Tensor) -> torch.Tensor:
+    """(B,) sums over each image of the input ``name`` (``x``), shared with the metrics where they can be:
+    a ground-truth map's from its statistics; a fixation map's over its fixated (nonzero, NaN/inf included)
+    pixels, from the packing the metrics use, so that the mostly-zero map is not summed in full as well."""
     if name == "gt_map":
-        return map_stats(x).total
+        return maps.stats("gt_map").sum
     if name in ("fixations", "other"):
-        return fixation_layout(x).counts.sum(1)
-    return x.sum(1)
+        return maps.layout(name).counts.sum(1)
+    return x.flatten(1).sum(1)
 
 
-def _call(m: Metric, name, pred, given, variant, seed, keys, n_splits, step, dtype) -> torch.Tensor:
-    needed = m.needs.split("+")
-    missing = [k for k in needed if given[k] is None]
-    if missing:
-        raise ValueError(f"metric {name} needs {' and '.join(missing)}, which was not given")
-    kw: dict = {"dtype": dtype}
+def _options(m: Metric, variant, seed, keys, n_splits, step) -> dict:
+    """The keyword arguments of ``m.of`` among score_batch's options."""
+    options: dict = {}
     if m.random:
-        kw.update(seed=seed, keys=keys)
-    if name in ("auc_borji", "sauc"):
-        kw.update(n_splits=n_splits, step=step)
+        options.update(seed=seed, keys=keys)
+    if m.name in ("auc_borji", "sauc"):
+        options.update(n_splits=n_splits, step=step)
     if m.has_variant:
-        kw["variant"] = variant
-    return m.fn(pred, *[given[k] for k in needed], **kw)
+        options["variant"] = variant
+    return options
 
 
 __all__ = [
-    "EPS", "METRICS", "VARIANTS", "Metric", "auc_borji", "auc_judd", "cc", "check_names", "emd",
+    "EPS", "METRICS", "VARIANTS", "Metric", "PreparedMaps", "auc_borji", "auc_judd", "cc", "check_names", "emd",
     "info_gain", "kld", "nss", "other_fixations", "sauc", "score_batch", "sim",
 ]

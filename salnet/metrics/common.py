@@ -1,4 +1,6 @@
-"""Shared pieces of the metrics: input checks, resizing to the ground truth, normalisations, seeds.
+"""Shared pieces of the metrics: input checks, resizing to the ground truth, per-map statistics, the packing
+of fixated pixels, seeds. The statistics cache that the metrics of one batch share is
+:class:`salnet.metrics.prepared.PreparedMaps`; the functions here compute, they do not cache.
 
 Every metric works on a batch of B images of one ground-truth size (H, W):
 - ``pred``: (B, h, w) or (B, 1, h, w) prediction, any real values, any size; resized to (H, W) with
@@ -14,9 +16,6 @@ is reported as undefined, never averaged, by :mod:`salnet.metrics.score`.
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import functools
 import hashlib
 import threading
 from collections.abc import Sequence
@@ -38,55 +37,9 @@ def check_variant(variant: str) -> str:
     return variant
 
 
-_CACHE: contextvars.ContextVar[dict | None] = contextvars.ContextVar("salnet_metrics_cache", default=None)
-_CHECKED: contextvars.ContextVar[bool] = contextvars.ContextVar("salnet_metrics_checked", default=False)
-
-
-@contextlib.contextmanager
-def shared_inputs():
-    """Inside, :func:`as_batch` skips the NaN/inf scan and per-map statistics and fixation packings are
-    computed once: ``score_batch`` checks every input once and then calls the nine metrics on the same
-    tensors, which would otherwise each recompute min, max, sums and the fixated pixels."""
-    cache, checked = _CACHE.set({}), _CHECKED.set(True)
-    try:
-        yield
-    finally:
-        _CHECKED.reset(checked)
-        _CACHE.reset(cache)
-
-
-def memoised(fn):
-    """Decorator for a metric: its statistics and packings are computed once per call (or once per
-    :func:`shared_inputs` block when called inside one), its inputs still checked."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        if _CACHE.get() is not None:
-            return fn(*args, **kwargs)
-        token = _CACHE.set({})
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            _CACHE.reset(token)
-
-    return wrapper
-
-
-def _memo(op: str, tensors: Sequence[torch.Tensor], compute):
-    """``compute()`` once per (op, tensors) inside a :func:`memoised` call or :func:`shared_inputs`, else
-    every time. Tensors are identified by storage address, layout and version counter; the cache keeps
-    them alive so an address cannot be reused by another tensor while it is cached."""
-    cache = _CACHE.get()
-    if cache is None:
-        return compute()
-    key = (op, *((t.data_ptr(), tuple(t.shape), t.stride(), t.dtype, t.device, t._version) for t in tensors))
-    if key not in cache:
-        cache[key] = (tuple(tensors), compute())
-    return cache[key][1]
-
-
-def as_batch(x: torch.Tensor, name: str, dtype: torch.dtype) -> torch.Tensor:
-    """(B,H,W) or (B,1,H,W) → (B,H,W) in ``dtype``; rejects other shapes and non-finite values."""
+def as_batch(x: torch.Tensor, name: str, dtype: torch.dtype, check: bool = True) -> torch.Tensor:
+    """(B,H,W) or (B,1,H,W) → (B,H,W) in ``dtype``; rejects other shapes, and non-finite values when
+    ``check`` (``score_batch`` checks its inputs itself, once, from sums it shares with the metrics)."""
     if not torch.is_tensor(x):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim == 4 and x.shape[1] == 1:
@@ -94,7 +47,7 @@ def as_batch(x: torch.Tensor, name: str, dtype: torch.dtype) -> torch.Tensor:
     if x.ndim != 3:
         raise ValueError(f"{name} must have shape (B, H, W) or (B, 1, H, W), got {tuple(x.shape)}")
     x = x.to(dtype)
-    if not _CHECKED.get():
+    if check:
         check_finite(x, name, x.sum())
     return x
 
@@ -131,76 +84,65 @@ def nan_where(x: torch.Tensor, bad: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class MapStats:
-    """Per-image reductions of a (B,N) map, each (B,): min, max, sum and sum of squares over N pixels."""
+    """Per-image reductions of a (B, N) map, each (B,): ``min``, ``max``, ``sum`` and ``sum_sq`` (sum of
+    squares) over its ``n`` pixels."""
 
-    lo: torch.Tensor
-    hi: torch.Tensor
-    total: torch.Tensor
-    sumsq: torch.Tensor
+    min: torch.Tensor
+    max: torch.Tensor
+    sum: torch.Tensor
+    sum_sq: torch.Tensor
     n: int
 
     @property
     def mean(self) -> torch.Tensor:
-        return self.total / self.n
+        return self.sum / self.n
 
     @property
     def constant(self) -> torch.Tensor:
-        return constant_maps(self.lo, self.hi)
+        return constant_maps(self.min, self.max)
 
 
 def map_stats(x: torch.Tensor) -> MapStats:
     """:class:`MapStats` of ``x`` (B,N): one pass of :func:`salnet.native.row_stats` for contiguous float64
     CPU maps when the C kernels are available, else separate amin/amax/sum/norm reductions (each one
     vectorised pass, where ``aminmax`` and ``std_mean`` run an order of magnitude slower on CPU)."""
-
-    def compute():
-        fused = native.row_stats(x)  # one pass in C where available
-        if fused is not None:
-            return MapStats(*fused, x.shape[1])
-        sumsq = torch.linalg.vector_norm(x, dim=1).square()
-        return MapStats(x.amin(1), x.amax(1), x.sum(1), sumsq, x.shape[1])
-
-    return _memo("stats", [x], compute)
+    fused = native.row_stats(x)
+    if fused is not None:
+        return MapStats(*fused, x.shape[1])
+    sum_sq = torch.linalg.vector_norm(x, dim=1).square()
+    return MapStats(x.amin(1), x.amax(1), x.sum(1), sum_sq, x.shape[1])
 
 
-def map_pair_stats(x: torch.Tensor, y: torch.Tensor) -> tuple[MapStats, MapStats, torch.Tensor]:
-    """(:class:`MapStats` of ``x``, of ``y``, the rows' dot products (B,)) of two (B,N) maps. With the C
-    kernels one pass over both (:func:`salnet.native.pair_stats`), whose statistics are then cached for
-    :func:`map_stats` too; else the separate reductions and one BLAS dot per row."""
-
-    def compute():
-        fused = native.pair_stats(x, y)
-        if fused is None:
-            return map_stats(x), map_stats(y), row_dot(x, y)
-        n = x.shape[1]
-        sx, sy = MapStats(*fused[:4], n), MapStats(*fused[4:8], n)
-        # cached for the later map_stats calls where not cached yet (else the cached ones are returned)
-        return _memo("stats", [x], lambda: sx), _memo("stats", [y], lambda: sy), fused[8]
-
-    return _memo("pair", [x, y], compute)
+def map_pair_stats(x: torch.Tensor, y: torch.Tensor) -> tuple[MapStats, MapStats, torch.Tensor] | None:
+    """(:class:`MapStats` of ``x``, of ``y``, the rows' dot products (B,)) of two (B,N) maps in one pass over
+    both (:func:`salnet.native.pair_stats`); None where the C kernels cannot take them (the caller then
+    reduces each map apart, :func:`map_stats` and :func:`row_dot`)."""
+    fused = native.pair_stats(x, y)
+    if fused is None:
+        return None
+    n = x.shape[1]
+    return MapStats(*fused[:4], n), MapStats(*fused[4:8], n), fused[8]
 
 
 CANCELLATION = 1e4  # Σx²/(N·var) above this: Σx² − N·mean² would lose > ~1e-9 of var; use two passes
 
 
-def _shaky(x: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
-    """(B,) rows whose one-pass variance is not trustworthy (spread tiny against the mean)."""
-    st = map_stats(x)
-    return var * st.n * CANCELLATION < st.sumsq
+def one_pass_unreliable(stats: MapStats, var: torch.Tensor) -> torch.Tensor:
+    """(B,) the maps whose one-pass variance ``var`` (from ``stats``) is not trustworthy: spread tiny
+    against the mean, so Σx² − N·mean² cancels."""
+    return var * stats.n * CANCELLATION < stats.sum_sq
 
 
-def map_std(x: torch.Tensor, ddof: int) -> torch.Tensor:
-    """Per-image std of ``x`` (B,N) with ``ddof``; NaN for a constant map (it divides NSS/CC by 0)."""
-
-    def compute():
-        st = map_stats(x)
-        var = (st.sumsq - st.total * st.mean).clamp_min(0) / (st.n - ddof)
-        shaky = _shaky(x, var)
-        if shaky.any():
-            var = torch.where(shaky, x.var(1, correction=ddof), var)
-        return nan_where(var.sqrt(), st.constant)
-
-    return _memo(f"std{ddof}", [x], compute)
+def map_std(x: torch.Tensor, stats: MapStats, ddof: int) -> torch.Tensor:
+    """Per-image std of ``x`` (B,N) with ``ddof``, from its ``stats``; NaN for a constant map (it divides
+    NSS/CC by 0)."""
+    # one pass: var = (Σx² − Σx·mean)/(N − ddof), clamped at 0 against rounding
+    var = (stats.sum_sq - stats.sum * stats.mean).clamp_min(0) / (stats.n - ddof)
+    # where that cancels, torch's two-pass variance of those maps instead
+    unreliable = one_pass_unreliable(stats, var)
+    if unreliable.any():
+        var = torch.where(unreliable, x.var(1, correction=ddof), var)
+    return nan_where(var.sqrt(), stats.constant)
 
 
 def row_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -236,28 +178,32 @@ def log_(x: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class FixationLayout:
-    """The fixated pixels of a (B,N) count map, left-packed to (B,F): ``rows``/``cols`` of the nonzero
-    entries (row-major), ``pos`` their packed column, ``nf`` (B,) fixated pixels per image, ``valid``
-    (B,F) bool, ``counts`` (B,F) the fixation counts."""
+    """The fixated pixels of a (B, N) fixation count map, packed into a (B, F) table: row b lists image b's
+    fixated pixels in ascending order, from column 0 (F = the most fixated pixels of any image, at least 1).
 
-    rows: torch.Tensor
-    cols: torch.Tensor
-    pos: torch.Tensor
-    nf: torch.Tensor
+    For each of the P fixated pixels of the batch, in row-major order: ``image`` (P,) its image, ``pixel``
+    (P,) its flat index in the image, ``slot`` (P,) its column in the table. Per image: ``n_fixated`` (B,)
+    its fixated pixels. Per table entry: ``valid`` (B, F) bool, whether it holds a pixel; ``counts`` (B, F)
+    the fixation count there (0 where not valid)."""
+
+    image: torch.Tensor
+    pixel: torch.Tensor
+    slot: torch.Tensor
+    n_fixated: torch.Tensor
     valid: torch.Tensor
     counts: torch.Tensor
 
-    def pack_index(self) -> torch.Tensor:
-        """(B,F) int64 the flat pixel index of each packed fixation (0 where not ``valid``)."""
-        v = torch.zeros(self.valid.shape, dtype=torch.int64, device=self.valid.device)
-        v[self.rows, self.pos] = self.cols
-        return v
+    def pixel_table(self) -> torch.Tensor:
+        """(B, F) int64: the flat pixel index of each table entry (0 where not ``valid``)."""
+        table = torch.zeros(self.valid.shape, dtype=torch.int64, device=self.valid.device)
+        table[self.image, self.slot] = self.pixel
+        return table
 
     def pack(self, m: torch.Tensor) -> torch.Tensor:
-        """(B,N) map → (B,F) values at the fixated pixels (0 where not ``valid``)."""
-        v = torch.zeros(self.valid.shape, dtype=m.dtype, device=m.device)
-        v[self.rows, self.pos] = m[self.rows, self.cols]
-        return v
+        """(B, F): the values of the (B, N) map ``m`` at the fixated pixels (0 where not ``valid``)."""
+        table = torch.zeros(self.valid.shape, dtype=m.dtype, device=m.device)
+        table[self.image, self.slot] = m[self.image, self.pixel]
+        return table
 
 
 NONZERO_BLOCK = 64
@@ -279,81 +225,70 @@ def sparse_nonzero(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     B, N = x.shape
     if x.device.type != "cpu":
         return x.nonzero(as_tuple=True)
-    idx = native.flat_nonzero(x)  # the same block skipping in one C pass, for float64 maps
-    if idx is not None:
-        return idx // N, idx % N
+    flat_index = native.flat_nonzero(x)  # the same block skipping in one C pass, for float64 maps
+    if flat_index is not None:
+        return flat_index // N, flat_index % N
     flat = x.reshape(-1)
     if flat.dtype == torch.bool:
         flat = flat.view(torch.uint8)
-    cut = flat.numel() - flat.numel() % NONZERO_BLOCK
+    cut = flat.numel() - flat.numel() % NONZERO_BLOCK  # whole blocks before, the tail after
     blocks = flat[:cut].view(-1, NONZERO_BLOCK)
+    # which blocks hold a nonzero entry: one reduction per block
     if flat.dtype == torch.uint8 and flat.storage_offset() % 8 == 0:
         hit = blocks.view(torch.int64).amax(1) != 0  # a block of 64 flags as 8 words: 0 iff all are 0
     elif flat.dtype.is_floating_point:  # Σx² of a block: one pass, no cancellation, NaN/inf propagate
         hit = torch.linalg.vector_norm(blocks, dim=1) != 0
     else:
         hit = (blocks.amax(1) > 0) | (blocks.amin(1) < 0)
-    hit = flatnonzero(hit)
-    r, c = blocks.index_select(0, hit).nonzero(as_tuple=True)
-    per = NONZERO_BLOCK
-    # ascending: blocks in order, entries in order within a block, then the tail
-    idx = torch.cat([hit[r] * per + c, flat[cut:].nonzero().flatten() + cut])
-    return idx // N, idx % N
+    hit_blocks = flatnonzero(hit)
+    # scan only those blocks, then the tail; ascending: blocks in order, entries in order within a block
+    block, offset = blocks.index_select(0, hit_blocks).nonzero(as_tuple=True)
+    flat_index = torch.cat([hit_blocks[block] * NONZERO_BLOCK + offset, flat[cut:].nonzero().flatten() + cut])
+    return flat_index // N, flat_index % N
 
 
-def left_pack(rows: torch.Tensor, B: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Left-packing of entries whose batch rows ``rows`` (ascending) are given: ``per`` (B,) entries per
-    row, ``pos`` each entry's column in its row, and the width (the most entries in a row, at least 1)."""
-    per = torch.bincount(rows, minlength=B)
-    width = max(int(per.max()), 1) if rows.numel() else 1
-    pos = torch.arange(rows.numel(), device=rows.device) - (per.cumsum(0) - per)[rows]
-    return per, pos, width
+def left_pack(row_of_entry: torch.Tensor, n_rows: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Packing of entries, given the row of each (``row_of_entry``, ascending), to the left of a table of
+    ``n_rows`` rows: (entries per row (n_rows,), each entry's column, the table's width = the most entries
+    in a row, at least 1)."""
+    per_row = torch.bincount(row_of_entry, minlength=n_rows)
+    width = max(int(per_row.max()), 1) if row_of_entry.numel() else 1
+    first_of_row = per_row.cumsum(0) - per_row  # index of each row's first entry
+    column = torch.arange(row_of_entry.numel(), device=row_of_entry.device) - first_of_row[row_of_entry]
+    return per_row, column, width
 
 
 def fixation_layout(fix: torch.Tensor) -> FixationLayout:
     """:class:`FixationLayout` of the count map ``fix`` (B,N); counts are ≥ 0, so nonzero = fixated."""
-
-    def compute():
-        rows, cols = sparse_nonzero(fix)
-        nf, pos, fmax = left_pack(rows, fix.shape[0])
-        valid = torch.arange(fmax, device=fix.device)[None, :] < nf[:, None]
-        layout = FixationLayout(rows, cols, pos, nf, valid, torch.zeros(0))
-        return FixationLayout(rows, cols, pos, nf, valid, layout.pack(fix))
-
-    return _memo("layout", [fix], compute)
+    image, pixel = sparse_nonzero(fix)
+    n_fixated, slot, width = left_pack(image, fix.shape[0])
+    valid = torch.arange(width, device=fix.device)[None, :] < n_fixated[:, None]
+    without_counts = FixationLayout(image, pixel, slot, n_fixated, valid, torch.zeros(0))
+    return FixationLayout(image, pixel, slot, n_fixated, valid, without_counts.pack(fix))
 
 
-def pack_at_fixations(fix: torch.Tensor, *maps: torch.Tensor):
-    """Gather at the fixated pixels of the count map ``fix`` (B,N), left-packed to (B, Fmax).
-
-    Returns ``valid`` (B,F) bool, ``nf`` (B,) fixated pixels per image, ``counts`` (B,F) the fixation
-    counts there, and a list with each of ``maps`` (B,N) gathered likewise.
-    """
-    layout = fixation_layout(fix)
-    packed = [_memo("pack", [fix, m], lambda m=m: layout.pack(m)) for m in maps]
-    return layout.valid, layout.nf, layout.counts, packed
-
-
-def mean_at_fixations(values: torch.Tensor, counts: torch.Tensor, valid: torch.Tensor, nf: torch.Tensor,
-                      variant: str) -> torch.Tensor:
-    """Per image mean over fixations of packed ``values`` (B,F) (see :func:`pack_at_fixations`): each
-    fixated pixel once (``mit``) or weighted by its count (``pysaliency``). NaN where there is no fixation
-    or a value is NaN."""
-    w = valid.to(values.dtype) if variant == "mit" else counts.to(values.dtype) * valid
-    out = (values.nan_to_num(nan=0.0) * w).sum(1) / w.sum(1)
-    bad = (nf == 0) | (values.isnan() & valid).any(1)
-    return torch.where(bad, torch.full_like(out, float("nan")), out)
+def mean_at_fixations(values: torch.Tensor, layout: FixationLayout, variant: str) -> torch.Tensor:
+    """Per image mean over fixations of ``values`` (B, F) packed by ``layout``: each fixated pixel once
+    (``mit``) or weighted by its fixation count (``pysaliency``). NaN where there is no fixation or a value
+    is NaN."""
+    valid = layout.valid
+    weight = valid.to(values.dtype) if variant == "mit" else layout.counts.to(values.dtype) * valid
+    mean = (values.nan_to_num(nan=0.0) * weight).sum(1) / weight.sum(1)
+    undefined = (layout.n_fixated == 0) | (values.isnan() & valid).any(1)
+    return torch.where(undefined, torch.full_like(mean, float("nan")), mean)
 
 
-def image_seeds(seed: int, fixations: torch.Tensor, keys: Sequence[str | int] | None) -> list[int]:
+def image_seeds(seed: int, fixations: torch.Tensor, keys: Sequence[str | int] | None,
+                layout: FixationLayout | None = None) -> list[int]:
     """One 63-bit seed per image from (seed, key). Without keys, the key is the image's fixation
-    pattern, so an image gets the same random draws whatever batch or position it is scored in."""
+    pattern in ``fixations`` (B, H, W) (``layout``: its :class:`FixationLayout`, when known), so an image
+    gets the same random draws whatever batch or position it is scored in."""
     if keys is None:
-        layout = fixation_layout(fixations.flatten(1))
-        rows, cols = layout.rows, layout.cols
-        rows, cols = rows.cpu().numpy(), cols.cpu().numpy()
-        bounds = np.searchsorted(rows, np.arange(fixations.shape[0] + 1))
-        keys = [f"{tuple(fixations.shape[1:])}:{cols[lo:hi].tobytes().hex()}" for lo, hi in zip(bounds, bounds[1:])]
+        layout = fixation_layout(fixations.flatten(1)) if layout is None else layout
+        image, pixel = layout.image.cpu().numpy(), layout.pixel.cpu().numpy()
+        bounds = np.searchsorted(image, np.arange(fixations.shape[0] + 1))  # each image's run of pixels
+        size = tuple(fixations.shape[1:])
+        keys = [f"{size}:{pixel[lo:hi].tobytes().hex()}" for lo, hi in zip(bounds, bounds[1:])]
     seeds = []
     for key in keys:
         h = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8)

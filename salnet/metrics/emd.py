@@ -23,6 +23,7 @@ import torch
 
 from salnet.imresize import imresize
 from salnet.metrics.common import as_batch
+from salnet.metrics.prepared import PreparedMaps
 
 DOWNSIZE = 32
 
@@ -53,7 +54,18 @@ def emd(pred: torch.Tensor, gt_map: torch.Tensor, *, downsize: int = DOWNSIZE,
     Returns (B,) ≥ 0 in cells of the small grid (lower is better); NaN where a map sums to zero.
     """
     g = as_batch(gt_map, "gt_map", dtype)
-    p = as_batch(pred, "pred", dtype)
+    return _emd(as_batch(pred, "pred", dtype), g, downsize)
+
+
+def emd_of(maps: PreparedMaps, *, downsize: int = DOWNSIZE) -> torch.Tensor:
+    """:func:`emd` of prepared maps (``pred_input``, ``gt_map``): EMD shrinks the prediction as given, not
+    the one resized to the ground truth, and shares no statistics."""
+    return _emd(maps.pred_input, maps.gt_map, downsize)
+
+
+def _emd(p: torch.Tensor, g: torch.Tensor, downsize: int) -> torch.Tensor:
+    """:func:`emd` of checked maps."""
+    # the ground truth shrunk by the scale 1/downsize, the prediction to that size, as EMD.m does
     small = imresize(g, scale=1.0 / downsize)
     ps = imresize(p, tuple(small.shape[-2:]))
     h, w = small.shape[-2:]
@@ -61,8 +73,8 @@ def emd(pred: torch.Tensor, gt_map: torch.Tensor, *, downsize: int = DOWNSIZE,
     P = small.flatten(1).cpu().numpy()
     Q = ps.flatten(1).cpu().numpy()
     out = np.full(P.shape[0], np.nan)
-    for b in range(P.shape[0]):
+    for b in range(P.shape[0]):  # each image's transport problem, between the maps divided by their sums
         sp, sq = P[b].sum(), Q[b].sum()
         if sp > 0 and sq > 0:
             out[b] = transport_cost(P[b] / sp, Q[b] / sq, dist)
-    return torch.from_numpy(out).to(dtype=dtype, device=g.device)
+    return torch.from_numpy(out).to(dtype=p.dtype, device=g.device)
