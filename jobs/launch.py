@@ -43,6 +43,8 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", choices=("slurm", "local", "debug"), default="slurm")
     for flag, kind, text in FLAGS:
         ap.add_argument(flag, type=kind, help=text or None)
+    ap.add_argument("--points", type=lambda text: [x.strip() for x in text.split(",") if x.strip()],
+                    help="a points sweep: run only these labelled points (comma-separated), e.g. 'MSE,LC2 + R'")
     ap.add_argument("--no-evaluate", action="store_true", help="no final evaluation job after the sweep")
     ap.add_argument("--tiny", action="store_true", help="tiny network and generated data (smoke runs)")
     ap.add_argument("--dry-run", action="store_true", help="print every job and trial config; submit nothing")

@@ -197,6 +197,11 @@ def references_for(rows: list[dict], reference: list[dict]) -> tuple[list[dict],
     return same, [r for r in reference if r not in same]
 
 
+def _paper_label(ref: dict) -> str:
+    where = [ref[k] for k in ("source", "dataset") if ref.get(k)]
+    return f"paper: {ref['label']}" + (f" ({', '.join(where)})" if where else "")
+
+
 def matched_reference(row: dict, reference: list[dict]) -> dict | None:
     """The paper row a trial compares to: the one labelled as the trial's point, else the only one there is."""
     label = (row.get("params") or {}).get("point")
@@ -249,10 +254,9 @@ def to_markdown(result: dict, params: list[str], metrics: list[str]) -> str:
     for b in baselines:
         lines.append("| " + " | ".join([_cell(b["name"]), *[MISSING] * len(params), "baseline",
                                         *_values(b["means"], metrics)]) + " |")
-    for ref in reference:
-        label = f"paper: {ref['label']}" + (f" ({', '.join(ref[k] for k in ('source', 'dataset') if ref.get(k))})"
-                                            if ref.get("source") or ref.get("dataset") else "")
-        lines.append("| " + " | ".join([_cell(label), *[MISSING] * len(params), "reported",
+    elsewhere = result.get("reference_elsewhere") or []
+    for ref in [*reference, *elsewhere]:
+        lines.append("| " + " | ".join([_cell(_paper_label(ref)), *[MISSING] * len(params), "reported",
                                         *_values(ref, metrics)]) + " |")
     scored = [r for r in rows if r["means"] is not None]
     compared = [(r, matched_reference(r, reference)) for r in scored]
@@ -290,11 +294,10 @@ def to_markdown(result: dict, params: list[str], metrics: list[str]) -> str:
             lines.append(f"Every scored trial is better than the {b['name']} on all {len(metrics)} metrics.")
         for t, ms in worse.items():
             lines.append(f"{t} is not better than the {b['name']} on: {', '.join(PAPER_COLUMNS[m] for m in ms)}.")
-    elsewhere = result.get("reference_elsewhere") or []
     if elsewhere:
         sets = sorted({r["dataset"] for r in elsewhere})
-        lines.append(f"The sweep's paper rows on {', '.join(sets)} ({', '.join(r['label'] for r in elsewhere)}) are "
-                     "not shown: these trials ran on another dataset.")
+        lines.append(f"The paper's rows on {', '.join(sets)} are for reference only: these trials ran on another "
+                     "dataset, so no Δ is computed against them.")
     lines.append(f"{MISSING}: no checkpoint to score, or undefined on every image.")
     return "\n".join(lines) + "\n"
 
@@ -339,7 +342,7 @@ def summarize_sweep(sweep_dir: str | Path, split: str = "test", metrics=DEFAULT_
     "trials": [{"trial", "params", "status", "attempts", "error", "epochs", "checkpoint", "checkpoint_step",
     "means": {metric: mean} | None, "images", "bad_samples", "shards"}], "baselines": [{"name", "run", "means",
     "images"}], "reference": [{"label", "source", "dataset", metric: value}], "reference_elsewhere": [...]}``
-    (paper rows whose ``dataset`` differs from the trials' shards go to ``reference_elsewhere``, not the tables).
+    (paper rows whose ``dataset`` differs from the trials' shards go to ``reference_elsewhere``: listed, no Δ).
     A split missing from a trial's
     shards is a ValueError naming the shards folder and the splits they have.
     """

@@ -348,6 +348,21 @@ def sweep_id(spec: SweepSpec, extra: dict[str, Any] | None = None) -> str:
     return f"{spec.name}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
+def with_points(spec: SweepSpec, labels: list[str] | None) -> SweepSpec:
+    """A copy of a points sweep keeping only the points labelled ``labels`` (in the file's order); None keeps all.
+    An unknown label, or labels for a sweep without points, is a SweepError listing the labels there are."""
+    if labels is None:
+        return spec
+    known = [p["label"] for p in spec.points]
+    if not known:
+        raise SweepError(f"sweep {spec.name} has no labelled points to choose from (search: {spec.search.algorithm})")
+    unknown = [x for x in labels if x not in known]
+    if unknown:
+        raise SweepError(f"sweep {spec.name}: no point labelled {', '.join(map(repr, unknown))}; points: "
+                         f"{', '.join(known)}")
+    return dataclasses.replace(spec, points=[p for p in spec.points if p["label"] in labels])
+
+
 def with_budget(spec: SweepSpec, **changes: Any) -> SweepSpec:
     """A copy with ``budget`` fields replaced (``trials=3``, ``max_concurrent=1``); None leaves a field."""
     budget = dataclasses.replace(spec.budget, **{k: v for k, v in changes.items() if v is not None})

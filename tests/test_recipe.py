@@ -225,3 +225,27 @@ def test_perceptual_losses_run_in_float32_under_bf16_autocast():
         _, auto = loss(torch.logit(pred, 1e-6), {"map": s}, pred)
     for k in ("df", "gm"):
         assert auto[k].dtype == torch.float32 and auto[k].item() == pytest.approx(plain[k].item(), rel=1e-5), k
+
+
+def test_perceptual_losses_stretch_maps_below_32_pixels():
+    """VGG's five pools need 32 px: a 16×24 map is scored as its bilinear stretch to 32×48 (debug-size runs)."""
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(2)
+    s, p = torch.rand(2, 1, 16, 24, generator=g), torch.rand(2, 1, 16, 24, generator=g)
+    loss = losses.build({"df": 1.0, "gm": 1.0})
+    _, small = loss(torch.logit(p, 1e-6), {"map": s}, p)
+    big = [F.interpolate(x, size=(32, 48), mode="bilinear", align_corners=False) for x in (s, p)]
+    _, stretched = loss(torch.logit(big[1], 1e-6), {"map": big[0]}, big[1])
+    for k in ("df", "gm"):
+        assert small[k].item() == pytest.approx(stretched[k].item(), rel=1e-6), k
+
+
+def test_mlnet_mse_stays_finite_on_a_negative_linear_output():
+    """ML-Net divides by the map's maximum; a linear output below zero everywhere is divided by max|Ŝ| instead."""
+    s = torch.rand(1, 1, 8, 8, dtype=torch.float64)
+    neg = -torch.rand(1, 1, 8, 8, dtype=torch.float64) - 0.1
+    loss = losses.LOSSES["mlnet_mse"]()
+    value = loss(neg, {"map": s}).item()
+    expect = ((neg / neg.abs().max() - s) ** 2 / (1.1 - s)).mean().item()
+    assert np.isfinite(value) and value == pytest.approx(expect, rel=1e-12)

@@ -230,7 +230,7 @@ def test_summarizing_again_rewrites_the_board(sweep):
     assert best.Tags()["images"] == [] and len(list((folder / "tb").glob("*/events.*"))) == 6
 
 
-def test_paper_rows_of_another_dataset_are_left_out_with_a_note(sweep):
+def test_paper_rows_of_another_dataset_are_listed_without_a_delta(sweep):
     from salnet.summary import references_for, to_markdown
 
     folder, result, _ = sweep
@@ -240,5 +240,5 @@ def test_paper_rows_of_another_dataset_are_left_out_with_a_note(sweep):
     assert references_for(rows, [salicon, synthetic, REFERENCE]) == ([synthetic, REFERENCE], [salicon])
     text = to_markdown({**result, "reference": [], "reference_elsewhere": [salicon]}, ["train.lr", "train.optimizer"],
                        ORDER)
-    assert "paper: GAN/4" not in text and "Against the paper" not in text
-    assert "The sweep's paper rows on salicon (GAN/4) are not shown: these trials ran on another dataset." in text
+    assert "| paper: GAN/4 (SalGAN Table 3, salicon) | – | – | reported |" in text and "Against the paper" not in text
+    assert "The paper's rows on salicon are for reference only: these trials ran on another dataset" in text

@@ -3,7 +3,8 @@
 A frozen VGG-16 reads the maps S and Ŝ (B,1,H,W) in [0,1] repeated to 3 channels (through the
 encoder's own ImageNet normalisation) and both losses compare its five pool outputs φ_j (C_j,H_j,W_j):
 DF = Σ_j ‖φ_j(S) - φ_j(Ŝ)‖² / (C_j H_j W_j),  GM = Σ_j ‖G_j(S) - G_j(Ŝ)‖²_F with G = ψψᵀ / (C_j H_j W_j),
-ψ the (C_j, H_j W_j) reshape of φ_j; per image, then averaged over the batch. Maps need H, W ≥ 32.
+ψ the (C_j, H_j W_j) reshape of φ_j; per image, then averaged over the batch. Maps smaller than 32 px on a side
+(the paper's are 37×50) are stretched bilinearly to 32 first, so that the fifth pool has an output.
 
 Both run in float32 even inside a bf16 autocast region: the Gram products square the features, and in bf16 a
 1 % change of the features moved GM by more than 50 %.
@@ -14,12 +15,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from salnet.losses.base import Term, register
 from salnet.models.vgg import BLOCKS, VGG16Features, WeightsSpec
 
 POOLS = ("pool1", "pool2", "pool3", "pool4", "pool5")
+MIN_SIDE = 32  # 2^5: the fifth pool's output is at least 1×1
 
 
 def float32(x: Tensor):
@@ -46,9 +49,12 @@ class VGGPools(nn.Module):
     def features(self, maps: Tensor) -> list[Tensor]:
         if maps.ndim != 4 or maps.shape[1] != 1:
             raise ValueError(f"perceptual losses take maps (B,1,H,W), got {tuple(maps.shape)}")
-        if min(maps.shape[-2:]) < 32:
-            raise ValueError(f"perceptual losses need maps of at least 32×32 (5 pools), got {tuple(maps.shape)}")
-        with float32(maps):  # the VGG's own dtype (float32), whatever autocast would pick
+        with float32(maps):
+            if min(maps.shape[-2:]) < MIN_SIDE:  # VGG's five pools need 32 px: smaller maps are stretched to 32
+                scale = MIN_SIDE / min(maps.shape[-2:])
+                size = (max(MIN_SIDE, round(maps.shape[-2] * scale)), max(MIN_SIDE, round(maps.shape[-1] * scale)))
+                maps = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+            # the VGG's own dtype (float32), whatever autocast would pick
             taps = self.vgg.taps(maps.to(next(self.vgg.parameters()).dtype).expand(-1, 3, -1, -1), POOLS)
         return [taps[n] for n in POOLS]
 

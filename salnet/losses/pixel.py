@@ -49,12 +49,14 @@ class AE(Term):
 class MLNetMSE(Term):
     name = "mlnet_mse"
     family = "pixel"
-    description = "ML-Net weighted MSE: mean (Ŝ/max Ŝ - S)² / (alpha - S), max per image"
+    description = "ML-Net weighted MSE: mean (Ŝ/max|Ŝ| - S)² / (alpha - S), max per image"
     params = {"alpha": Param(1.1, lambda v: v > 1.0, "> 1 (S reaches 1)")}
 
     def forward(self, pred: Tensor, target: Mapping[str, Tensor]) -> Tensor:
         s = target["map"]
-        peak = pred.flatten(1).amax(1).clamp_min(EPS).view(-1, 1, 1, 1)
+        # ML-Net's maps are non-negative (max|Ŝ| = max Ŝ); a linear output may be negative everywhere, where
+        # dividing by max Ŝ would flip or blow up the map
+        peak = pred.abs().flatten(1).amax(1).clamp_min(EPS).view(-1, 1, 1, 1)
         return mean_per_image((pred / peak - s) ** 2 / (self.values["alpha"] - s)).mean()
 
 

@@ -30,7 +30,7 @@ from salnet.run.jobs import TrainJob
 from salnet.run.slurm import ACTIVE, check_partition, slurm_partitions, slurm_states
 from salnet.run.submission import job_record, make_executor, submit
 from salnet.run.train import check_shards, ensure_debug_data, override_values, run_config
-from salnet.sweep import Resources, load_sweep, trial_config, with_budget
+from salnet.sweep import Resources, load_sweep, trial_config, with_budget, with_points
 from salnet.sweep_folder import JobRecord, JobResources, SweepFolder, SweepPlan
 
 
@@ -52,6 +52,7 @@ class LaunchOptions:
     constraint: str | None = None
     max_concurrent: int | None = None
     trials: int | None = None
+    points: list[str] | None = None  # a points sweep: run only the points with these labels
     max_num_timeout: int | None = None
     split: str = "test"  # scored by the final evaluation
     no_evaluate: bool = False
@@ -105,13 +106,15 @@ def check_slurm(opts: LaunchOptions, driver: bool) -> str | None:
 def launch_sweep(sweep: str, overrides: list[str], opts: LaunchOptions) -> SweepFolder:
     """Check, plan and start a sweep: on Slurm its driver is submitted as a job (this returns at once), else the
     driver runs here until the sweep and its evaluation end. Returns the sweep's folder."""
-    spec = with_budget(load_sweep(sweep), trials=opts.trials, max_concurrent=opts.max_concurrent)
+    spec = with_budget(with_points(load_sweep(sweep), opts.points), trials=opts.trials,
+                       max_concurrent=opts.max_concurrent)
     values = override_values(overrides, debug=opts.tiny)
     base = trial_config(spec, {}, values)  # unknown keys / bad values fail here
     resources = job_resources(opts, spec.resources)
     driver_partition = check_slurm(opts, driver=True)
     ensure_debug_data(base)
-    check_shards(base.data.shards, f"sweep {spec.name}")
+    if not opts.dry_run:  # a dry run plans without the data (e.g. on a login node before packing)
+        check_shards(base.data.shards, f"sweep {spec.name}")
     # trial jobs and the evaluation may start in another directory: name the shards absolutely
     values["data.shards"] = str(Path(base.data.shards).resolve())
     folder = SweepFolder.of(spec, values, opts.out)
