@@ -111,3 +111,51 @@ def test_bad_arguments_are_clear_errors(run, tmp_path):
         evaluate_run(tmp_path / "norun")
     with pytest.raises(ValueError, match="which='final'"):
         evaluate_run(run_dir, checkpoint="final")
+
+
+@pytest.mark.parametrize("postprocess", ["released", "none"])
+def test_a_batch_of_mixed_sizes_scores_as_its_images_one_by_one(postprocess):
+    """score_images groups a batch's images by original size and scores each group in one call: every row equals
+    the image scored alone (random draws are seeded per image key, not per batch)."""
+    from salnet.train.validate import score_images, split_fixations
+
+    gen = torch.Generator().manual_seed(0)
+    sizes = [(30, 40), (24, 36), (30, 40), (30, 40), (24, 36)]
+    samples = []
+    for k, (h, w) in enumerate(sizes):
+        pts = torch.stack([torch.randint(0, h, (12,), generator=gen), torch.randint(0, w, (12,), generator=gen)], 1)
+        samples.append({"id": f"im{k}", "image": torch.rand(3, 32, 48, generator=gen),
+                        "map": torch.rand(1, 32, 48, generator=gen), "map_orig": torch.rand(1, h, w, generator=gen),
+                        "points": pts})
+
+    def batches(items):
+        return [{"id": [s["id"] for s in items], "image": torch.stack([s["image"] for s in items]),
+                 "map": torch.stack([s["map"] for s in items]), "map_orig": [s["map_orig"] for s in items],
+                 "points": [s["points"] for s in items]}]
+
+    pool = split_fixations([(s["id"], s["points"].numpy(), tuple(s["map_orig"].shape[-2:])) for s in samples])
+    model, _ = quiet_model()
+    together = list(score_images(model, batches(samples), torch.device("cpu"), shuffle_pool=pool, seed=3,
+                                 postprocess=postprocess))
+    alone = [row for s in samples for row in score_images(model, batches([s]), torch.device("cpu"), shuffle_pool=pool,
+                                                          seed=3, postprocess=postprocess)]
+    assert [r["id"] for r in together] == [s["id"] for s in samples]
+    for a, b in zip(together, alone):
+        for k in NINE:
+            assert a[k] == pytest.approx(b[k], rel=1e-12, abs=1e-12) or (math.isnan(a[k]) and math.isnan(b[k])), k
+    assert [r["id"] for r in score_images(model, batches(samples), torch.device("cpu"), max_images=3)] == \
+        ["im0", "im1", "im2"]
+
+
+class PixelModel(torch.nn.Module):
+    """A per-pixel map of the image (its values do not depend on the batch, unlike a convolution's)."""
+
+    def forward(self, image):
+        from salnet.models.salgan import SaliencyOutput
+
+        logits = 4.0 * (image[:, :1] - image[:, 1:2]) + image[:, 2:]
+        return SaliencyOutput(logits, torch.sigmoid(logits))
+
+
+def quiet_model():
+    return PixelModel(), None

@@ -86,24 +86,36 @@ def score_images(G: nn.Module, loader, device: torch.device, *, shuffle_pool=Non
         for batch in loader:
             with torch.no_grad():  # not across the yields: the caller's code must keep its grad mode
                 pred = G(batch["image"].to(device)).prediction().float().cpu()
-            for i, sid in enumerate(batch["id"]):
-                if max_images is not None and seen >= max_images:
-                    return
-                seen += 1
-                gt = batch["map_orig"][i].double()
-                size = tuple(gt.shape[-2:])
-                kw = {"fixations": counts_map(batch["points"][i].numpy()[:, :2], size)[None],
-                      "gt_map": gt.reshape(1, *size), "baseline": torch.from_numpy(center_bias(size))[None]}
-                if shuffle_pool is not None:
-                    index, points, sizes = shuffle_pool
-                    kw["other"] = other_fixations(points, sizes, index[sid], seed=seed, key=sid)[None]
-                p = pred[i:i + 1].double()
+            take = len(batch["id"]) if max_images is None else min(len(batch["id"]), max_images - seen)
+            # images of one original size are scored in one call (their values do not depend on the batch: every
+            # random draw is seeded per image key)
+            groups: dict[tuple[int, int], list[int]] = {}
+            for i in range(take):
+                groups.setdefault(tuple(batch["map_orig"][i].shape[-2:]), []).append(i)
+            rows: dict[int, dict] = {}
+            for size, idx in groups.items():
+                ids = [batch["id"][i] for i in idx]
+                p = pred[idx].double()
                 if postprocess == "released":
                     p = released_postprocess(p, size)
-                vals = score_batch(p, metrics=names, seed=seed, keys=[sid], **kw)
+                kw = {"fixations": torch.stack([counts_map(batch["points"][i].numpy()[:, :2], size) for i in idx]),
+                      "gt_map": torch.stack([batch["map_orig"][i].double().reshape(size) for i in idx]),
+                      "baseline": torch.from_numpy(center_bias(size))}
+                if shuffle_pool is not None:
+                    index, points, sizes = shuffle_pool
+                    kw["other"] = torch.stack([other_fixations(points, sizes, index[sid], seed=seed, key=sid)
+                                               for sid in ids])
+                vals = score_batch(p, metrics=names, seed=seed, keys=ids, **kw)
+                for j, (i, sid) in enumerate(zip(idx, ids)):
+                    rows[i] = {"id": sid, "height": size[0], "width": size[1],
+                               **{n: float(vals[n][j]) for n in names}}
+            for i in range(take):
                 if kept is not None and len(kept) < keep:
                     kept.append((batch["image"][i], pred[i], batch["map"][i]))
-                yield {"id": sid, "height": size[0], "width": size[1], **{n: float(vals[n][0]) for n in names}}
+                yield rows[i]
+            seen += take
+            if max_images is not None and seen >= max_images:
+                return
     finally:
         G.train(was_training)
 
