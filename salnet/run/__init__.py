@@ -7,7 +7,7 @@
     salnet.run.submission  executors from JobResources, job records (find, query, cancel a job)
     salnet.run.slurm       what the Slurm cluster says: partitions (sinfo), job states (sacct)
     salnet.run.ray_head    a private Ray head per sweep (its own ports and temp dir, loopback only)
-    salnet.run.evaluate, status, cancel, train, pack      the other scripts' work
+    salnet.run.evaluate, status, cancel, train, pack, demo      the other scripts' work
 
 The scripts in jobs/ parse their arguments and call these. The sweep folder's files are read and written by
 :class:`salnet.sweep_folder.SweepFolder` (pure, shared with salnet.summary). Importing this package imports
