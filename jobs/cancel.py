@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from salnet.logs import setup_logging
 from salnet.run.cancel import cancel_sweep
 from salnet.sweep_folder import SweepFolder
 
@@ -19,6 +20,7 @@ def main(argv=None) -> int:
     ap.add_argument("sweep", help="a sweep folder or a sweep name")
     ap.add_argument("--out", type=Path, default=Path("runs"))
     args = ap.parse_args(argv)
+    setup_logging()
     try:
         folder = SweepFolder.find(args.sweep, args.out)
     except FileNotFoundError as exn:

@@ -14,6 +14,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from salnet.logs import setup_logging
+
 CONVERTERS = ("salgan-released",)
 
 
@@ -27,6 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    setup_logging()
     from salnet.released_salgan import convert_released
 
     try:

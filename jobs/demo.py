@@ -17,6 +17,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from salnet.logs import setup_logging
 from salnet.run.demo import baseline, salgan
 
 
@@ -29,6 +30,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=3, help="epochs of each trial after the bootstrap")
     ap.add_argument("--baseline-only", action="store_true", help="only step 1 (seconds)")
     args = ap.parse_args(argv)
+    setup_logging()
     code = baseline(args)
     if code or args.baseline_only:
         return code

@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from salnet.logs import setup_logging
 from salnet.run import LaunchError
 from salnet.run.evaluate import evaluate_sweep
 from salnet.sweep_folder import SweepFolder
@@ -26,6 +27,7 @@ def main(argv=None) -> int:
     ap.add_argument("--gpus", type=int, default=1)
     ap.add_argument("--time", type=int, default=120, help="minutes")
     args = ap.parse_args(argv)
+    setup_logging()
     try:
         folder = SweepFolder.find(args.sweep, args.out)
         result = evaluate_sweep(folder, args.split, args.backend, args.partition, args.gpus, args.time)

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from salnet.config import ConfigError
+from salnet.logs import setup_logging
 from salnet.run import LaunchError
 from salnet.run.launch import LaunchOptions, launch_sweep, launch_train
 from salnet.sweep import SweepError
@@ -49,6 +50,7 @@ def main(argv=None) -> int:
     ap.add_argument("--tiny", action="store_true", help="tiny network and generated data (smoke runs)")
     ap.add_argument("--dry-run", action="store_true", help="print every job and trial config; submit nothing")
     args = vars(ap.parse_args(argv))
+    setup_logging()
     sweep, train, overrides = args.pop("sweep"), args.pop("train"), args.pop("overrides")
     opts = LaunchOptions(**{k: v for k, v in args.items() if v is not None})
     try:

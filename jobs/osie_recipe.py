@@ -15,6 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from salnet.logs import setup_logging
 from salnet.osie_recipe import DEFAULT_DATA, DEFAULT_WEIGHTS, osie_recipe
 
 
@@ -30,6 +31,7 @@ def main(argv=None) -> int:
     ap.add_argument("--readout-epochs", type=int, default=40)
     ap.add_argument("--device", help="device of the final scoring (default: cuda when available)")
     args = ap.parse_args(argv)
+    setup_logging()
     try:
         osie_recipe(args.out, data=args.data, shards=args.shards,
                     weights=None if args.weights.lower() == "none" else args.weights,
@@ -38,6 +40,7 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as exn:
         print(f"error: {exn}", file=sys.stderr)
         return 2
+    print((args.out / "sweep" / "summary.md").read_text())
     return 0
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from salnet.data import READERS
 from salnet.data.records import MAP_CODECS
+from salnet.logs import setup_logging
 from salnet.run.pack import PackOptions, pack_dataset
 
 
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--synthetic", nargs=2, type=int, metavar=("TRAIN", "VAL"),
                    help="dataset 'synthetic' only: first write a raw synthetic release of this many images")
     args = vars(p.parse_args(argv))
+    setup_logging()
     dataset, root = args.pop("dataset"), args.pop("root")
     out = args.pop("out") or Path("shards") / dataset
     try:

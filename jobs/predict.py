@@ -21,6 +21,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from salnet.logs import setup_logging
 from salnet.predict_files import UsageError, expand_inputs
 
 
@@ -43,6 +44,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    setup_logging()
     try:
         if args.batch_size < 1:
             raise UsageError(f"--batch-size must be >= 1, got {args.batch_size}")

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from salnet.logs import setup_logging
 from salnet.run.status import sweep_status, table
 from salnet.sweep_folder import SweepFolder
 
@@ -21,6 +22,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("runs"))
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    setup_logging()
     try:
         status = sweep_status(SweepFolder.find(args.sweep, args.out))
     except FileNotFoundError as exn:

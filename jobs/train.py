@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from salnet.config import PRESETS, ConfigError
+from salnet.logs import setup_logging
 from salnet.run import LaunchError
 from salnet.run.train import run_config, train_run
 
@@ -29,6 +30,7 @@ def main(argv=None) -> int:
     ap.add_argument("--compare-center-bias", action="store_true",
                     help="after training, score the centre-bias baseline on the same validation split")
     args = ap.parse_args(argv)
+    setup_logging()
     try:
         cfg = run_config(args.config or args.preset, args.overrides, debug=args.debug)
         train_run(cfg, args.run_dir, resume=not args.no_resume, compare_center_bias=args.compare_center_bias)

@@ -16,6 +16,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from salnet.logs import get_logger
+
+log = get_logger(__name__)
+
 CENTER_SIGMA = 0.25  # σ as a fraction of each side; a blob that covers the usual central fixation spread
 
 
@@ -115,13 +119,14 @@ class ReadoutNet(nn.Module):
 
 def fit_readout(shards: str | Path, run_dir: str | Path, *, weights=None, input_size: tuple[int, int] = (192, 256),
                 split: str = "train", epochs: int = 40, lr: float = 1e-3, batch_size: int = 32, seed: int = 0,
-                device: str | torch.device = "cpu", input_convention: str = "torchvision", width: float = 1.0,
-                log=print) -> Path:
+                device: str | torch.device = "cpu", input_convention: str = "torchvision",
+                width: float = 1.0) -> Path:
     """Train the readout head with BCE on ``split`` of packed ``shards`` and save it as a run folder that
     :func:`salnet.evaluate.evaluate_run` and :func:`salnet.predict.load_model` read (config.yaml with
     ``model.arch=readout`` and a checkpoint). The encoder's features of every image are computed once; the head
     then trains ``epochs`` passes over them with Adam (``lr``, ``batch_size``) against the ground-truth maps
-    area-resized to the feature size (1/8). Returns ``run_dir``.
+    area-resized to the feature size (1/8). Returns ``run_dir``. Progress goes to the ``salnet.baselines`` logger
+    (:func:`salnet.logs.captured` collects it).
     """
     from salnet.config import Config, DataConfig, ModelConfig, TrainConfig, config_hash, save_config
     from salnet.data.loader import LoaderConfig, ValLoader
@@ -147,7 +152,7 @@ def fit_readout(shards: str | Path, run_dir: str | Path, *, weights=None, input_
     if not feats:
         raise ValueError(f"{shards}: split {split!r} has no readable sample to train the readout on")
     x, y = torch.cat(feats), torch.cat(maps)
-    log(f"readout: features of {len(x)} images computed once ({tuple(x.shape[1:])} each)")
+    log.info(f"readout: features of {len(x)} images computed once ({tuple(x.shape[1:])} each)")
     opt = torch.optim.Adam(net.head.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     steps = 0
@@ -164,7 +169,7 @@ def fit_readout(shards: str | Path, run_dir: str | Path, *, weights=None, input_
         if not math.isfinite(total):
             raise FloatingPointError(f"readout: non-finite BCE in epoch {epoch}; lower lr (now {lr})")
         if epoch % 10 == 0 or epoch == epochs - 1:
-            log(f"readout: epoch {epoch + 1}/{epochs} BCE {total / len(x):.5f}")
+            log.info(f"readout: epoch {epoch + 1}/{epochs} BCE {total / len(x):.5f}")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_config(cfg, run_dir / "config.yaml", extra={"seed": seed, "baseline": "readout"})

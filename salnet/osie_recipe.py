@@ -25,6 +25,9 @@ from pathlib import Path
 import yaml
 
 from salnet.config import Config, apply_overrides
+from salnet.logs import get_logger
+
+log = get_logger(__name__)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DEFAULT_DATA = SHARED / "data" / "osie"
@@ -52,17 +55,17 @@ def base_config(shards: Path, weights: str | None, overrides: list[str]) -> Conf
     return cfg
 
 
-def run(cfg: Config, run_dir: Path, log) -> Path:
+def run(cfg: Config, run_dir: Path) -> Path:
     """Train (or resume, or find finished) one run in ``run_dir``."""
     from salnet.train.loop import Trainer
 
     if (run_dir / "final.json").is_file():
-        log(f"{run_dir}: done already")
+        log.info(f"{run_dir}: done already")
         return run_dir
     result = Trainer(cfg, run_dir=run_dir).fit()
     if result["status"] != "done":
         raise RuntimeError(f"{run_dir}: training ended {result['status']}; run the command again to resume")
-    log(f"{run_dir}: done, validation CC {result['val'].get('cc', float('nan')):.4f}")
+    log.info(f"{run_dir}: done, validation CC {result['val'].get('cc', float('nan')):.4f}")
     return run_dir
 
 
@@ -75,9 +78,9 @@ def write_trial(trial_dir: Path, name: str, label: str) -> None:
 
 def osie_recipe(out: str | Path, *, data: str | Path = DEFAULT_DATA, shards: str | Path | None = None,
                 weights: str | Path | None = DEFAULT_WEIGHTS, bootstrap_epochs: int = 15, epochs: int = 15,
-                readout_epochs: int = 40, overrides: list[str] | None = None, device: str | None = None,
-                log=print) -> dict:
-    """Run the five steps of the module docstring into ``out``; returns the sweep summary (evaluation.json's dict).
+                readout_epochs: int = 40, overrides: list[str] | None = None, device: str | None = None) -> dict:
+    """Run the five steps of the module docstring into ``out``; returns the sweep summary (evaluation.json's dict),
+    whose table is ``out/sweep/summary.md``. Progress goes to the ``salnet.osie_recipe`` logger.
 
     ``shards``: an already packed dataset with train and val splits instead of packing ``data``. ``weights``: the
     VGG-16 encoder file (None: random, for smoke tests). ``overrides``: dotted config keys for every run (e.g.
@@ -96,10 +99,10 @@ def osie_recipe(out: str | Path, *, data: str | Path = DEFAULT_DATA, shards: str
     readout = out / "readout"
     if not (readout / "best.pt").exists():
         fit_readout(shards, readout, weights=weights, input_size=tuple(base.data.input_size), epochs=readout_epochs,
-                    seed=base.train.seed, device=device or "cpu", width=base.model.width, log=log)
+                    seed=base.train.seed, device=device or "cpu", width=base.model.width)
     boot_cfg = apply_overrides(base, ["train.adversarial=false", f"train.epochs={bootstrap_epochs}",
                                       f"train.bootstrap_epochs={bootstrap_epochs}"])
-    boot = run(boot_cfg, out / "bootstrap", log)
+    boot = run(boot_cfg, out / "bootstrap")
     sweep = out / "sweep"
     (sweep / "trials").mkdir(parents=True, exist_ok=True)
     from salnet.atomic import atomic_write
@@ -110,8 +113,6 @@ def osie_recipe(out: str | Path, *, data: str | Path = DEFAULT_DATA, shards: str
     for name, (label, extra) in TRIALS.items():
         cfg = apply_overrides(base, [f"train.init_from={boot}", "train.bootstrap_epochs=0", f"train.epochs={epochs}",
                                      *extra])
-        run(cfg, sweep / "trials" / name, log)
+        run(cfg, sweep / "trials" / name)
         write_trial(sweep / "trials" / name, name, label)
-    result = summarize_sweep(sweep, split="val", device=device, baselines={"readout": readout})
-    log((sweep / "summary.md").read_text())
-    return result
+    return summarize_sweep(sweep, split="val", device=device, baselines={"readout": readout})

@@ -10,9 +10,11 @@ not the test set); an unreadable image is skipped with a warning and counted.
 from __future__ import annotations
 
 import glob
-import sys
 from pathlib import Path
 
+from salnet.logs import get_logger
+
+log = get_logger(__name__)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 GLOB_CHARS = set("*?[")
 
@@ -30,13 +32,13 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
         if p.is_dir():
             matched = sorted(q for q in p.iterdir() if q.is_file() and q.suffix.lower() in IMAGE_SUFFIXES)
             if not matched:
-                print(f"warning: {arg}: folder holds no images ({' '.join(IMAGE_SUFFIXES)})", file=sys.stderr)
+                log.warning(f"{arg}: folder holds no images ({' '.join(IMAGE_SUFFIXES)})")
         elif p.is_file():
             matched = [p]
         elif GLOB_CHARS & set(arg):
             matched = sorted(Path(q) for q in glob.glob(arg, recursive=True) if Path(q).is_file())
             if not matched:
-                print(f"warning: {arg}: pattern matched no files", file=sys.stderr)
+                log.warning(f"{arg}: pattern matched no files")
         else:
             raise UsageError(f"{arg}: no such file or folder")
         found += matched
@@ -89,7 +91,7 @@ def predict_files(model, cfg, paths: list[Path], out: Path, *, overlays: bool = 
                 images.append(read_rgb(p))
                 batch.append(p)
             except (OSError, SyntaxError, ValueError, DecompressionBombError) as exn:  # PIL's decode failures
-                print(f"warning: skipping {p}: unreadable image ({exn})", file=sys.stderr)
+                log.warning(f"skipping {p}: unreadable image ({exn})")
                 skipped.append(p)
         maps = predict_maps(model, images, tuple(cfg.data.input_size), device, batch_size)
         for p, image, m in zip(batch, images, maps):

@@ -19,3 +19,15 @@ def pysaliency():
         import pysaliency as ps
     return ps
 
+
+
+@pytest.fixture(autouse=True)
+def salnet_logger_restored():
+    """A test that runs a script's main() sets up salnet's logging (salnet.logs.setup_logging); the next test
+    starts from the library's default again (no handler, records propagate to pytest's capture)."""
+    import logging
+
+    logger = logging.getLogger("salnet")
+    state = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    logger.handlers[:], logger.level, logger.propagate = state

@@ -8,6 +8,7 @@ from helpers import synthetic_shards
 
 from salnet.baselines import ReadoutNet, fit_readout
 from salnet.evaluate import evaluate_run
+from salnet.logs import captured
 from salnet.predict import load_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:VGG-16 has RANDOM weights")
@@ -31,9 +32,9 @@ def test_readout_forward_is_the_head_on_conv4_3_and_upsampled_conv5_3():
 
 def test_fit_readout_learns_and_saves_a_run_the_evaluation_reads(tmp_path):
     shards = synthetic_shards(tmp_path, {"train": 16, "val": 4}, (32, 48), 0.05)
-    lines = []
-    run = fit_readout(shards, tmp_path / "readout", input_size=(32, 48), epochs=30, lr=3e-3, batch_size=8,
-                      width=0.125, log=lines.append)
+    with captured("salnet.baselines") as lines:
+        run = fit_readout(shards, tmp_path / "readout", input_size=(32, 48), epochs=30, lr=3e-3, batch_size=8,
+                          width=0.125)
     assert "features of 16 images computed once" in lines[0]
     bce = [float(x.rsplit(" ", 1)[1]) for x in lines[1:]]
     assert bce[-1] < bce[0]  # the head learns the maps
@@ -42,5 +43,5 @@ def test_fit_readout_learns_and_saves_a_run_the_evaluation_reads(tmp_path):
     result = evaluate_run(run, split="val", metrics=["cc", "nss"], device="cpu")
     assert result["images"] == 4 and set(result["means"]) == {"cc", "nss"}
     again = fit_readout(shards, tmp_path / "again", input_size=(32, 48), epochs=30, lr=3e-3, batch_size=8,
-                        width=0.125, log=lambda _: None)
+                        width=0.125)
     assert evaluate_run(again, split="val", metrics=["cc", "nss"], device="cpu")["means"] == result["means"]

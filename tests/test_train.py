@@ -11,6 +11,7 @@ import yaml
 from helpers import synthetic_shards
 
 from salnet.config import DEBUG_OVERRIDES, Config, apply_overrides
+from salnet.logs import captured
 from salnet.train.loop import Trainer
 
 
@@ -71,11 +72,18 @@ def test_tensorboard_and_run_files(shards, tmp_path):
 
     cfg = config(shards)
     trainer = Trainer(cfg, run_dir=tmp_path / "run")
-    result = trainer.fit()
+    with captured("salnet.train") as logged:
+        result = trainer.fit()
     doc = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
     assert doc["meta"]["seed"] == 0 and doc["meta"]["run_id"] and doc["config"]["data"]["input_size"] == [32, 48]
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [x["stage"] for x in lines] == ["bootstrap", "adversarial"]
+    # one log line per epoch: its losses, validation metrics and img/s, as metrics.jsonl holds them
+    assert logged[0].startswith(f"training {tmp_path / 'run'}: epoch 1 of 2, step 0, 1 process(es) on cpu")
+    for epoch, (rec, line) in enumerate(zip(lines, logged[1:], strict=True)):
+        assert line.startswith(f"epoch {epoch + 1}/2 ({rec['stage']}): train ") and line.endswith(" img/s")
+        assert f"content {rec['train']['loss/content']:.4g}" in line and f"cc {rec['val']['cc']:.4f}" in line
+    assert "D " in logged[2] and "G " in logged[2] and "D " not in logged[1]
     ev = EventAccumulator(str(tmp_path / "run" / "tb"), size_guidance={"images": 0, "scalars": 0}).Reload()
     tags = set(ev.Tags()["scalars"])
     for tag in ("loss/content", "loss/G", "loss/D", "loss/adversarial", "D/acc_real", "D/acc_fake", "lr/g",

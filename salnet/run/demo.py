@@ -8,14 +8,16 @@ and from it the ``salgan_gan`` sweep (:func:`salnet.run.launch.launch_sweep`), p
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
 from salnet.baselines import write_center_bias
+from salnet.logs import get_logger
 from salnet.metrics.files import read_map
 from salnet.metrics.score import score_folders
+
+log = get_logger(__name__)
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"  # ../shared next to the repository
 
@@ -55,21 +57,21 @@ def salgan(args) -> int:
     shards = ensure_synthetic_shards(args.out / "data" / "synthetic", {"train": args.n, "val": 40, "test": 40},
                                      size=(64, 96)).resolve()
     setup = [*DEMO_SETUP, f"data.shards={shards}"]
-    print(f"\n== SalGAN on {args.n} synthetic training images: {SETUP_NOTE} ==", flush=True)
-    print(f"-- bootstrap: BCE/4 for {args.bootstrap_epochs} epochs "
-          f"(= python jobs/launch.py --backend local --train salgan train.adversarial=false ...)", flush=True)
+    log.info(f"\n== SalGAN on {args.n} synthetic training images: {SETUP_NOTE} ==")
+    log.info(f"-- bootstrap: BCE/4 for {args.bootstrap_epochs} epochs "
+             f"(= python jobs/launch.py --backend local --train salgan train.adversarial=false ...)")
     boot = launch_train("salgan", [*setup, "train.adversarial=false", f"train.epochs={args.bootstrap_epochs}",
                                    f"train.bootstrap_epochs={args.bootstrap_epochs}"],
                         LaunchOptions(backend="local", out=args.out / "runs", gpus_per_node=0, cpus_per_task=2))
-    print(f"-- from {boot}: BCE/4 alone vs the adversarial stage at α = 0.005, 0.05, 0.5, {args.epochs} epochs each "
-          "(= python jobs/launch.py --backend local --sweep salgan_gan ...)", flush=True)
+    log.info(f"-- from {boot}: BCE/4 alone vs the adversarial stage at α = 0.005, 0.05, 0.5, {args.epochs} epochs each "
+             "(= python jobs/launch.py --backend local --sweep salgan_gan ...)")
     folder = launch_sweep("salgan_gan", [*setup, f"train.init_from={boot}", "train.bootstrap_epochs=0",
                                          f"train.epochs={args.epochs}"],
                           LaunchOptions(backend="local", out=args.out, cpus_per_task=1, gpus_per_node=0,
                                         max_concurrent=2))
-    print(folder.summary_md.read_text())
-    print(f"sweep folder: {folder.path}\n  tensorboard --logdir {folder.tb_dir}   (trials side by side)\n"
-          f"  python jobs/status.py {folder.path}")
+    log.info(folder.summary_md.read_text())
+    log.info(f"sweep folder: {folder.path}\n  tensorboard --logdir {folder.tb_dir}   (trials side by side)\n"
+             f"  python jobs/status.py {folder.path}")
     return 0
 
 
@@ -79,7 +81,7 @@ def baseline(args) -> int:
     use_shared = args.data == "shared" or (args.data == "auto" and demo.is_dir())
     if use_shared:
         if not demo.is_dir():
-            print(f"error: {demo} not found; use --data synthetic", file=sys.stderr)
+            log.error(f"{demo} not found; use --data synthetic")
             return 2
         fix, maps = demo / "FIXATIONLOCS", demo / "FIXATIONMAPS"
         source = f"MIT benchmark sample ({demo})"
@@ -93,7 +95,7 @@ def baseline(args) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     result.write_json(args.out / "scores.json")
     result.write_csv(args.out / "scores.csv")
-    print(f"centre-bias baseline on {source}: {len(result.values)} images")
-    print(result.table())
-    print(f"per-image values: {args.out / 'scores.csv'}, summary: {args.out / 'scores.json'}", flush=True)
+    log.info(f"centre-bias baseline on {source}: {len(result.values)} images")
+    log.info(result.table())
+    log.info(f"per-image values: {args.out / 'scores.csv'}, summary: {args.out / 'scores.json'}")
     return 0

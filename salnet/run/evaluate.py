@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import submitit
 
+from salnet.logs import get_logger
 from salnet.run.jobs import EvaluateJob
 from salnet.run.slurm import check_partition, slurm_partitions
 from salnet.run.submission import job_record, make_executor, submit
 from salnet.sweep_folder import JobResources, SweepFolder
+
+log = get_logger(__name__)
 
 
 def submit_evaluation(folder: SweepFolder, resources: JobResources, split: str) -> submitit.Job:
@@ -32,5 +35,5 @@ def evaluate_sweep(folder: SweepFolder, split: str = "test", backend: str = "her
         check_partition(partition, slurm_partitions()[0], "--partition")
     res = JobResources(backend=backend, partition=partition, gpus_per_node=gpus, cpus_per_task=4, time_min=time_min)
     job = submit_evaluation(folder, res, split)
-    print(f"evaluation job {job.job_id} ({backend})", flush=True)
+    log.info(f"evaluation job {job.job_id} ({backend})")
     return None if backend == "slurm" else job.result()

@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from salnet.config import to_dict
+from salnet.logs import get_logger
 from salnet.run import LaunchError
 from salnet.run.driver import DriverJob, planned_trials, run_sweep
 from salnet.run.jobs import TrainJob
@@ -32,6 +33,8 @@ from salnet.run.submission import job_record, make_executor, submit
 from salnet.run.train import check_shards, ensure_debug_data, override_values, run_config
 from salnet.sweep import Resources, load_sweep, trial_config, with_budget, with_points
 from salnet.sweep_folder import JobRecord, JobResources, SweepFolder, SweepPlan
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -122,7 +125,7 @@ def launch_sweep(sweep: str, overrides: list[str], opts: LaunchOptions) -> Sweep
                      evaluate=not opts.no_evaluate, split=opts.split)
     trials = planned_trials(spec)
     if opts.dry_run:
-        print(describe_sweep(folder, plan, trials))
+        log.info(describe_sweep(folder, plan, trials))
         return folder
     refuse_if_running(folder)
     from salnet.train.loop import git_sha
@@ -130,8 +133,8 @@ def launch_sweep(sweep: str, overrides: list[str], opts: LaunchOptions) -> Sweep
     folder.write_plan(dataclasses.replace(plan, meta={
         "sweep_id": folder.path.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": sys.argv,
         "git_sha": git_sha()}))
-    print(f"sweep folder: {folder.path}")
-    print(f"tensorboard --logdir {folder.path}")
+    log.info(f"sweep folder: {folder.path}")
+    log.info(f"tensorboard --logdir {folder.path}")
     if opts.backend == "slurm":
         rounds = max(1, math.ceil(len(trials) / spec.budget.max_concurrent))  # trials run max_concurrent at once
         driver = JobResources(backend="slurm", partition=driver_partition, gpus_per_node=0,
@@ -139,15 +142,15 @@ def launch_sweep(sweep: str, overrides: list[str], opts: LaunchOptions) -> Sweep
                               account=opts.account, qos=opts.qos, max_num_timeout=resources.max_num_timeout)
         job = submit(make_executor(folder.jobs_dir, driver, f"{spec.name}-driver"), DriverJob(), str(folder.path))
         folder.update_state(status="submitted", driver=job_record(job, "slurm"))
-        print(f"driver job {job.job_id} on {driver_partition}: {len(trials)} trial(s) on {resources.partition}; "
-              f"follow with `python jobs/status.py {folder.path}`")
+        log.info(f"driver job {job.job_id} on {driver_partition}: {len(trials)} trial(s) on {resources.partition}; "
+                 f"follow with `python jobs/status.py {folder.path}`")
         return folder
     folder.update_state(status="running", driver=JobRecord(id=str(os.getpid()), backend="process"))
     result = run_sweep(folder)
-    print(f"sweep {spec.name}: {result['trials']}; best {result['best']}")
+    log.info(f"sweep {spec.name}: {result['trials']}; best {result['best']}")
     if result["summary"]:
-        print(f"summary: {folder.summary_md}")
-    print(f"tensorboard --logdir {folder.tb_dir}")
+        log.info(f"summary: {folder.summary_md}")
+    log.info(f"tensorboard --logdir {folder.tb_dir}")
     return folder
 
 
@@ -198,12 +201,12 @@ def launch_train(train: str, overrides: list[str], opts: LaunchOptions) -> Path:
 
     run_dir = (opts.out / run_dir_for(cfg).name).resolve()
     if opts.dry_run:
-        print(f"training job ({opts.backend}): {describe_job(resources)} → {run_dir}")
-        print(yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip())
+        log.info(f"training job ({opts.backend}): {describe_job(resources)} → {run_dir}")
+        log.info(yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip())
         return run_dir
     job = submit(make_executor(opts.out / "jobs", resources, cfg.name), TrainJob(), to_dict(cfg), str(run_dir))
-    print(f"job {job.job_id} ({opts.backend}) → {run_dir}")
-    print(f"tensorboard --logdir {run_dir / 'tb'}")
+    log.info(f"job {job.job_id} ({opts.backend}) → {run_dir}")
+    log.info(f"tensorboard --logdir {run_dir / 'tb'}")
     if opts.backend != "slurm":  # local and debug: wait here (debug runs it now, in this process)
-        print(job.results()[0])
+        log.info(job.results()[0])
     return run_dir

@@ -12,8 +12,11 @@ from salnet.data.base import Reader
 from salnet.data.records import parse_input_size
 from salnet.data.shards import finalize, pack, pack_named, pending, prepare, verify
 from salnet.data.synthetic import write_synthetic
+from salnet.logs import get_logger
 from salnet.run.submission import make_executor
 from salnet.sweep_folder import JobResources
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -70,6 +73,6 @@ def pack_as_array(reader: Reader, out: Path, names: list[str], opts: PackOptions
     chunks = [names[i * len(names) // n: (i + 1) * len(names) // n] for i in range(n)]  # contiguous ranges
     jobs = executor.map_array(pack_named, [reader.name] * n, [str(reader.root)] * n, [str(out.resolve())] * n,
                               chunks, [opts.cpus_per_task] * n)
-    print(f"submitted {len(jobs)} {opts.backend} task(s): {jobs[0].job_id} ...; logs in {folder}", flush=True)
+    log.info(f"submitted {len(jobs)} {opts.backend} task(s): {jobs[0].job_id} ...; logs in {folder}")
     for job in jobs:
         job.result()

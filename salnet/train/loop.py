@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from salnet.config import Config, config_hash, save_config, to_dict
 from salnet.data.loader import LoaderConfig, TrainLoader, ValLoader
+from salnet.logs import get_logger
 from salnet.metrics import METRICS
 from salnet.train import steps
 from salnet.train.build import build_content_loss, build_discriminator, build_generator, build_optimizers
@@ -40,6 +41,7 @@ from salnet.train.tensorboard import Board, panel
 from salnet.train.validate import fixation_pool, validate
 
 PANEL_SIZE = 4
+log = get_logger(__name__)
 
 
 def git_sha() -> str:
@@ -100,6 +102,16 @@ def initial_generator(path: str) -> dict:
 
 def run_dir_for(cfg: Config) -> Path:
     return Path(cfg.out_dir) / f"{cfg.name}-{config_hash(cfg)}"
+
+
+def epoch_line(epoch: int, epochs: int, stage: str, train: dict[str, float], val: dict[str, float],
+               img_per_s: float) -> str:
+    """The log line of a finished epoch (0-based ``epoch``): its mean training losses (the ``loss/*`` keys), the
+    validation metrics and the training throughput, e.g. ``epoch 3/120 (adversarial): train G 0.7012 D 0.6931
+    content 0.2105 adversarial 0.6921; val auc_judd 0.8012 … cc 0.5123 …; 1840 img/s``."""
+    losses = " ".join(f"{k.removeprefix('loss/')} {v:.4g}" for k, v in train.items() if k.startswith("loss/"))
+    scores = " ".join(f"{k} {val[k]:.4f}" for k in METRICS if k in val)
+    return f"epoch {epoch + 1}/{epochs} ({stage}): train {losses}; val {scores}; {img_per_s:.0f} img/s"
 
 
 class Trainer:
@@ -220,6 +232,8 @@ class Trainer:
             save_config(self.cfg, self.run_dir / "config.yaml", extra={
                 "git_sha": git_sha(), "seed": t.seed, "versions": versions(), "world_size": self.env.world_size})
         status = "done"
+        log.info(f"training {self.run_dir}: epoch {self.epoch + 1} of {t.epochs}, step {self.step}, "
+                 f"{self.env.world_size} process(es) on {self.device.type}")
         try:
             while self.epoch < t.epochs and not self.converged():
                 status = self._epoch(board)
@@ -255,11 +269,13 @@ class Trainer:
         seen: dict[str, int] = {}
         window: dict[str, list] = {}  # since the last log
         t0, imgs = time.perf_counter(), 0
+        epoch_t0, epoch_imgs = t0, 0  # the epoch line's img/s: training steps only
         for batch in it:
             out = self.train_step(batch, stage)
             self.batch_in_epoch += 1
             self.step += 1
             imgs += len(batch["id"]) * self.env.world_size
+            epoch_imgs += len(batch["id"]) * self.env.world_size
             for k, v in out.items():
                 sums[k] = sums.get(k, 0) + v
                 seen[k] = seen.get(k, 0) + 1
@@ -283,6 +299,7 @@ class Trainer:
                 self.save()
                 return "stopped"
         train_means = {k: (v / seen[k]).item() for k, v in sums.items()}
+        img_per_s = epoch_imgs / max(time.perf_counter() - epoch_t0, 1e-9)
         self._check_finite(train_means)
         val, kept = validate(self.G, self.val_loader, self.device, shuffle_pool=self.pool,
                              max_images=self.cfg.data.val_subset, seed=t.seed, keep=PANEL_SIZE,
@@ -292,6 +309,7 @@ class Trainer:
         if kept:
             board.image("val/panel (image | prediction | ground truth)", panel(kept), self.step)
         is_best = self._is_best(val)
+        log.info(epoch_line(self.epoch, t.epochs, stage, train_means, val, img_per_s))
         if self.env.is_main:
             with open(self.run_dir / "metrics.jsonl", "a") as f:
                 f.write(json.dumps({"epoch": self.epoch, "step": self.step, "stage": stage, "train": train_means,
