@@ -130,25 +130,25 @@ def fit_readout(shards: str | Path, run_dir: str | Path, *, weights=None, input_
     """
     from salnet.config import Config, DataConfig, ModelConfig, TrainConfig, config_hash, save_config
     from salnet.data.loader import LoaderConfig, ValLoader
-    from salnet.imresize import imresize
+    from salnet.imresize import imresize, spatial_size
     from salnet.train.checkpoint import CheckpointManager
 
     torch.manual_seed(seed)
     device = torch.device(device)
-    cfg = Config(name="readout", data=DataConfig(shards=str(shards), input_size=tuple(input_size),
+    cfg = Config(name="readout", data=DataConfig(shards=str(shards), input_size=input_size,
                                                  batch_size=batch_size, train_split=split),
                  model=ModelConfig(arch="readout", weights=None if weights is None else str(weights),
                                    input_convention=input_convention, width=width, freeze=()),
                  train=TrainConfig(procedure="content", epochs=epochs, bootstrap_epochs=0, optimizer="adam", lr=lr,
                                    loss={"bce": 1.0}, seed=seed))
     net = ReadoutNet(weights=weights, input_convention=input_convention, width=width).to(device)
-    loader = ValLoader(shards, split, LoaderConfig(size=tuple(input_size), batch_size=batch_size, workers=0,
+    loader = ValLoader(shards, split, LoaderConfig(size=input_size, batch_size=batch_size, workers=0,
                                                    flip=False), rank=0, world_size=1)
     feats, maps = [], []
     for batch in loader:
         f = net.features(batch["image"].to(device))
         feats.append(f.to(torch.bfloat16).cpu())  # 1024 × H/8 × W/8 per image; bf16 halves the memory
-        maps.append(imresize(batch["map"].float(), tuple(f.shape[-2:]), "area").clamp(0, 1))
+        maps.append(imresize(batch["map"].float(), spatial_size(f), "area").clamp(0, 1))
     if not feats:
         raise ValueError(f"{shards}: split {split!r} has no readable sample to train the readout on")
     x, y = torch.cat(feats), torch.cat(maps)

@@ -247,7 +247,8 @@ def write_benchmark(predict: Callable[[list[np.ndarray]], list[np.ndarray]], roo
         images = [_read_stimulus(s.path, decode_rgb) for s in chunk]
         for s, image, m in zip(chunk, images, predict(images)):
             m = np.asarray(m, dtype=np.float64)
-            m = m.reshape(m.shape[-2:])
+            h, w = m.shape[-2:]
+            m = m.reshape(h, w)
             if m.shape != image.shape[:2]:
                 raise ValueError(f"{s.path}: the model's map is {m.shape} (H, W), the stimulus {image.shape[:2]}")
             data = encode_map(m, fmt)

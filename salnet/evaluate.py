@@ -55,7 +55,7 @@ def evaluate_run(run_dir: str | Path, shards: str | Path | None = None, split: s
     G, cfg = load_model(ckpt, device=device)
     shards = Path(shards if shards is not None else cfg.data.shards)
     split = split if split is not None else cfg.data.test_split
-    result = evaluate_model(G, shards, split, tuple(cfg.data.input_size), metrics=metrics, device=device,
+    result = evaluate_model(G, shards, split, cfg.data.input_size, metrics=metrics, device=device,
                             batch_size=batch_size or cfg.data.batch_size, seed=cfg.train.seed if seed is None else seed,
                             workers=workers, postprocess=cfg.model.postprocess,
                             max_bad_fraction=cfg.data.max_bad_fraction)
@@ -75,7 +75,7 @@ def evaluate_model(model, shards: str | Path, split: str, input_size: tuple[int,
     if not (shards / "manifest.json").is_file():
         raise FileNotFoundError(f"{shards}: no manifest.json; pack the dataset first (jobs/pack.py) or pass "
                                 "shards= the folder that holds it")
-    lcfg = LoaderConfig(size=tuple(input_size), batch_size=batch_size, workers=workers, flip=False,
+    lcfg = LoaderConfig(size=input_size, batch_size=batch_size, workers=workers, flip=False,
                         max_bad_fraction=max_bad_fraction)
     loader = ValLoader(shards, split, lcfg, rank=0, world_size=1)
     pool = fixation_pool(shards, split) if "sauc" in names else None

@@ -115,7 +115,13 @@ def resize_matrix(
 
 def output_size(size_in: tuple[int, int], scale: float) -> tuple[int, int]:
     """MATLAB's output size for a scale factor: ``ceil(scale * size)`` per axis."""
-    return tuple(int(math.ceil(scale * n - 1e-9)) for n in size_in)  # type: ignore[return-value]
+    h, w = size_in
+    return int(math.ceil(scale * h - 1e-9)), int(math.ceil(scale * w - 1e-9))
+
+
+def spatial_size(x: torch.Tensor) -> tuple[int, int]:
+    """(H, W) of ``x``'s last two axes as ints: the ``size`` of :func:`imresize` that matches ``x``."""
+    return int(x.shape[-2]), int(x.shape[-1])
 
 
 def imresize(
@@ -137,18 +143,18 @@ def imresize(
     if x.ndim < 2:
         raise ValueError(f"imresize needs a tensor with at least 2 dims (..., H, W), got shape {tuple(x.shape)}")
     H, W = x.shape[-2:]
-    if (size is None) == (scale is None):
-        raise ValueError("give exactly one of size=(h, w) or scale=")
-    if scale is not None:
+    if scale is not None and size is None:
         if not scale > 0:
             raise ValueError(f"scale must be > 0, got {scale}")
         size = output_size((H, W), scale)
         sh = sw = float(scale)
-    else:
+    elif size is not None and scale is None:
         h, w = int(size[0]), int(size[1])
         if h < 1 or w < 1 or H < 1 or W < 1:
             raise ValueError(f"cannot resize a {H}x{W} map to {h}x{w}: sizes must be >= 1")
         size, sh, sw = (h, w), h / H, w / W
+    else:
+        raise ValueError("give exactly one of size=(h, w) or scale=")
     if tuple(size) == (H, W):
         return x
     dtype = x.dtype if x.is_floating_point() else torch.float32
@@ -198,11 +204,11 @@ def _resize_axis(x: torch.Tensor, dim: int, n_out: int, method: str) -> torch.Te
         shape = list(xb.shape)
         shape[dim + 1] = len(terms)
         out = torch.empty(shape, dtype=torch.float32)
-        for o, taps in enumerate(terms):
+        for o, offsets in enumerate(terms):
             target = out.select(dim + 1, o)
-            torch.mul(xb.select(dim + 1, taps[0][0]), taps[0][1], out=target)
-            for i, w in taps[1:]:
-                target.add_(xb.select(dim + 1, i), alpha=w)
+            torch.mul(xb.select(dim + 1, offsets[0][0]), offsets[0][1], out=target)
+            for i, weight in offsets[1:]:
+                target.add_(xb.select(dim + 1, i), alpha=weight)
         return out.flatten(dim, dim + 1)
     taps = _band(n_in, n_out, method)
     shape = [1] * x.ndim
@@ -257,7 +263,10 @@ def _integer_axis0(x: torch.Tensor, block: tuple[int, list[list[tuple[int, int]]
 def _integer_taps(n_in: int, n_out: int) -> tuple[int, torch.Tensor, torch.Tensor]:
     """:func:`_integer_block` as arrays for :func:`salnet.native.area_shrink`: (block_in, first input
     offset in the block per output (block_out,) int32, integer weights (block_out, taps) int32, zero-padded)."""
-    bi, terms = _integer_block(n_in, n_out)
+    block = _integer_block(n_in, n_out)
+    if block is None:
+        raise ValueError(f"INTER_AREA {n_in} -> {n_out} has no repeated integer block (see _integer_block)")
+    bi, terms = block
     taps = max(t[-1][0] - t[0][0] + 1 for t in terms)
     first = torch.tensor([t[0][0] for t in terms], dtype=torch.int32)
     weights = torch.zeros((len(terms), taps), dtype=torch.int32)

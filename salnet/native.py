@@ -94,6 +94,8 @@ def _load(name: str, path: Path) -> ModuleType:
     kernel declared but not defined fails here, naming it."""
     try:
         spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"{path} is not an extension module")
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
     except ImportError as exn:
@@ -161,7 +163,9 @@ def build(csrc: Path | None = None, cache: Path | None = None) -> Kernels:
                            check=True, capture_output=True, timeout=300, env={**os.environ, "LC_ALL": "C"})
             module = _load(name, built)  # before it is cached: a module that does not load is no build
             os.replace(built, path)  # atomic: concurrent processes never load a half-written file
-            module.__file__ = module.__spec__.origin = str(path)  # where it now is
+            module.__file__ = str(path)  # where it now is
+            if module.__spec__ is not None:
+                module.__spec__.origin = str(path)
     except subprocess.CalledProcessError as exn:
         raise BuildError(f"{Path(cc).name} failed: {_compiler_errors(exn.stderr)}") from exn
     except (OSError, subprocess.SubprocessError) as exn:

@@ -98,7 +98,7 @@ def osie_recipe(out: str | Path, *, data: str | Path = DEFAULT_DATA, shards: str
     base = base_config(shards, weights, overrides or [])
     readout = out / "readout"
     if not (readout / "best.pt").exists():
-        fit_readout(shards, readout, weights=weights, input_size=tuple(base.data.input_size), epochs=readout_epochs,
+        fit_readout(shards, readout, weights=weights, input_size=base.data.input_size, epochs=readout_epochs,
                     seed=base.train.seed, device=device or "cpu", width=base.model.width)
     boot_cfg = apply_overrides(base, ["train.adversarial=false", f"train.epochs={bootstrap_epochs}",
                                       f"train.bootstrap_epochs={bootstrap_epochs}"])

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from salnet.config import Config, ConfigError, config_hash, load_config
-from salnet.imresize import imresize
+from salnet.imresize import imresize, spatial_size
+from salnet.models.vgg import VGG16Features
 from salnet.train.checkpoint import BEST, LATEST, load_checkpoint
 
 # cv2.GaussianBlur(img, (5, 5), 0): OpenCV's fixed 5-tap table, C(4, k) / 16
@@ -100,8 +101,9 @@ def load_model(path: str | Path, which: str = "best",
         warnings.filterwarnings("ignore", message="VGG-16 has RANDOM weights")
         model = build_generator(bare)
     convention = cfg.model.input_convention
-    if getattr(model, "encoder", None) is not None and model.encoder.input_convention != convention:
-        model.encoder.set_input_convention(convention)  # build_generator may not pass it on
+    encoder = getattr(model, "encoder", None)
+    if isinstance(encoder, VGG16Features) and encoder.input_convention != convention:
+        encoder.set_input_convention(convention)  # build_generator may not pass it on
     try:
         model.load_state_dict(state["G"], strict=True)
     except RuntimeError as exn:
@@ -144,7 +146,7 @@ def blur5(m: Tensor) -> Tensor:
 def postprocess(prob: Tensor, size: tuple[int, int]) -> Tensor:
     """Network output (..., h, w) in [0, 1] → map at the image size (..., H, W): MATLAB-bicubic resize,
     the 5×5 blur, clip to [0, 1] (the released SalGAN inference, DESIGN.md §2)."""
-    return blur5(imresize(prob, tuple(size), "bicubic")).clamp_(0, 1)
+    return blur5(imresize(prob, size, "bicubic")).clamp_(0, 1)
 
 
 def as_image_tensor(image: np.ndarray, name: str = "image", device=None) -> Tensor:
@@ -185,7 +187,7 @@ def predict_maps(model: nn.Module, images: Sequence[np.ndarray], input_size: tup
             x = torch.stack([imresize(t, size, "area").clamp_(0, 1) for t in chunk])
             prob = model(x).prediction().float()
             for t, p in zip(chunk, prob):
-                out.append(postprocess(p, tuple(t.shape[-2:])).cpu())
+                out.append(postprocess(p, spatial_size(t)).cpu())
     finally:
         model.train(was_training)
     return out

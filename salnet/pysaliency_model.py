@@ -14,14 +14,16 @@ image's size), so the map pysaliency scores is the map salnet writes, before its
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 
-def _pysaliency():
-    if not hasattr(np, "trapz"):  # pysaliency 0.2.22 calls np.trapz, which numpy 2.4 removed
-        np.trapz = np.trapezoid
+def _pysaliency() -> Any:
+    """The pysaliency module (untyped: its classes are subclassed here)."""
+    if not hasattr(np, "trapz"):  # pysaliency 0.2.22 calls np.trapz, which numpy 2.4 removed (and its stubs)
+        np.trapz = np.trapezoid  # type: ignore[attr-defined]
     try:
         import pysaliency
     except ImportError as err:
@@ -54,21 +56,21 @@ def saliency_map_model(run: str | Path, which: str = "best", device: str | torch
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, cfg = load_model(run, which=which, device=device)
-    return make_model(model, tuple(cfg.data.input_size), caching)
+    return make_model(model, cfg.data.input_size, caching)
 
 
 def make_model(model: torch.nn.Module, input_size: tuple[int, int], caching: bool = True):
     """The ``SaliencyMapModel`` of an in-memory salnet network (see :func:`saliency_map_model`)."""
     from salnet.predict import predict_maps
 
-    ps = _pysaliency()
+    base: Any = _pysaliency().SaliencyMapModel
 
-    class SalnetSaliencyMapModel(ps.SaliencyMapModel):
+    class SalnetSaliencyMapModel(base):
         """pysaliency view of a salnet network: ``_saliency_map(stimulus array) → (H, W) float64``."""
 
         def __init__(self):
             super().__init__(caching=caching)
-            self.network, self.input_size = model, tuple(input_size)
+            self.network, self.input_size = model, input_size
 
         def _saliency_map(self, stimulus):
             (m,) = predict_maps(self.network, [as_rgb(stimulus)], self.input_size)

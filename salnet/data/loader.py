@@ -157,7 +157,9 @@ class _Counter:
         pulls one record more first, which at the end of a pass starts the next pass's shuffle buffer.
         ``partial``: the last, short batch too, then an empty batch carrying the bad samples no batch
         reported."""
-        batch, items, pool = None, [], BatchPool(transform)
+        batch: dict[str, torch.Tensor] | None = None
+        items: list[dict] = []
+        pool = BatchPool(transform)
         for rec in records:
             flip = flips is not None and flips.random() < 0.5
             if batch is None:
@@ -172,7 +174,7 @@ class _Counter:
             if len(items) == size:
                 yield self._report(collate(items, batch))
                 batch, items = None, []
-        if partial and items:
+        if partial and items and batch is not None:  # items: a batch was started
             yield self._report(collate(items, batch))
         if partial and self.bad > self.reported_bad:
             yield self._report({"image": None, "id": []})

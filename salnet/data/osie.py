@@ -50,7 +50,7 @@ class OSIE(Reader):
 
     def check_layout(self) -> None:
         require(self.root, "data/stimuli", "data/eye/fixations.mat", help=self.layout_help)
-        self._fix = None
+        self._fix: dict[str, list[tuple[np.ndarray, np.ndarray]]] | None = None
         self.missing_images = 0
 
     def __getstate__(self):

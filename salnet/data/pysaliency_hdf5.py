@@ -70,7 +70,7 @@ def read_stimuli(path: Path) -> list[dict]:
             base = path.parent if version >= "2.0" else Path(".")
             files = [base / n for n in names]
             ids = [str(Path(n).with_suffix("")) for n in minimal_unique_names([str(x) for x in names])]
-            recs = [{"id": i, "file": str(p)} for i, p in zip(ids, files)]
+            recs: list[dict[str, str | int]] = [{"id": i, "file": str(p)} for i, p in zip(ids, files)]
         elif kind == "Stimuli":
             size = int(f.attrs["size"])
             names = [_text(n) for n in f["filenames"][...]] if "filenames" in f else []

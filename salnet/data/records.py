@@ -145,7 +145,8 @@ def encode_sample(sample: Sample, input_size: tuple[int, int] | None = None, map
             "width": sample.width, "image_ext": sample.image_ext, "n_fixations": int(len(sample.fixations)),
             "map_bits": None if sample.map is None else int(sample.map.dtype.itemsize * 8), **sample.meta}
     if input_size is not None:
-        members, extra = model_members(sample, tuple(input_size))
+        h, w = input_size  # a list when it comes from a JSON plan
+        members, extra = model_members(sample, (int(h), int(w)))
         info.update(extra)
         named = [(f"{key}.{s}", b) for s, b in members.items()]
     else:
@@ -158,7 +159,7 @@ def encode_sample(sample: Sample, input_size: tuple[int, int] | None = None, map
     return named
 
 
-def record_map(rec: dict[str, bytes]) -> np.ndarray | None:
+def record_map(rec: dict) -> np.ndarray | None:
     """The record's map at its original size, uint8/uint16 (H, W) (read-only for "map.npy"), or None."""
     where = f"{rec.get('__key__', '?')}.map"
     if "map.npy" in rec:
@@ -169,8 +170,9 @@ def record_map(rec: dict[str, bytes]) -> np.ndarray | None:
     return decode_gray(rec["map.png"], where + ".png") if "map.png" in rec else None
 
 
-def decode_record(rec: dict[str, bytes], decode_map: bool = True) -> Sample:
-    """A WebDataset record (suffix -> bytes, e.g. from a tar) -> Sample; ValueError if a field is missing.
+def decode_record(rec: dict, decode_map: bool = True) -> Sample:
+    """A WebDataset record (``__key__`` -> str, suffix -> bytes, e.g. from a tar) -> Sample; ValueError if a field
+    is missing.
 
     Model-size records give ``image=b""`` (the original image is not stored). decode_map=False leaves
     Sample.map None (the loader decodes the map itself, straight to float).
@@ -205,9 +207,10 @@ def compare(a: Sample, b: Sample, image: bool = True) -> list[str]:
             diffs.append(f"{field} {getattr(a, field)!r} != {getattr(b, field)!r}")
     if image and a.image != b.image:
         diffs.append("image bytes differ")
-    if (a.map is None) != (b.map is None) or (
-        a.map is not None and (a.map.dtype != b.map.dtype or not np.array_equal(a.map, b.map))
-    ):
+    if a.map is None or b.map is None:
+        if (a.map is None) != (b.map is None):
+            diffs.append("map differs")
+    elif a.map.dtype != b.map.dtype or not np.array_equal(a.map, b.map):
         diffs.append("map differs")
     if not np.array_equal(a.fixations, b.fixations):
         diffs.append(f"fixations differ ({len(a.fixations)} vs {len(b.fixations)})")

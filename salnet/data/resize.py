@@ -40,7 +40,7 @@ def resize_map(gray: np.ndarray, size: tuple[int, int], method: str, flip: bool,
         gray_t = torch.from_numpy(gray)
     done = method == "area" and area_resize_int(gray_t[..., None], size, flip, out=out) is not None
     smap = torch.from_numpy(map_to_float(gray))[None] if not done or keep_original else None
-    if not done:
+    if smap is not None and not done:  # not done: smap is the full-size map
         small = band_resize(smap, size, method)
         out.copy_((small.flip(-1) if flip else small).clamp(0, 1))
     return smap

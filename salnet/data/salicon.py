@@ -47,8 +47,8 @@ def load_gaze_mat(path: Path) -> list[np.ndarray]:
 
 def json_convention(data: dict) -> dict:
     """{"order": "rc" | "xy", "base": 1 | 0} of one SALICON JSON file (see the module docstring)."""
-    pts = [np.asarray(a["fixations"], np.float64).reshape(-1, 2) for a in data.get("annotations", [])]
-    pts = np.concatenate(pts) if pts else np.zeros((0, 2))
+    parts = [np.asarray(a["fixations"], np.float64).reshape(-1, 2) for a in data.get("annotations", [])]
+    pts = np.concatenate(parts) if parts else np.zeros((0, 2))
     if not len(pts):
         return {"order": "rc", "base": 1}
     max_h = max((img["height"] for img in data.get("images", [])), default=0)
@@ -110,7 +110,8 @@ class Salicon(Reader):
         if self._anns is None:
             self._anns = {}
         if split not in self._anns:
-            images, fix = {}, {}
+            images: dict[str, dict] = {}
+            fix: dict[int, list[dict]] = {}
             for path in self._json_files(split):
                 try:
                     data = json.loads(path.read_text())

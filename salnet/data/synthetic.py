@@ -122,6 +122,7 @@ def write_synthetic(root: str | Path, counts: dict[str, int], size: tuple[int, i
         for sub in ("images", "maps", "fixations"):
             (root / split / sub).mkdir(parents=True, exist_ok=True)
         for s in make_synthetic(n, size, seed, split):
+            assert s.map is not None  # a synthetic sample always has its map
             (root / split / "images" / f"{s.id}.png").write_bytes(s.image)
             (root / split / "maps" / f"{s.id}.png").write_bytes(encode_png(s.map))
             np.save(root / split / "fixations" / f"{s.id}.npy", s.fixations)

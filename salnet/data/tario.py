@@ -15,11 +15,14 @@ import io
 import os
 import re
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 BLOCK = 512
 ZEROS = bytes(BLOCK)
 META = re.compile(r"__[^/]*__($|/)")  # webdataset's skip_meta
+# tarfile's parser of a header's number fields (octal, or GNU base-256); in CPython's tarfile, not in its stubs
+number_field: Callable[[bytes], int] = tarfile.nti  # type: ignore[attr-defined]
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -31,13 +34,13 @@ def split_name(name: str) -> tuple[str, str]:
 
 def _header(buf: bytes, where: str) -> tuple[str, int, bytes]:
     """(name, size, type flag) of a 512-byte tar header; tarfile.HeaderError on a bad checksum."""
-    stored, unsigned = tarfile.nti(buf[148:156]), sum(buf) - sum(buf[148:156]) + 256  # the field counts as spaces
+    stored, unsigned = number_field(buf[148:156]), sum(buf) - sum(buf[148:156]) + 256  # the field counts as spaces
     if stored != unsigned and stored != unsigned - 256 * sum(b >= 128 for b in buf[:148] + buf[156:]):  # old: signed
         raise tarfile.HeaderError(f"{where}: bad tar header checksum (not a tar, or damaged)")
     name = buf[:100].split(b"\0", 1)[0]
     if buf[257:262] == b"ustar" and buf[345] != 0 and buf[156:157] not in (b"L", b"K"):
         name = buf[345:500].split(b"\0", 1)[0] + b"/" + name  # ustar prefix field
-    return name.decode("utf-8", "surrogateescape"), tarfile.nti(buf[124:136]), buf[156:157]
+    return name.decode("utf-8", "surrogateescape"), number_field(buf[124:136]), buf[156:157]
 
 
 def _pax_path(data: bytes) -> str | None:

@@ -22,7 +22,8 @@ class Transform:
     """Decoded record -> model-resolution tensors (picklable; runs in the loader workers)."""
 
     def __init__(self, size: tuple[int, int], resize: str, keep_original: bool, fast_decode: bool = False):
-        self.size, self.resize, self.keep_original = tuple(size), resize, keep_original
+        h, w = size  # a list, from a YAML config, is fine
+        self.size, self.resize, self.keep_original = (int(h), int(w)), resize, keep_original
         self.fast_decode = fast_decode
 
     def new_batch(self, n: int, memory: np.ndarray | None = None) -> dict[str, torch.Tensor]:
@@ -48,8 +49,6 @@ class Transform:
         if "input.npy" in rec:
             return self._stored(rec, flip, out)
         sample = decode_record(rec, decode_map=False)
-        if "map.png" not in rec and "map.npy" not in rec:
-            raise ValueError(f"{sample.id}: no map (a split without targets cannot be trained on)")
         draft = self.size if self.fast_decode and sample.image_ext in ("jpg", "jpeg") else None
         rgb = torch.from_numpy(decode_rgb(sample.image, draft))
         if draft is None and rgb.shape[:2] != (sample.height, sample.width):
@@ -59,7 +58,10 @@ class Transform:
         # PNG's decode it was not: ~0.1 ms per sample more), and the image freed before the PNG's decode
         resize_image(rgb, self.size, self.resize, flip, out["image"])
         del rgb
-        smap = resize_map(record_map(rec), self.size, self.resize, flip, out["map"], self.keep_original)
+        gray = record_map(rec)
+        if gray is None:
+            raise ValueError(f"{sample.id}: no map (a split without targets cannot be trained on)")
+        smap = resize_map(gray, self.size, self.resize, flip, out["map"], self.keep_original)
         return self._finish(out, sample.id, sample.fixations, (sample.height, sample.width), flip, smap)
 
     def _stored(self, rec: dict, flip: bool, out: dict[str, torch.Tensor]) -> dict:
@@ -112,7 +114,8 @@ class BatchPool:
     busy, a batch gets memory of its own."""
 
     def __init__(self, transform: Transform, keep: int = 3):
-        self.transform, self.keep, self.buffers, self.free_refs = transform, keep, [], 0
+        self.transform, self.keep, self.free_refs = transform, keep, 0
+        self.buffers: list[np.ndarray] = []
 
     def _refs(self, i: int) -> int:
         return sys.getrefcount(self.buffers[i])
@@ -134,7 +137,7 @@ class BatchPool:
 def collate(items: list[dict], batch: dict[str, torch.Tensor]) -> dict:
     """Items written into the first len(items) slots of ``batch`` (a :meth:`Transform.new_batch`) -> the batch:
     those slots of its STACKED tensors (views, no copy) and the items' LISTED fields as lists."""
-    out = {k: v[: len(items)] for k, v in batch.items()}
+    out: dict[str, torch.Tensor | list] = {k: v[: len(items)] for k, v in batch.items()}
     for k in LISTED:
         if items and k in items[0]:
             out[k] = [it[k] for it in items]

@@ -43,7 +43,11 @@ class Loss(nn.Module):
         super().__init__()
         self.terms = nn.ModuleDict(terms)
         self.weights = dict(weights)
-        self.needs = sorted({k for t in self.terms.values() for k in t.needs})
+        self.needs = sorted({k for t in terms.values() for k in t.needs})
+
+    def named_terms(self) -> dict[str, Term]:
+        """The terms by name (``self.terms`` holds them as a ModuleDict, which moves them with the loss)."""
+        return {n: t for n, t in self.terms.items() if isinstance(t, Term)}
 
     def extra_repr(self) -> str:
         return " + ".join(f"{w:g}·{n}" for n, w in self.weights.items())
@@ -53,7 +57,7 @@ class Loss(nn.Module):
             raise ValueError(f"loss expects logits (B,1,H,W), got shape {tuple(logits.shape)}")
         for key in self.needs:
             if key not in target:
-                users = [n for n, t in self.terms.items() if key in t.needs]
+                users = [n for n, t in self.named_terms().items() if key in t.needs]
                 raise ValueError(f"loss term(s) {users} need target[{key!r}]; got keys {sorted(target)}")
             want = (logits.shape[0], 3 if key == "image" else 1, *logits.shape[-2:])
             if tuple(target[key].shape) != want:
@@ -70,13 +74,14 @@ class Loss(nn.Module):
         if output is not None and output.shape != logits.shape:
             raise ValueError(f"loss: output {tuple(output.shape)} and logits {tuple(logits.shape)} differ in shape")
         tgt = {k: target[k].to(logits.dtype) for k in self.needs}
-        takes = {t.takes for t in self.terms.values()}
+        terms = self.named_terms()
+        takes = {t.takes for t in terms.values()}
         prob = torch.sigmoid(logits) if "prob" in takes or ("output" in takes and output is None) else None
         seen = {"logits": logits, "prob": prob, "output": prob if output is None else output.to(logits.dtype)}
         total = logits.new_zeros(())
         values: dict[str, Tensor] = {}
         try:
-            for name, term in self.terms.items():
+            for name, term in terms.items():
                 v = term(seen[term.takes], tgt)
                 total = total + self.weights[name] * v
                 values[name] = v.detach()

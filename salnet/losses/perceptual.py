@@ -89,7 +89,7 @@ class DeepFeatures(_Perceptual):
     def forward(self, pred: Tensor, target: Mapping[str, Tensor]) -> Tensor:
         fp, ft = self.pools.pair(pred, target["map"])
         with float32(pred):
-            total = sum(((a - b) ** 2).flatten(1).mean(1) for a, b in zip(fp, ft))
+            total = sum((((a - b) ** 2).flatten(1).mean(1) for a, b in zip(fp, ft)), torch.zeros(()))
         return total.mean()
 
 
@@ -108,5 +108,5 @@ class GramMatrices(_Perceptual):
     def forward(self, pred: Tensor, target: Mapping[str, Tensor]) -> Tensor:
         fp, ft = self.pools.pair(pred, target["map"])
         with float32(pred):
-            total = sum(((gram(a) - gram(b)) ** 2).flatten(1).sum(1) for a, b in zip(fp, ft))
+            total = sum((((gram(a) - gram(b)) ** 2).flatten(1).sum(1) for a, b in zip(fp, ft)), torch.zeros(()))
         return total.mean()

@@ -85,6 +85,7 @@ class CenterBias(Term):
     description = "centre-bias regulariser: mean (Ŝ - B)², B = mean training map"
     needs = ()
     context = ("center_bias",)
+    bias_map: Tensor  # buffer (1,1,H,W): B
 
     def __init__(self, *, center_bias: Tensor | None = None, **values: float) -> None:
         super().__init__(**values)

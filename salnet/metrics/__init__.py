@@ -90,10 +90,10 @@ def score_batch(
     pred = as_batch(pred, "pred", dtype, check=False)
     if baseline is not None and baseline.ndim == 2:  # one baseline for the whole batch
         given["baseline"] = baseline.expand(pred.shape[0], *baseline.shape)
-    truth = {k: as_batch(v, k, dtype, check=False) for k, v in given.items() if k in needed}
+    truth = {k: as_batch(v, k, dtype, check=False) for k, v in given.items() if k in needed and v is not None}
     # one statistics cache for all the metrics (the prediction resized to the ground truth once)
     maps = PreparedMaps(pred, **truth)
-    if "gt_map" in truth and maps.gt_map.shape == maps.pred.shape:
+    if maps.gt_map is not None and maps.gt_map.shape == maps.pred.shape:
         maps.pred_gt_stats()  # both maps' statistics in one pass
     # bicubic weights are all nonzero, so a NaN/inf in pred reaches the resized map: its row sums are the check
     check_finite(pred, "pred", maps.stats("pred").sum)

@@ -63,7 +63,7 @@ def check_finite(x: torch.Tensor, name: str, total: torch.Tensor) -> None:
 
 def resize_to(pred: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bicubic MATLAB-style resize of (B,h,w) to (B,H,W); identity when the size already matches."""
-    return imresize(pred, tuple(size), "bicubic")
+    return imresize(pred, size, "bicubic")
 
 
 CONSTANT_RTOL = 1e-12  # spread below this fraction of the magnitude = a constant map (resize rounding noise)
@@ -120,8 +120,9 @@ def map_pair_stats(x: torch.Tensor, y: torch.Tensor) -> tuple[MapStats, MapStats
     fused = native.pair_stats(x, y)
     if fused is None:
         return None
+    x_min, x_max, x_sum, x_sum_sq, y_min, y_max, y_sum, y_sum_sq, dot = fused  # the kernel's 9 rows
     n = x.shape[1]
-    return MapStats(*fused[:4], n), MapStats(*fused[4:8], n), fused[8]
+    return MapStats(x_min, x_max, x_sum, x_sum_sq, n), MapStats(y_min, y_max, y_sum, y_sum_sq, n), dot
 
 
 CANCELLATION = 1e4  # Σx²/(N·var) above this: Σx² − N·mean² would lose > ~1e-9 of var; use two passes
@@ -224,7 +225,8 @@ def sparse_nonzero(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     block holds a larger one: no fixation count is that small."""
     B, N = x.shape
     if x.device.type != "cpu":
-        return x.nonzero(as_tuple=True)
+        rows, cols = x.nonzero(as_tuple=True)
+        return rows, cols
     flat_index = native.flat_nonzero(x)  # the same block skipping in one C pass, for float64 maps
     if flat_index is not None:
         return flat_index // N, flat_index % N

@@ -21,7 +21,7 @@ import numpy as np
 import ot
 import torch
 
-from salnet.imresize import imresize
+from salnet.imresize import imresize, spatial_size
 from salnet.metrics.common import as_batch
 from salnet.metrics.prepared import PreparedMaps
 
@@ -60,14 +60,14 @@ def emd(pred: torch.Tensor, gt_map: torch.Tensor, *, downsize: int = DOWNSIZE,
 def emd_of(maps: PreparedMaps, *, downsize: int = DOWNSIZE) -> torch.Tensor:
     """:func:`emd` of prepared maps (``pred_input``, ``gt_map``): EMD shrinks the prediction as given, not
     the one resized to the ground truth, and shares no statistics."""
-    return _emd(maps.pred_input, maps.gt_map, downsize)
+    return _emd(maps.pred_input, maps.required("gt_map"), downsize)
 
 
 def _emd(p: torch.Tensor, g: torch.Tensor, downsize: int) -> torch.Tensor:
     """:func:`emd` of checked maps."""
     # the ground truth shrunk by the scale 1/downsize, the prediction to that size, as EMD.m does
     small = imresize(g, scale=1.0 / downsize)
-    ps = imresize(p, tuple(small.shape[-2:]))
+    ps = imresize(p, spatial_size(small))
     h, w = small.shape[-2:]
     dist = _ground_distance(h, w)
     P = small.flatten(1).cpu().numpy()

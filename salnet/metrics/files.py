@@ -80,6 +80,8 @@ class Fixations:
         if size is None:
             raise ScoreInputError(f"{self.path}: fixation points need the image size; give --maps with a map "
                                   "of the same stem")
+        if self.points is None:
+            raise ScoreInputError(f"{self.path}: holds neither a fixation map nor fixation points")
         H, W = size
         y, x = self.points[:, 0], self.points[:, 1]
         outside = (y < 0) | (y >= H) | (x < 0) | (x >= W)

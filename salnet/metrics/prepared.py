@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from salnet.imresize import spatial_size
 from salnet.metrics.common import (
     FixationLayout,
     MapStats,
@@ -37,9 +38,13 @@ class PreparedMaps:
                  gt_map: torch.Tensor | None = None, other: torch.Tensor | None = None,
                  baseline: torch.Tensor | None = None):
         target = fixations if fixations is not None else gt_map
-        self.size = tuple(target.shape[-2:]) if target is not None else tuple(pred.shape[-2:])
+        self.size = spatial_size(pred if target is None else target)
         for name, x in (("gt_map", gt_map), ("other", other)):  # one ground-truth size: pred is resized to it
-            if x is not None and x.shape != target.shape:
+            if x is None:
+                continue
+            if target is None:
+                raise ValueError(f"{name} needs the batch's fixations or gt_map (its size is theirs)")
+            if x.shape != target.shape:
                 raise ValueError(f"{name} {tuple(x.shape)} must have the fixations' shape {tuple(target.shape)}")
         self.pred_input = pred
         self.pred = resize_to(pred, self.size)
@@ -51,13 +56,17 @@ class PreparedMaps:
         self._layouts: dict[str, FixationLayout] = {}  # fixation map name -> its layout
         self._packed: dict[tuple[str, str], torch.Tensor] = {}  # (map, fixation map) -> (B, F) values
 
-    def flat(self, name: str) -> torch.Tensor:
-        """The map ``name`` as (B, N), N = H·W pixels (a view)."""
+    def required(self, name: str) -> torch.Tensor:
+        """The map ``name`` (B, H, W); a ValueError naming the maps the batch has when it has no such map."""
         x = getattr(self, name) if name in MAPS else None
         if x is None:
             raise ValueError(f"no {name} map in this batch (have: "
                              f"{', '.join(n for n in MAPS if getattr(self, n) is not None)})")
-        return x.flatten(1)
+        return x
+
+    def flat(self, name: str) -> torch.Tensor:
+        """The map ``name`` as (B, N), N = H·W pixels (a view)."""
+        return self.required(name).flatten(1)
 
     def stats(self, name: str) -> MapStats:
         """:class:`~salnet.metrics.common.MapStats` of the map ``name``."""
@@ -101,7 +110,7 @@ class PreparedMaps:
 
     def image_seeds(self, seed: int, keys) -> list[int]:
         """:func:`~salnet.metrics.common.image_seeds` of this batch's fixations."""
-        return image_seeds(seed, self.fixations, keys, self.layout())
+        return image_seeds(seed, self.required("fixations"), keys, self.layout())
 
 
 def prepare(pred: torch.Tensor, dtype: torch.dtype, **truth: torch.Tensor) -> PreparedMaps:

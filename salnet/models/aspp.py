@@ -58,6 +58,8 @@ class ASPPNet(nn.Module):
     encoder is frozen and kept in eval mode.
     """
 
+    gaussian: Tensor  # buffer (1,1,5,5): the fixed smoothing of the output
+
     def __init__(self, width: float = 1.0, weights: WeightsSpec = None, dropout: float = 0.25,
                  output: str = "sigmoid") -> None:
         super().__init__()

@@ -112,7 +112,8 @@ class Generator(nn.Module):
                     nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
                 else:  # Lasagne's default (the released code): Glorot uniform, zero bias
                     nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, image: Tensor) -> SaliencyOutput:
         if image.ndim != 4 or image.shape[1] != 3:
@@ -133,6 +134,8 @@ class WeightNormConv2d(nn.Conv2d):
 
     ``weight`` is the free direction W (Glorot-uniform as Lasagne's ConvLayer), ``g`` a buffer of ones.
     """
+
+    g: Tensor
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, padding: int = 1) -> None:
         super().__init__(in_channels, out_channels, kernel_size, padding=padding)
@@ -190,7 +193,8 @@ class Discriminator(nn.Module):
         for m in self.modules():
             if isinstance(m, nn.Conv2d | nn.Linear):
                 nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def forward(self, saliency: Tensor, image: Tensor) -> DiscriminatorOutput:
         if saliency.ndim != 4 or saliency.shape[1] != 1 or image.ndim != 4 or image.shape[1] != 3:

@@ -125,6 +125,9 @@ class VGG16Features(nn.Module):
     ``taps(x, names)``: dict name → (B,C,h,w) outputs of the named layers (``LAYER_INDEX`` keys).
     """
 
+    mean: Tensor  # buffers (1,3,1,1) of the input normalisation
+    std: Tensor
+
     def __init__(
         self,
         width: float = 1.0,
@@ -176,7 +179,8 @@ class VGG16Features(nn.Module):
         for m in self.features:
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
 
     def load_weights(self, weights: str | PathLike) -> None:
         """Load torchvision-format weights strictly on the conv keys this module has."""
@@ -234,7 +238,7 @@ class VGG16Features(nn.Module):
             raise ValueError(f"layers {list(names)} lie past the end of this truncated VGG-16 stack")
         out: dict[str, Tensor] = {}
         h = self.normalize(x)
-        for i, m in enumerate(self.features[: max(wanted) + 1]):
+        for i, m in enumerate(list(self.features)[: max(wanted) + 1]):
             h = m(h)
             if i in wanted:
                 out[wanted[i]] = h

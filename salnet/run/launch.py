@@ -70,12 +70,12 @@ def parse_time(text: str) -> int:
     m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
     if not m:
         raise LaunchError(f"--time {text!r}: use minutes (90), HH:MM:SS or D-HH:MM:SS")
-    days, a, b, c = (int(x) if x is not None else None for x in m.groups())
-    if days is None:
-        h, mi, s = (0, a, b or 0) if c is None else (a, b, c)
-    else:
-        h, mi, s = a, b or 0, c or 0
-    return max((days or 0) * 1440 + h * 60 + mi + (s > 0), 1)
+    days, a, b, c = m.groups()  # a always matches
+    if days is None and c is None:  # M or M:S
+        h, mi, s = 0, int(a), int(b or 0)
+    else:  # H:M:S, D-H, D-H:M, D-H:M:S
+        h, mi, s = int(a), int(b or 0), int(c or 0)
+    return max(int(days or 0) * 1440 + h * 60 + mi + (s > 0), 1)
 
 
 def job_resources(opts: LaunchOptions, spec_resources: Resources | None = None) -> JobResources:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import signal
 import socket
@@ -107,7 +108,7 @@ class RayHead:
                 with socket.create_connection(("127.0.0.1", ports["port"]), timeout=1):
                     pass  # the GCS listens: ray.init would otherwise block on a head still starting
                 ray.init(address=address, _node_ip_address="127.0.0.1", log_to_driver=True,
-                         logging_level="warning")
+                         logging_level=logging.WARNING)
                 return self
             except (OSError, RuntimeError, ValueError):
                 if time.monotonic() > deadline:

@@ -72,7 +72,7 @@ def build_discriminator(cfg: Config) -> nn.Module | None:
         return None
     if cfg.model.arch != "salgan":
         raise ValueError("train.procedure=salgan needs model.arch=salgan (the discriminator sees 192×256 maps)")
-    return Discriminator(width=cfg.model.width, input_size=tuple(cfg.data.input_size))
+    return Discriminator(width=cfg.model.width, input_size=cfg.data.input_size)
 
 
 def weight_decay(cfg: Config) -> float:

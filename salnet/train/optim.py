@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-from torch import Tensor
 
 OPTIMIZERS = ("lasagne_adagrad", "adagrad", "sgd", "nesterov", "adam")
 
@@ -45,9 +44,9 @@ class LasagneAdagrad(torch.optim.Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if not params:
                 continue
-            grads: list[Tensor] = [p.grad for p in params]  # type: ignore[misc]
+            grads = [p.grad for p in params if p.grad is not None]
             if group["weight_decay"]:
-                grads = torch._foreach_add(grads, params, alpha=group["weight_decay"])
+                grads = list(torch._foreach_add(grads, params, alpha=group["weight_decay"]))
             sums = []
             for p in params:
                 state = self.state[p]

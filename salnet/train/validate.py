@@ -23,11 +23,13 @@ DEFAULT_METRICS = tuple(METRICS)
 
 def split_fixations(records) -> tuple[dict[str, int], list[np.ndarray], list[tuple[int, int]]]:
     """From (id, points (N,≥2) (y, x, …), (H, W)) records → (index by id, point arrays, sizes)."""
-    index, points, sizes = {}, [], []
+    index: dict[str, int] = {}
+    points: list[np.ndarray] = []
+    sizes: list[tuple[int, int]] = []
     for i, (sid, pts, size) in enumerate(records):
         index[sid] = i
         points.append(np.asarray(pts)[:, :2].astype(np.int64))
-        sizes.append(tuple(int(s) for s in size))
+        sizes.append((int(size[0]), int(size[1])))
     return index, points, sizes
 
 
@@ -98,14 +100,16 @@ def score_images(G: nn.Module, loader, device: torch.device, *, shuffle_pool=Non
                 p = pred[idx].double()
                 if postprocess == "released":
                     p = released_postprocess(p, size)
-                kw = {"fixations": torch.stack([counts_map(batch["points"][i].numpy()[:, :2], size) for i in idx]),
-                      "gt_map": torch.stack([batch["map_orig"][i].double().reshape(size) for i in idx]),
-                      "baseline": torch.from_numpy(center_bias(size))}
+                other = None
                 if shuffle_pool is not None:
                     index, points, sizes = shuffle_pool
-                    kw["other"] = torch.stack([other_fixations(points, sizes, index[sid], seed=seed, key=sid)
-                                               for sid in ids])
-                vals = score_batch(p, metrics=names, seed=seed, keys=ids, **kw)
+                    other = torch.stack([other_fixations(points, sizes, index[sid], seed=seed, key=sid)
+                                         for sid in ids])
+                vals = score_batch(
+                    p, metrics=names, seed=seed, keys=ids, other=other,
+                    fixations=torch.stack([counts_map(batch["points"][i].numpy()[:, :2], size) for i in idx]),
+                    gt_map=torch.stack([batch["map_orig"][i].double().reshape(size) for i in idx]),
+                    baseline=torch.from_numpy(center_bias(size)))
                 for j, (i, sid) in enumerate(zip(idx, ids)):
                     rows[i] = {"id": sid, "height": size[0], "width": size[1],
                                **{n: float(vals[n][j]) for n in names}}
