@@ -37,7 +37,7 @@ from salnet.models import SALGAN_INPUT_SIZE, Discriminator, Generator  # noqa: E
 from salnet.train import steps  # noqa: E402
 from salnet.train.distributed import all_reduce_sum, cleanup, init_distributed  # noqa: E402
 
-LOSS_STUDY = {**LC2, "center_bias": 0.1}  # LC2 + R (DESIGN.md §3)
+LOSS_STUDY = {**LC2, "center_bias": 0.1}  # LC2 + R (docs/design.md, "The loss study")
 DEFAULTS = {"adversarial": (32, SALGAN_INPUT_SIZE), "loss_study": (60, (300, 400))}  # (batch, (H, W)) of the papers
 
 

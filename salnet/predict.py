@@ -4,7 +4,7 @@
     maps = predict_maps(model, [rgb_uint8, ...], cfg.data.input_size)
     Path("a.png").write_bytes(map_png(maps[0]))
 
-Post-processing as released (imatge-upc/salgan ``utils.predict``, DESIGN.md §2): the image is resized
+Post-processing as released (imatge-upc/salgan ``utils.predict``; docs/design.md, "SalGAN"): the image is resized
 to the network input with INTER_AREA, the prediction is resized back to the image size bicubically,
 blurred with ``cv2.GaussianBlur(m, (5, 5), 0)`` and clipped. Two deliberate differences: the resize back
 is MATLAB ``imresize`` bicubic (the metrics' convention, :mod:`salnet.imresize`) rather than OpenCV's
@@ -145,7 +145,7 @@ def blur5(m: Tensor) -> Tensor:
 
 def postprocess(prob: Tensor, size: tuple[int, int]) -> Tensor:
     """Network output (..., h, w) in [0, 1] → map at the image size (..., H, W): MATLAB-bicubic resize,
-    the 5×5 blur, clip to [0, 1] (the released SalGAN inference, DESIGN.md §2)."""
+    the 5×5 blur, clip to [0, 1] (the released SalGAN inference, docs/design.md "SalGAN")."""
     return blur5(imresize(prob, size, "bicubic")).clamp_(0, 1)
 
 

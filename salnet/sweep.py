@@ -11,7 +11,7 @@ value, ...}``, e.g. a whole loss spec — once per ``budget.trials``; its trials
 label. ``reference`` rows carry a paper's reported numbers (``{label, source, dataset, <metric>: value}``); the
 final evaluation prints them next to the trials run on that dataset, matched by label.
 
-This module only describes a sweep; the search itself (Ray Tune) and the jobs (submitit) live in jobs/.
+This module only describes a sweep; the search itself (Ray Tune) and the jobs (submitit) live in salnet.run.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ def run(spec, x, s, f, **kw):
     return total.item(), {k: v.item() for k, v in terms.items()}
 
 
-# Independent numpy references, one per loss, written from the formulas of DESIGN.md §2-3.
+# Independent numpy references, one per loss, written from the formulas of docs/design.md ("Losses").
 def np_pooled(a, k):
     b, c, h, w = a.shape
     a = a[..., : h // k * k, : w // k * k]

@@ -22,7 +22,7 @@ from salnet.models.vgg import WeightsSpec
 
 LossSpec = Mapping[str, float | Mapping[str, Any]] | str
 
-# The loss study's combinations (DESIGN.md §3); "+ R" adds {"center_bias": 0.1}.
+# The loss study's combinations (docs/design.md, "The loss study"); "+ R" adds {"center_bias": 0.1}.
 LC1 = {"kld": 10.0, "cc": -2.0, "nss": -1.0}
 LC2 = {**LC1, "df": 1.0, "gm": 1.0, "sig_mse": {"weight": 1.0, "lambda": 0.55}}
 
@@ -155,7 +155,7 @@ def generator_adversarial_loss(d_fake_logits: Tensor) -> Tensor:
     """SalGAN's adversarial term for G: BCE(D(I, Ŝ), 1) = -mean log D, from D's logits (B,) → 0-dim.
 
     SalGAN's full generator loss is ``alpha * build("bce_pool4")(logits, target)[0] + this`` with
-    alpha = 0.05 (DESIGN.md §2); the training loop composes them.
+    alpha = 0.05 (docs/design.md, "SalGAN"); the training loop composes them.
     """
     return F.binary_cross_entropy_with_logits(d_fake_logits, torch.ones_like(d_fake_logits))
 

@@ -1,6 +1,6 @@
 """The nine MIT saliency benchmark metrics, batched on torch tensors (CPU or CUDA, float64 default).
 
-Conventions (README "Metrics"): MIT MATLAB code by default, pysaliency's variant where they differ.
+Conventions (docs/design.md, "Metrics"): MIT MATLAB code by default, pysaliency's variant where they differ.
 ``python -m salnet.metrics score ...`` scores saved predictions (see :mod:`salnet.metrics.score`).
 """
 

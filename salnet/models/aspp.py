@@ -1,4 +1,4 @@
-"""The loss-study network of Bruckert et al. 2019 (../shared/DESIGN.md §3).
+"""The loss-study network of Bruckert et al. 2019 (docs/design.md, "The loss study").
 
 Frozen VGG-16 features pool3 (256 ch, 1/8), pool4 (512 ch, 1/16) and conv5_3 (512 ch, 1/16, after
 ReLU) are brought to the pool3 resolution (bilinear upsampling of the two 1/16 maps) and concatenated

@@ -1,4 +1,4 @@
-"""SalGAN (Pan et al. 2017) as the authors' released code builds it (../shared/DESIGN.md §2).
+"""SalGAN (Pan et al. 2017) as the authors' released code builds it (docs/design.md, "SalGAN").
 
 ``Generator``: VGG-16 encoder conv1_1 … conv5_3 (pool1–pool4, no pool5; conv1–conv3 frozen) and a
 mirrored decoder of 3×3 convs with ×2 nearest upsampling, ending in a 1×1 conv to one map.

@@ -5,8 +5,8 @@
 
 Two sweeps on one node (or a sweep next to a user's own Ray) must not share a Ray instance: ``ray.init()``
 cannot set the worker/agent ports, so the head is started with ``ray start --head --block`` and every port
-named, then killed as a process group (SIGTERM makes Ray drain for 30 s). Ray's environment follows
-../shared/slurm/README.md: no usage stats, no non-loopback address, no auth token; it is set when the head
+named, then killed as a process group (SIGTERM makes Ray drain for 30 s). Ray's environment (docs/design.md,
+"Slurm and Ray"): no usage stats, no non-loopback address, no auth token; it is set when the head
 starts, never at import: call :func:`use_ray_env` before the process first imports Ray (Ray reads
 RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER at import; imported without it, ``ray.init`` turns 127.0.0.1 into the node's
 network address and never reaches the loopback-only head). Ray's workers import the trials' code from the
