@@ -5,7 +5,15 @@ import socket
 import torch
 import torch.multiprocessing as mp
 
-from salnet.train.distributed import DistEnv, all_reduce_sum, cleanup, first_host, init_distributed, read_env
+from salnet.train.distributed import (
+    DistEnv,
+    all_reduce_sum,
+    cleanup,
+    first_host,
+    init_distributed,
+    job_port,
+    read_env,
+)
 
 
 def test_read_env_sources():
@@ -16,7 +24,11 @@ def test_read_env_sources():
     sl = read_env({"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "123456",
                    "SLURM_JOB_NODELIST": "gpu[07-08]"})
     assert (sl.rank, sl.world_size, sl.local_rank, sl.master_addr, sl.master_port, sl.source) == \
-        (5, 8, 1, "gpu07", 20000 + 123456 % 20000, "slurm")
+        (5, 8, 1, "gpu07", job_port(123456), "slurm")
+    # the port of a Slurm step lies below the ephemeral range, where the OS never hands one out by itself
+    assert job_port(123456, (32768, 60999)) == 20000 + 123456 % 12768
+    assert len({job_port(j, (32768, 60999)) for j in range(1000, 1100)}) == 100
+    assert job_port(7, (10000, 60999)) == 61000 + 7  # an ephemeral range starting low: above it
     assert read_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"}).source == "single"
     assert first_host("node1,node2") == "node1" and first_host("a[3,5-9]") == "a3" and first_host("solo") == "solo"
 

@@ -39,8 +39,10 @@ def make_executor(folder: Path, resources: JobResources, name: str,
         params["mem_gb"] = r.mem_gb
     if r.backend == "slurm":
         # SIGUSR2 two minutes before a timeout: the training job checkpoints and asks to be requeued
+        # a task that dies ends the step's other tasks at once instead of leaving them waiting on it
         params.update(slurm_partition=r.partition, slurm_account=r.account, slurm_qos=r.qos,
-                      slurm_constraint=r.constraint, slurm_signal_delay_s=120)
+                      slurm_constraint=r.constraint, slurm_signal_delay_s=120,
+                      slurm_srun_args=["--kill-on-bad-exit=1"])
     ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
     return ex
 

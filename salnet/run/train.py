@@ -53,6 +53,7 @@ def train_run(cfg: Config, run_dir: Path | None = None, resume: bool = True,
     the model. Returns :meth:`salnet.train.loop.Trainer.fit`'s result (+ ``center_bias``)."""
     ensure_debug_data(cfg)
     check_shards(cfg.data.shards, "data.shards")
+    from salnet.train.distributed import init_for_run, naming_peer_failures
     from salnet.train.loop import Trainer, run_dir_for
 
     run_dir = run_dir or run_dir_for(cfg)
@@ -60,10 +61,12 @@ def train_run(cfg: Config, run_dir: Path | None = None, resume: bool = True,
         aside = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
         run_dir.rename(aside)
         print(f"--no-resume: moved the previous run to {aside}", flush=True)
-    trainer = Trainer(cfg, run_dir=run_dir, resume=resume)
-    if trainer.env.is_main:
-        print(f"run folder: {trainer.run_dir}  (tensorboard --logdir {trainer.run_dir / 'tb'})", flush=True)
-    result = trainer.fit()
+    env = init_for_run(run_dir)
+    with naming_peer_failures(env):
+        trainer = Trainer(cfg, run_dir=run_dir, resume=resume, env=env)
+        if trainer.env.is_main:
+            print(f"run folder: {trainer.run_dir}  (tensorboard --logdir {trainer.run_dir / 'tb'})", flush=True)
+        result = trainer.fit()
     if compare_center_bias and result["status"] == "done":
         from salnet.baselines import CenterBiasModel
         from salnet.train.validate import validate
