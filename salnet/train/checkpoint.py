@@ -1,33 +1,73 @@
-"""Checkpoints that survive preemption: atomic writes, ``latest``/``best`` links, keep-last-k, RNG state.
+"""Checkpoints that survive preemption and faults: atomic writes, ``latest``/``best`` links, keep-last-k, RNG
+state, and a fall back to the newest intact checkpoint.
 
 A checkpoint is one ``torch.save`` of a plain dict of tensors, numbers and strings (so it loads with
 ``weights_only=True``): model and optimiser state dicts, grad scaler, epoch, step, loader position and
 every RNG state. Files are ``ckpt-{step:09d}.pt`` in the run folder; ``latest.pt`` and ``best.pt`` are
 symlinks replaced atomically, so a job killed at any instant leaves either the old or the new
-checkpoint, never a torn one.
+checkpoint, never a torn one. A write that fails (a full disk) removes its temporary file and raises
+:class:`CheckpointWriteError`; the previous checkpoint and the links stay as they were. A ``latest.pt`` that
+does not load (damaged after it was written, or dangling) is reported and the newest checkpoint that loads
+is used instead; nothing is deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import random
+import re
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
 LATEST, BEST = "latest.pt", "best.pt"
+CKPT = re.compile(r"ckpt-(\d+)\.pt")
+PARTIAL = re.compile(r"\.(ckpt-\d+\.pt|latest\.pt|best\.pt)\.(\d+)\.(tmp|lnk)")  # a writer's temporary files
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (full disk, quota, I/O error); nothing was replaced."""
+
+
+class CheckpointFallback(UserWarning):
+    """``latest.pt`` did not load and an older checkpoint is used instead."""
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (a node that loses power keeps the new name)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def atomic_save(obj, path: Path) -> Path:
-    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``."""
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``. A failed write
+    (a full disk) removes the temporary file and raises :class:`CheckpointWriteError` naming ``path``."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exn:  # torch's zip writer reports ENOSPC as a RuntimeError
+        tmp.unlink(missing_ok=True)
+        free = shutil.disk_usage(path.parent).free / 2**20 if path.parent.is_dir() else float("nan")
+        code = getattr(exn, "errno", None) or (errno.ENOSPC if free < 1 else errno.EIO)
+        raise CheckpointWriteError(code, f"{path}: the checkpoint could not be written ({type(exn).__name__}: "
+                                   f"{str(exn).splitlines()[0][:200]}); {free:.0f} MiB free there. Nothing was "
+                                   "replaced: the previous checkpoint is intact. Free space (or move the run "
+                                   "folder) and resume") from exn
+    _fsync_dir(path.parent)
     return path
 
 
@@ -35,8 +75,14 @@ def _link(target: Path, link: Path) -> None:
     tmp = link.with_name(f".{link.name}.{os.getpid()}.lnk")
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
-    os.symlink(target.name, tmp)
-    os.replace(tmp, link)
+    try:
+        os.symlink(target.name, tmp)
+        os.replace(tmp, link)
+    except OSError as exn:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointWriteError(exn.errno, f"{link}: could not point it at {target.name} ({exn}); it still "
+                                   "points at the previous checkpoint") from exn
+    _fsync_dir(link.parent)
 
 
 def rng_state() -> dict:
@@ -78,12 +124,22 @@ class CheckpointManager:
         self.keep_last = keep_last
 
     def save(self, state: dict, step: int, is_best: bool = False) -> Path:
+        """Write ``ckpt-{step}.pt`` and point ``latest.pt`` (and ``best.pt``) at it; a failure is a
+        :class:`CheckpointWriteError` and leaves the previous checkpoint and links as they were."""
+        self._remove_partial()
         path = atomic_save(state, self.dir / f"ckpt-{step:09d}.pt")
         _link(path, self.dir / LATEST)
         if is_best:
             _link(path, self.dir / BEST)
         self._prune()
         return path
+
+    def _remove_partial(self) -> None:
+        """Temporary files of a writer that was killed before its rename (only the writer calls this)."""
+        for p in self.dir.iterdir():
+            m = PARTIAL.fullmatch(p.name)
+            if m and int(m.group(2)) != os.getpid():
+                p.unlink(missing_ok=True)
 
     def _prune(self) -> None:
         keep = {(self.dir / n).resolve() for n in (LATEST, BEST) if (self.dir / n).exists()}
@@ -92,16 +148,51 @@ class CheckpointManager:
             if old.resolve() not in keep:
                 old.unlink()
 
+    def checkpoints(self) -> list[Path]:
+        """The ``ckpt-*.pt`` files, newest step first."""
+        steps = {p: int(m.group(1)) for p in self.dir.glob("ckpt-*.pt") if (m := CKPT.fullmatch(p.name))}
+        return sorted(steps, key=steps.__getitem__, reverse=True)
+
     def latest(self) -> Path | None:
+        """``latest.pt`` when it points at a file, else the newest ``ckpt-*.pt`` (a job killed before its first
+        link), else None."""
         p = self.dir / LATEST
-        return p if p.exists() else None
+        if p.exists():
+            return p
+        found = self.checkpoints()
+        return found[0] if found else None
 
     def load(self, which: str = LATEST, map_location="cpu") -> dict | None:
-        """The checkpoint ``latest.pt``/``best.pt`` (or a file name) as a dict, or None if there is none."""
-        p = self.dir / which
-        if not p.exists():
+        """The checkpoint ``latest.pt``/``best.pt`` (or a file name) as a dict, or None if there is none. For
+        ``latest.pt``: when it does not load (or is missing while checkpoints exist), the newest checkpoint that
+        loads, with a :class:`CheckpointFallback` warning naming both; a ValueError when none loads."""
+        if which != LATEST:
+            p = self.dir / which
+            return load_checkpoint(p, map_location) if p.exists() else None
+        latest = self.dir / LATEST
+        candidates = ([latest] if latest.exists() else []) + self.checkpoints()
+        if not candidates:
             return None
-        return load_checkpoint(p, map_location)
+        failures: list[tuple[Path, str]] = []
+        for p in candidates:
+            if failures and p.resolve() in {q.resolve() for q, _ in failures}:
+                continue
+            try:
+                state = load_checkpoint(p, map_location)
+            except ValueError as exn:
+                cause = exn.__cause__ or exn
+                failures.append((p, f"{type(cause).__name__}: {(str(cause).splitlines() or [''])[0][:120]}"))
+                continue
+            if failures or p != latest:
+                bad = "; ".join(f"{q.name}{' -> ' + q.resolve().name if q.is_symlink() else ''}: {why}"
+                                for q, why in failures) or f"{LATEST} is missing"
+                warnings.warn(f"{self.dir}: {bad}; resuming from {p.name} (step {state.get('step', '?')}) "
+                              "instead, the newest checkpoint that loads (nothing was deleted)",
+                              CheckpointFallback, stacklevel=2)
+            return state
+        raise ValueError(f"{self.dir}: no checkpoint loads ("
+                         + "; ".join(f"{q.name}: {why}" for q, why in failures)
+                         + "); move them aside to start the run afresh, or train with --no-resume")
 
 
 def load_checkpoint(path: Path, map_location="cpu") -> dict:
@@ -112,5 +203,6 @@ def load_checkpoint(path: Path, map_location="cpu") -> dict:
     except FileNotFoundError:
         raise
     except Exception as exn:  # torch raises several types for corrupt or unsafe pickles
-        raise ValueError(f"{path}: not a loadable salnet checkpoint ({type(exn).__name__}: {exn}); "
-                         "delete it to restart from the previous one") from exn
+        raise ValueError(f"{path}: not a loadable salnet checkpoint ({type(exn).__name__}: {exn}); it is "
+                         "truncated, damaged or not a checkpoint (a resumed run falls back to the previous one "
+                         "by itself)") from exn

@@ -34,6 +34,7 @@ from salnet.train.distributed import (
     all_reduce_sum,
     barrier,
     device_for,
+    gather_objects,
     init_distributed,
     seed_everything,
 )
@@ -189,12 +190,14 @@ class Trainer:
             o.load_state_dict(state["opts"][k])
         self.epoch, self.batch_in_epoch, self.step = state["epoch"], state["batch_in_epoch"], state["step"]
         self.best, self.best_epoch = state["best"], state.get("best_epoch")
-        self._rng_after_skip = state["rng"]
+        ranks = state.get("rng_ranks") or []  # every rank's RNG (dropout differs per rank); rank 0's otherwise
+        self._rng_after_skip = ranks[self.env.rank] if len(ranks) == self.env.world_size else state["rng"]
         self.resumed = True
 
     def save(self, is_best: bool = False) -> None:
+        rngs = gather_objects(rng_state())
         if self.env.is_main:
-            self.ckpt.save(self.state_dict(), self.step, is_best=is_best)
+            self.ckpt.save({**self.state_dict(), "rng_ranks": rngs}, self.step, is_best=is_best)
         barrier()
 
     # ------------------------------------------------------------------ training
