@@ -287,6 +287,10 @@ def to_markdown(result: dict, params: list[str], metrics: list[str]) -> str:
         lines.append(f"No trial has a checkpoint; none of the {len(rows)} trials was scored.")
     if best:
         lines.append(f"★ best trial by {PAPER_COLUMNS[result['metric']]} ({result['mode']}): {best['trial']}.")
+    if rows:  # each retry and requeue resumed from the trial's last checkpoint
+        lines.append("Attempts per trial (jobs; + times Slurm requeued one): " + ", ".join(
+            f"{r['trial']} {r.get('attempts', 0)}" + (f"+{r['requeues']}" if r.get("requeues") else "") for r in rows)
+            + ".")
     for b in baselines:
         behind = {r["trial"]: below_baseline(r, b, metrics) for r in scored}
         worse = {t: ms for t, ms in behind.items() if ms}
@@ -339,7 +343,7 @@ def summarize_sweep(sweep_dir: str | Path, split: str = "test", metrics=DEFAULT_
     trials, with the paper's rows of the sweep file (``reference``) and each trial's Δ to its paper row.
     Writes summary.csv, summary.md, evaluation.json (atomically) and tb/; returns evaluation.json's dict:
     ``{"sweep", "sweep_dir", "split", "metric", "mode", "metrics", "best": {"trial", "value"} | None,
-    "trials": [{"trial", "params", "status", "attempts", "error", "epochs", "checkpoint", "checkpoint_step",
+    "trials": [{"trial", "params", "status", "attempts", "requeues", "error", "epochs", "checkpoint", "checkpoint_step",
     "means": {metric: mean} | None, "images", "bad_samples", "shards"}], "baselines": [{"name", "run", "means",
     "images"}], "reference": [{"label", "source", "dataset", metric: value}], "reference_elsewhere": [...]}``
     (paper rows whose ``dataset`` differs from the trials' shards go to ``reference_elsewhere``: listed, no Δ).
@@ -364,8 +368,9 @@ def summarize_sweep(sweep_dir: str | Path, split: str = "test", metrics=DEFAULT_
         with contextlib.suppress(FileNotFoundError):  # failed before its first checkpoint: listed, not scored
             ckpts[name] = resolve_checkpoint(folder.trial_dir(name))[0]
         rows.append({"trial": name, "params": info.params, "status": info.status, "attempts": info.attempts,
-                     "error": info.error, "epochs": len(folder.epochs(name)), "checkpoint": None,
-                     "checkpoint_step": None, "means": None, "images": None, "bad_samples": None, "shards": None})
+                     "requeues": info.requeues, "error": info.error, "epochs": len(folder.epochs(name)),
+                     "checkpoint": None, "checkpoint_step": None, "means": None, "images": None, "bad_samples": None,
+                     "shards": None})
     for r in rows:  # every trial's shards before the first (slow) evaluation
         if r["trial"] in ckpts:
             check_split(sweep_dir / "trials" / r["trial"], split)

@@ -77,6 +77,7 @@ class JobRecord:
     backend: str  # slurm | local | debug | process (the driver running in the launching process)
     folder: str = ""  # submitit's folder of the job (logs, result)
     submitted: float = 0.0
+    requeues: int = 0  # times Slurm ran it again (node failure, preemption, timeout): sacct --duplicates
 
 
 @dataclass
@@ -90,6 +91,11 @@ class TrialRecord:
     jobs: list[JobRecord] = field(default_factory=list)
     error: str | None = None  # the last job's error line
     updated: float = 0.0
+
+    @property
+    def requeues(self) -> int:
+        """Times Slurm restarted one of its jobs (each restart resumes from the checkpoint, like a retry)."""
+        return sum(j.requeues for j in self.jobs)
 
 
 @dataclass
@@ -133,6 +139,10 @@ def read_metrics(run_dir: str | Path) -> dict[int, dict]:
     return {e: rows[e] for e in sorted(rows)}
 
 
+MOVE_ASIDE = ("it is written atomically, so another program changed it: restore it, or move it aside and relaunch "
+              "the sweep (run folders and checkpoints are kept and the sweep resumes from them)")
+
+
 def _job(doc: dict | None, where: str) -> JobRecord | None:
     return None if doc is None else from_dict(JobRecord, doc, where)
 
@@ -145,7 +155,7 @@ def _record(cls, path: Path, default):
     except FileNotFoundError:
         return default
     except ValueError as exn:
-        raise ConfigError(f"{path}: not valid JSON ({exn})") from None
+        raise ConfigError(f"{path}: not valid JSON ({exn}); {MOVE_ASIDE}") from None
     if not isinstance(doc, dict):
         raise ConfigError(f"{path}: expected a JSON object, got {type(doc).__name__}")
     try:
@@ -301,6 +311,17 @@ class SweepFolder:
 
     def read_trial(self, trial: str) -> TrialRecord:
         return _record(TrialRecord, self.trial_dir(trial) / "trial.json", TrialRecord(trial=trial))
+
+    def read_trials(self) -> tuple[list[TrialRecord], dict[str, str]]:
+        """Every readable trial's record in name order, and ``{trial: error}`` for each trial.json that cannot be
+        read (left out, never changed or deleted): what status, cancel and the driver's counts go on with."""
+        records, unreadable = [], {}
+        for t in self.trials():
+            try:
+                records.append(self.read_trial(t))
+            except ConfigError as exn:
+                unreadable[t] = str(exn)
+        return records, unreadable
 
     def update_trial(self, trial: str, **changes) -> TrialRecord:
         """Set fields of a trial's trial.json (made with its folder if new); returns the new record."""

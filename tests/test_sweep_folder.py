@@ -57,7 +57,8 @@ def test_trial_and_state_records_round_trip(tmp_path):
     rec = folder.update_trial("t0", params={"train.alpha": 0.1}, status="running", attempts=1, jobs=[job])
     assert folder.read_trial("t0") == rec and folder.trials() == ["t0"]
     doc = json.loads((folder.trial_dir("t0") / "trial.json").read_text())
-    assert doc["jobs"] == [{"id": "123", "backend": "slurm", "folder": str(folder.jobs_dir), "submitted": 5.0}]
+    assert doc["jobs"] == [{"id": "123", "backend": "slurm", "folder": str(folder.jobs_dir), "submitted": 5.0,
+                           "requeues": 0}]
     state = folder.update_state(status="running", driver=job, best={"trial": "t0", "cc": 0.5})
     assert folder.read_state() == state and folder.read_state().driver == job and state.evaluation is None
     with pytest.raises(TypeError):

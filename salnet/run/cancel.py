@@ -14,11 +14,13 @@ def cancel_sweep(folder: SweepFolder) -> list[str]:
     sent = []
     if state.driver is not None and cancel_record(state.driver):
         sent.append(state.driver.id)
-    for t in folder.trials():
-        rec = folder.read_trial(t)
+    records, unreadable = folder.read_trials()
+    for rec in records:
         if rec.status in OPEN_TRIAL_STATES:
             sent += [job.id for job in rec.jobs if cancel_record(job)]
-            folder.update_trial(t, status="cancelled")
+            folder.update_trial(rec.trial, status="cancelled")
+    for error in unreadable.values():  # its jobs are unknown: say so rather than stop half-way
+        print(f"warning: {error}; its job, if any, was not cancelled (cancel it by hand: squeue --me)", flush=True)
     if state.evaluation is not None and cancel_record(state.evaluation):
         sent.append(state.evaluation.id)
     folder.update_state(status="cancelled")

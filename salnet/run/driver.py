@@ -42,9 +42,13 @@ def run_sweep(folder: SweepFolder) -> dict:
         results = build_tuner(folder, plan).fit()
         best = best_result(results, spec)
     counts: dict[str, int] = {}
-    for t in folder.trials():
-        status = folder.read_trial(t).status
+    records, unreadable = folder.read_trials()
+    for status in [r.status for r in records] + ["unreadable"] * len(unreadable):
         counts[status] = counts.get(status, 0) + 1
+    for error in unreadable.values():
+        print(error, flush=True)
+    print("attempts per trial: " + ", ".join(f"{r.trial} {r.attempts}" + (f"+{r.requeues} requeued" if r.requeues
+                                                                           else "") for r in records), flush=True)
     folder.update_state(status="evaluating" if plan.evaluate else "done", trials=counts, best=best)
     print(f"sweep {spec.name} done: {counts}; best {best}", flush=True)
     summary = None

@@ -44,3 +44,25 @@ def slurm_states(ids: list[str]) -> dict[str, str]:
         jid, _, state = line.partition("|")
         states[jid.split("_")[0]] = state.split()[0] if state else "UNKNOWN"
     return states
+
+
+def slurm_runs(ids: list[str]) -> dict[str, list[str]]:
+    """Job id → the state of each time Slurm ran it, oldest first (``sacct --duplicates``): a job requeued after
+    a node failure reads ``["NODE_FAIL", "COMPLETED"]``. Unknown ids are left out."""
+    if not ids:
+        return {}
+    out = subprocess.run(["sacct", "-n", "-P", "-X", "--duplicates", "-o", "JobID,State", "-j", ",".join(ids)],
+                         capture_output=True, text=True, timeout=60)
+    runs: dict[str, list[str]] = {}
+    for line in out.stdout.splitlines():
+        jid, _, state = line.partition("|")
+        runs.setdefault(jid.split("_")[0], []).append(state.split()[0] if state else "UNKNOWN")
+    return runs
+
+
+def slurm_alive(job_id: str) -> bool:
+    """Whether Slurm's controller has the job queued or running (``squeue``, not the accounting database): true
+    again for a job it requeued after a node failure, which sacct may for a moment report as ended."""
+    out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=60)
+    states = out.stdout.split() if out.returncode == 0 else []
+    return bool(states) and states[0] in ACTIVE

@@ -5,14 +5,17 @@ is its own submitit training job, followed through its metrics.jsonl on the shar
   turns each new epoch line of the run's metrics.jsonl into one Tune result (``training_iteration`` = epochs).
 - ASHA stops a trial → ``cleanup`` cancels its job (and :class:`TrialJobs` cancels it again from the driver
   process, in case the trial's actor died first).
-- A failed job is resubmitted up to ``budget.retries`` times (it resumes from its latest checkpoint); then the
-  trial errors and the sweep goes on without it.
+- A failed job (an error, a rank lost, ``scancel --signal=KILL``) is resubmitted up to ``budget.retries`` times
+  (it resumes from its latest checkpoint); then the trial errors and the sweep goes on without it. A job that
+  Slurm requeues by itself (its node failed) is followed, not resubmitted; trial.json counts its requeues.
 - A restored driver (``Tuner.restore``) resumes unfinished trials: a trial's job still running on Slurm is
   re-attached, not resubmitted; finished trials are not rerun.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import math
 import time
@@ -22,10 +25,10 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from salnet.config import to_dict
+from salnet.config import ConfigError, to_dict
 from salnet.metrics import METRICS
 from salnet.run.jobs import TrainJob
-from salnet.run.slurm import ACTIVE, slurm_states
+from salnet.run.slurm import ACTIVE, slurm_alive, slurm_runs, slurm_states
 from salnet.run.submission import attach, cancel_record, error_line, job_record, make_executor, submit
 from salnet.sweep import grid_size, search_space, trial_config
 from salnet.sweep_folder import OPEN_TRIAL_STATES, SweepFolder, SweepPlan
@@ -101,11 +104,39 @@ class TrialRunner(tune.Trainable):
                 return False, None
             results = self.job.results()
         except Exception as exn:  # noqa: BLE001 — a failed job: submitit re-raises the remote error
+            if self._requeued():
+                return False, None
+            self._count_requeues()
             return True, error_line(exn)
+        self._count_requeues()
         status = results[0].get("status") if results and isinstance(results[0], dict) else None
         if status == "preempted":  # stopped without a requeue (local backend): run on from the checkpoint
             return True, "preempted"
         return True, None
+
+    def _requeued(self) -> bool:
+        """A Slurm job that looked ended but that Slurm requeued (node failure): follow it again, do not retry."""
+        job = self.job
+        assert job is not None
+        if self.plan.resources.backend != "slurm" or not slurm_alive(str(job.job_id)):
+            return False
+        job.watcher.clear()  # submitit caches the ended state it saw
+        print(f"[{self.name}] job {job.job_id} was requeued by Slurm; following it", flush=True)
+        return True
+
+    def _count_requeues(self) -> None:
+        """Record in trial.json how often Slurm ran the trial's last job (sacct --duplicates)."""
+        job = self.job
+        assert job is not None
+        if self.plan.resources.backend != "slurm":
+            return
+        jid = str(job.job_id)
+        runs = len(slurm_runs([jid]).get(jid, []))
+        rec = self.folder.read_trial(self.name)
+        if rec.jobs and rec.jobs[-1].id == jid and runs - 1 > rec.jobs[-1].requeues:
+            last = dataclasses.replace(rec.jobs[-1], requeues=runs - 1)
+            self.folder.update_trial(self.name, jobs=[*rec.jobs[:-1], last])
+            print(f"[{self.name}] job {jid} ran {runs} times (Slurm requeued it)", flush=True)
 
     # -------------------------------------------------------------- Tune's interface
 
@@ -149,7 +180,9 @@ class TrialRunner(tune.Trainable):
             raise TrialFailed(f"trial {self.name} failed {attempts} time(s); last error: {error}")
         print(f"[{self.name}] job {self.job.job_id} ended with {error.splitlines()[0][:200]}; resubmitting "
               f"(attempt {attempts + 1} of {retries + 1})", flush=True)
-        self.folder.update_trial(self.name, error=error)
+        rec = self.folder.update_trial(self.name, error=error)
+        if rec.jobs:
+            cancel_record(rec.jobs[-1])  # never two jobs on one run folder: the old one is surely gone
         self._submit()
 
     def save_checkpoint(self, checkpoint_dir: str) -> dict:
@@ -173,7 +206,11 @@ class TrialJobs(tune.Callback):
         self.folder = folder
 
     def _close(self, trial, status: str) -> None:
-        rec = self.folder.read_trial(str(trial))
+        try:
+            rec = self.folder.read_trial(str(trial))
+        except ConfigError as exn:  # trial.json damaged by hand: say so, the sweep goes on
+            print(f"[{trial}] {exn}", flush=True)
+            return
         if rec.status in OPEN_TRIAL_STATES:  # the trial did not close itself (its actor died)
             if rec.jobs:
                 cancel_record(rec.jobs[-1])
@@ -189,7 +226,8 @@ class TrialJobs(tune.Callback):
         self._close(trial, status)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        print(f"[{trial}] failed: {self.folder.read_trial(str(trial)).error}", flush=True)
+        with contextlib.suppress(ConfigError):
+            print(f"[{trial}] failed: {self.folder.read_trial(str(trial)).error}", flush=True)
         self._close(trial, "failed")
 
 
