@@ -318,7 +318,10 @@ def load_config(path: Path, cls=Config):
         raise ConfigError(f"{path}: not valid YAML ({exn})") from exn
     if isinstance(doc, dict) and "config" in doc:
         doc = doc["config"]
-    return from_dict(cls, doc or {})
+    try:
+        return from_dict(cls, doc or {})
+    except ConfigError as exn:  # name the file: the key alone does not say where to fix it
+        raise ConfigError(f"{path}: {exn}", key=exn.key) from None
 
 
 def loss_study() -> Config:

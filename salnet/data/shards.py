@@ -251,7 +251,8 @@ def verify(out: str | Path, reader: Reader | None = None) -> dict:
             errors.append(f"{rec['name']}: missing")
             continue
         if sha256_file(path) != rec["sha256"]:
-            errors.append(f"{rec['name']}: sha256 differs from the manifest")
+            errors.append(f"{rec['name']}: sha256 differs from the manifest (the file changed after packing): delete "
+                          f"{path} and run jobs/pack.py again with the same arguments to pack it again")
         ids = []
         try:
             for r in iter_tar(path):
