@@ -9,6 +9,7 @@
 # Facts behind the settings: ../shared/slurm/README.md (accounting is required for submitit's job states;
 # cred_expire=10 so a requeued job restarts within seconds; FirstJobId from the clock so job ids never
 # collide in reused submitit folders; CPUs-only node line; cgroup proctrack kills Ray daemons on scancel).
+# ReturnToService=1: a node set DOWN by hand (the node-failure test) stays down until `state=resume`.
 set -euo pipefail
 BASE=${SALNET_SLURM_DIR:-/tmp/salnet-slurm}
 CONF=$BASE/etc/slurm.conf
@@ -54,7 +55,9 @@ start(){
   fi
   stop >/dev/null 2>&1 || true
   local node cpus mem first
-  node=$(hostname -s); cpus=$(nproc)
+  # at least 4 CPUs declared (config_overrides: slurmd does not drain a node that has fewer) so that a sweep's
+  # driver and a 2-task DDP trial fit together on a 2-core CI machine
+  node=$(hostname -s); cpus=$(( $(nproc) < 4 ? 4 : $(nproc) ))
   mem=$(( $(awk '/MemTotal/{print $2}' /proc/meminfo) / 1024 - 1024 ))
   first=$(( ($(date +%s) % 600000) * 100 + 1 ))
   getent hosts "$node" >/dev/null || echo "127.0.0.1 $node" >> /etc/hosts
@@ -111,7 +114,8 @@ AccountingStoragePort=6819
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=30
 JobCompType=jobcomp/none
-ReturnToService=2
+ReturnToService=1
+SlurmdParameters=config_overrides
 SlurmctldTimeout=30
 SlurmdTimeout=30
 InactiveLimit=0

@@ -11,7 +11,7 @@ from salnet.data.shards import pack
 from salnet.data.synthetic import write_synthetic
 
 PACK = Path(__file__).resolve().parents[2] / "jobs" / "pack.py"
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(600)]
 
 
 def test_pack_as_slurm_array_equals_in_process(slurm, tmp_path):

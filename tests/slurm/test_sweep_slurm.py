@@ -13,76 +13,17 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from helpers import synthetic_shards
+from sweep_helpers import REPO, SLURM, TINY, launch, sacct_state, state, sweep_dir_of, sweep_file, trial, wait_for
 
-REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(900)]
-
-TINY = ["model.width=0.0625", "data.input_size=[32, 48]", "data.batch_size=4", "data.workers=0",
-        "data.val_subset=6", "train.bf16=false", "train.log_every=1"]
-SLURM = ["--backend", "slurm", "--partition", "cpu", "--driver-partition", "cpu", "--driver-cpus", "1",
-         "--cpus-per-task", "1", "--gpus-per-node", "0", "--mem", "2", "--time", "15"]
-
-
-def sweep_file(tmp_path: Path, name: str, space: str, scheduler: str, budget: str) -> Path:
-    p = tmp_path / f"{name}.yaml"
-    p.write_text(f"""name: {name}
-base: salgan
-overrides: {{train.procedure: content, train.optimizer: adam, train.bootstrap_epochs: 0,
-            train.loss: {{kld: 1.0, cc: -1.0}}}}
-space:
-  train.lr: {{grid: {space}}}
-search: {{algorithm: grid}}
-metric: cc
-mode: max
-scheduler: {scheduler}
-budget: {budget}
-resources: {{gpus_per_trial: 0, cpus_per_task: 1, time_min: 15}}
-""")
-    return p
 
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory):
     return synthetic_shards(tmp_path_factory.mktemp("sweepdata"), {"train": 40, "val": 6, "test": 6}, (32, 48), 0.05)
-
-
-def launch(*args) -> subprocess.CompletedProcess:
-    out = subprocess.run([sys.executable, "jobs/launch.py", *args], cwd=REPO, capture_output=True, text=True,
-                         timeout=300)
-    assert out.returncode == 0, out.stdout + out.stderr
-    return out
-
-
-def wait_for(cond, timeout: float, what: str, folder: Path):
-    deadline = time.time() + timeout
-    while not cond():
-        if time.time() > deadline:
-            logs = "\n".join(f"== {p.name}\n{p.read_text()[-3000:]}" for p in sorted((folder / "jobs").glob("*.err")))
-            pytest.fail(f"timed out waiting for {what}\n{logs}")
-        time.sleep(1)
-
-
-def trial(sweep: Path, name: str) -> dict:
-    return json.loads((sweep / "trials" / name / "trial.json").read_text())
-
-
-def state(sweep: Path) -> dict:
-    p = sweep / "state.json"
-    return json.loads(p.read_text()) if p.exists() else {}
-
-
-def sacct_state(job_id: str) -> str:
-    out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "State", "-j", job_id], capture_output=True, text=True)
-    return out.stdout.split()[0] if out.stdout.split() else "?"
-
-
-def sweep_dir_of(stdout: str) -> Path:
-    line = next(ln for ln in stdout.splitlines() if ln.startswith("sweep folder: "))
-    return Path(line.removeprefix("sweep folder: "))
 
 
 def test_sweep_early_stop_failure_and_final_evaluation(slurm, shards, tmp_path):
@@ -126,7 +67,7 @@ def test_sweep_early_stop_failure_and_final_evaluation(slurm, shards, tmp_path):
     assert list((sweep / "tb" / "t00000").glob("events.out.tfevents.*"))
 
     status = subprocess.run([sys.executable, "jobs/status.py", str(sweep)], cwd=REPO, capture_output=True,
-                            text=True).stdout
+                            text=True, timeout=120).stdout
     assert "stopped" in status and "failed" in status and "FloatingPointError" in status
     assert "best so far: t00000" in status
 
@@ -140,7 +81,8 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(slurm, shards, 
     driver = state(sweep)["driver"]["id"]
     second = sweep / "trials" / "t00001"
     wait_for(lambda: (second / "metrics.jsonl").exists(), 400, "the second trial's first epoch", sweep)
-    subprocess.run(["scancel", driver], check=True)  # the driver dies (Ray with it: cgroup); trial jobs live on
+    # the driver dies (Ray with it: cgroup); trial jobs live on
+    subprocess.run(["scancel", driver], check=True, timeout=60)
     wait_for(lambda: sacct_state(driver) == "CANCELLED", 60, "the driver to be cancelled", sweep)
     assert trial(sweep, "t00001")["status"] == "running"
 
@@ -164,7 +106,8 @@ def test_cancel_stops_every_job(slurm, shards, tmp_path):
             f"data.shards={shards}", "train.epochs=200"]
     sweep = sweep_dir_of(launch(*args).stdout)
     wait_for(lambda: (sweep / "trials" / "t00000" / "metrics.jsonl").exists(), 400, "a trial training", sweep)
-    out = subprocess.run([sys.executable, "jobs/cancel.py", str(sweep)], cwd=REPO, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "jobs/cancel.py", str(sweep)], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
     assert out.returncode == 0, out.stderr
     ids = [state(sweep)["driver"]["id"], trial(sweep, "t00000")["jobs"][-1]["id"]]
     assert all(i in out.stdout for i in ids), out.stdout
@@ -183,7 +126,7 @@ def test_alpha_sweep_on_the_gpu_partition_as_documented(slurm, shards, tmp_path)
               "--cpus-per-task", "1", "--mem", "2", f"data.shards={shards}", "data.input_size=[32, 48]",
               "train.epochs=2", "train.bootstrap_epochs=1"]
     bad = subprocess.run([sys.executable, "jobs/launch.py", "--partition", "gpux", *common], cwd=REPO,
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "'gpux' is not a partition" in bad.stderr and "cpu, gpu" in bad.stderr
     assert not out_dir.exists()
 
@@ -200,6 +143,6 @@ def test_alpha_sweep_on_the_gpu_partition_as_documented(slurm, shards, tmp_path)
         rec = trial(sweep, t)
         assert rec["status"] == "done"
         acct = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "Partition,AllocTRES", "-j", rec["jobs"][-1]["id"]],
-                              capture_output=True, text=True).stdout
+                              capture_output=True, text=True, timeout=60).stdout
         assert acct.startswith("gpu|") and "gres/gpu=1" in acct, acct
     assert (sweep / "summary.md").read_text().count("| done |") == 2

@@ -13,7 +13,8 @@ from salnet.run.submission import make_executor
 from salnet.sweep_folder import JobResources
 from salnet.train.checkpoint import load_checkpoint
 
-pytestmark = [pytest.mark.slurm, pytest.mark.filterwarnings("ignore:VGG-16 has RANDOM weights")]
+pytestmark = [pytest.mark.slurm, pytest.mark.timeout(600),
+              pytest.mark.filterwarnings("ignore:VGG-16 has RANDOM weights")]
 
 
 @pytest.fixture(scope="module")
