@@ -243,3 +243,20 @@ def test_fallback_cases_of_the_checkpoint_manager(tmp_path):
     with pytest.raises(ValueError, match=r"no checkpoint loads \(ckpt-0+2.pt: .*ckpt-0+1.pt: .*--no-resume"):
         m.load()
     assert sorted(p.name for p in tmp_path.glob("ckpt-*")) == ["ckpt-000000001.pt", "ckpt-000000002.pt"]
+
+
+@pytest.mark.gpu
+def test_a_cuda_run_resumes_from_the_fallback_checkpoint(shards, tmp_path):
+    """On a GPU the checkpoint is read onto the device (RNG states included) and the run still resumes."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA: resuming reads the checkpoint onto the GPU")
+    from salnet.train.loop import Trainer
+
+    cfg = apply_overrides(Config(), overrides(shards))
+    assert Trainer(cfg, run_dir=tmp_path).fit()["status"] == "done"
+    newest = (tmp_path / LATEST).resolve()
+    newest.write_bytes(newest.read_bytes()[:1000])
+    with pytest.warns(CheckpointFallback):
+        trainer = Trainer(cfg, run_dir=tmp_path)
+    assert trainer.device.type == "cuda" and trainer.epoch == 2
+    assert trainer.fit()["status"] == "done" and load_checkpoint(tmp_path / LATEST)["epoch"] == 3
