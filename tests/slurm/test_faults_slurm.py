@@ -7,6 +7,7 @@ program, ``scancel --signal=KILL`` of a trial's job, and the node set DOWN mid-t
 - That uninterrupted run is a 2-task DDP job held until the ports an old-style rendezvous would use (submitit's
   MASTER_PORT, 20000 + job id % 20000, the Slurm fallback) are taken by another program: it runs to the end
   (before: rank 0 failed with EADDRINUSE and rank 1 waited forever).
+- ``srun -n 2 python jobs/train.py`` meets the same way, through the run folder.
 - A 2-trial sweep: the first trial's job is killed by Slurm (``scancel --signal=KILL``) → retried, resumed; during
   the second the node goes DOWN (every job on it ends NODE_FAIL, the driver's too) and is resumed → Slurm
   requeues both, the driver restores the sweep and follows the requeued trial job. The sweep finishes; status
@@ -152,6 +153,18 @@ def test_a_ddp_job_runs_with_its_ports_taken_and_equals_the_retried_trial(ddp_sw
     assert a.keys() == b.keys()
     for k in a:  # killed, retried from its checkpoint, and the same as never interrupted
         assert torch.equal(a[k], b[k]), k
+
+
+def test_srun_tasks_of_jobs_train_meet_through_the_run_folder(slurm, shards, tmp_path):
+    """``srun -n 2 python jobs/train.py``: the step's tasks meet through a rendezvous file (no fixed port) and
+    leave none behind."""
+    run = tmp_path / "run"
+    out = subprocess.run(["srun", "-p", "cpu", "-n", "2", "-c", "1", "--mem=2G", "-t", "10", "--kill-on-bad-exit=1",
+                          sys.executable, "jobs/train.py", "--run-dir", str(run), *TINY, f"data.shards={shards}",
+                          "train.epochs=1", "train.bootstrap_epochs=1"],
+                         cwd=REPO, capture_output=True, text=True, timeout=300, env=job_env())
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    assert epochs_written(run) == 1 and list((run / ".rendezvous").iterdir()) == []
 
 
 def node() -> str:
