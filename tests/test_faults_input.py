@@ -54,7 +54,7 @@ def test_a_cut_off_metrics_line_is_ignored_and_nothing_changes(tmp_path):
     assert digest(folder.path) == before
 
 
-def test_a_trial_json_that_is_not_json_is_named_and_the_rest_goes_on(tmp_path, capsys):
+def test_a_trial_json_that_is_not_json_is_named_and_the_rest_goes_on(tmp_path, capsys, caplog):
     from salnet.run.cancel import cancel_sweep
     from salnet.run.status import sweep_status, table
 
@@ -70,7 +70,8 @@ def test_a_trial_json_that_is_not_json_is_named_and_the_rest_goes_on(tmp_path, c
     assert f"t1: {bad}: not valid JSON" in table(status)
     assert digest(folder.path) == before  # reading changed nothing
     cancel_sweep(folder)
-    assert f"warning: {bad}: not valid JSON" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert f"{bad}: not valid JSON" in said.out + said.err + caplog.text  # printed or logged, said either way
     assert folder.read_trial("t2").status == "cancelled" and bad.read_text() == '{"trial": "t1", "status": "runn'
     out = subprocess.run([sys.executable, "jobs/status.py", str(folder.path)], cwd=REPO, capture_output=True,
                          text=True, timeout=120)
