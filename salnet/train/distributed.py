@@ -22,7 +22,6 @@ import json
 import os
 import random
 import re
-import socket
 import sys
 import threading
 import time
@@ -158,7 +157,8 @@ def _published_store(env: DistEnv, rendezvous: Path, timeout: float, met: list[D
     td = datetime.timedelta(seconds=timeout)
     if env.is_main:
         store = dist.TCPStore(env.master_addr, 0, env.world_size, True, timeout=td, wait_for_workers=False)
-        met[0] = dataclasses.replace(env, master_addr=socket.gethostname(), master_port=store.port)
+        # the job's first host, as Slurm and torchrun name it (rank 0 runs there); only the port is new
+        met[0] = dataclasses.replace(env, master_port=store.port)
         rendezvous.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(rendezvous, json.dumps({"host": met[0].master_addr, "port": store.port,
                                              "world_size": env.world_size, "pid": os.getpid()}))
