@@ -1,6 +1,6 @@
 """Typed experiment configs: dataclasses ↔ YAML, dotted overrides, a content hash as the run id.
 
-    cfg = Config()                                   # SalGAN defaults (DESIGN.md §2)
+    cfg = Config()                                   # SalGAN defaults (docs/design.md, "SalGAN")
     cfg = apply_overrides(cfg, ["train.alpha=0.1", "data.batch_size=16"])
     run_id = config_hash(cfg)                        # 12 hex chars, stable across processes
     save_config(cfg, run_dir / "config.yaml", extra={"git_sha": ..., "seed": cfg.train.seed})

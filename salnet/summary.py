@@ -96,7 +96,7 @@ def predictions_panel(run_dir: Path, shards: str, split: str, n: int, device,
     from salnet.train.tensorboard import panel
 
     G, cfg = load_model(run_dir, device=device)
-    lcfg = LoaderConfig(size=tuple(cfg.data.input_size), batch_size=batch_size or cfg.data.batch_size, workers=0,
+    lcfg = LoaderConfig(size=cfg.data.input_size, batch_size=batch_size or cfg.data.batch_size, workers=0,
                         flip=False, max_bad_fraction=cfg.data.max_bad_fraction)
     kept = []
     with torch.no_grad():
@@ -259,8 +259,7 @@ def to_markdown(result: dict, params: list[str], metrics: list[str]) -> str:
         lines.append("| " + " | ".join([_cell(_paper_label(ref)), *[MISSING] * len(params), "reported",
                                         *_values(ref, metrics)]) + " |")
     scored = [r for r in rows if r["means"] is not None]
-    compared = [(r, matched_reference(r, reference)) for r in scored]
-    compared = [(r, ref) for r, ref in compared if ref is not None]
+    compared = [(r, ref) for r in scored if (ref := matched_reference(r, reference)) is not None]
     if compared:
         shown = [m for m in metrics if any(m in ref for _, ref in compared)]
         lines += ["", "Against the paper (Δ = this trial − the paper's row; ↑/↓: which way is better):", "",
@@ -362,7 +361,8 @@ def summarize_sweep(sweep_dir: str | Path, split: str = "test", metrics=DEFAULT_
     folder = SweepFolder(sweep_dir)
     if not folder.trials():
         raise FileNotFoundError(f"{folder.trials_dir}: no <trial>/trial.json; is {sweep_dir} a sweep folder?")
-    rows, ckpts = [], {}
+    rows: list[dict] = []  # one per trial: its record, then its scores (evaluation.json's "trials")
+    ckpts: dict[str, Path] = {}
     for name in folder.trials():
         info = folder.read_trial(name)
         with contextlib.suppress(FileNotFoundError):  # failed before its first checkpoint: listed, not scored

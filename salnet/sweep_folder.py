@@ -162,8 +162,8 @@ def _record(cls, path: Path, default):
         if cls is TrialRecord:
             jobs = [_job(j, f"jobs[{i}]") for i, j in enumerate(doc.pop("jobs", None) or [])]
             return replace(from_dict(TrialRecord, doc), jobs=jobs)
-        jobs = {k: _job(doc.pop(k, None), k) for k in ("driver", "evaluation")}
-        return replace(from_dict(SweepState, doc), **jobs)
+        sweep_jobs = {k: _job(doc.pop(k, None), k) for k in ("driver", "evaluation")}
+        return replace(from_dict(SweepState, doc), **sweep_jobs)
     except (ConfigError, TypeError) as exn:
         raise ConfigError(f"{path}: {str(exn).replace('config key', 'key')}") from None
 

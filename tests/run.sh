@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The test command CI runs (after ./setup.sh): lint, start a real local Slurm for the tests marked `slurm`
+# The test command CI runs (after ./setup.sh): lint, type check, start a real local Slurm for the tests marked `slurm`
 # (when this machine allows: root + apt-get; otherwise those tests skip and say why), run the whole pytest
 # suite, stop the cluster. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/ruff check .
+.venv/bin/mypy  # salnet/, configured in pyproject.toml [tool.mypy]
 # Debian's chromium + chromium-driver for the TensorBoard browser test (tests/test_tensorboard_browser.py), where this
 # machine allows (root + apt-get); otherwise that test skips and says why.
 if [ "${SALNET_NO_BROWSER:-0}" != 1 ] && ! command -v chromedriver >/dev/null && [ "$(id -u)" = 0 ] \

@@ -22,6 +22,7 @@ import json
 import math
 import re
 import warnings
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -134,7 +135,7 @@ def model_members(sample: Sample, size: tuple[int, int]) -> tuple[dict[str, byte
     return members, info
 
 
-def encode_sample(sample: Sample, input_size: tuple[int, int] | None = None, map_codec: str = "png",
+def encode_sample(sample: Sample, input_size: Sequence[int] | None = None, map_codec: str = "png",
                   ) -> list[tuple[str, bytes]]:
     """A Sample -> the (tar member name, bytes) pairs of its shard entry, in a fixed order: full-size with the
     map as ``map_codec`` ("png" or "npy"), or model-size when ``input_size`` = (h, w) is given."""

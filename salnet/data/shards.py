@@ -40,15 +40,18 @@ def plan_shards(reader: Reader, splits: list[str], shard_size_mb: float) -> list
     plan is known before anything is encoded). ValueError if two ids sanitise to the same key."""
     if shard_size_mb <= 0:
         raise ValueError(f"shard size must be positive, got {shard_size_mb} MB")
-    limit, plans = shard_size_mb * 1e6, []
+    limit = shard_size_mb * 1e6
+    plans: list[ShardPlan] = []
     for split in splits:
-        ids, keys = reader.ids(split), {}
+        ids = reader.ids(split)
+        keys: dict[str, str] = {}  # shard key -> the id it came from
         for i in ids:
             k = sample_key(reader.name, split, i)
             if k in keys:
                 raise ValueError(f"{reader.name}: ids {keys[k]!r} and {i!r} give the same shard key {k!r}")
             keys[k] = i
-        current, size = [], 0
+        current: list[str] = []
+        size = 0
         for i in ids:
             est = reader.size_hint(split, i)
             if current and size + est > limit:
@@ -118,16 +121,16 @@ def prepare(reader: Reader, out: str | Path, splits: list[str] | None = None, sh
     out = Path(out)
     if map_codec not in MAP_CODECS:
         raise ValueError(f"unknown map codec {map_codec!r}; choose one of {', '.join(MAP_CODECS)}")
-    if input_size is not None:
-        input_size = [int(n) for n in input_size]
-        if len(input_size) != 2 or min(input_size) < 1:
-            raise ValueError(f"input size must be two positive integers (h, w), got {input_size}")
+    size = None if input_size is None else [int(n) for n in input_size]  # a list, as the JSON plan holds it
+    if size is not None:
+        if len(size) != 2 or min(size) < 1:
+            raise ValueError(f"input size must be two positive integers (h, w), got {size}")
         map_codec = "npy"  # model-size samples keep the original map as raw .npy (validation decodes it)
     splits = list(splits) if splits else reader.default_splits()
     for s in splits:
         reader.index(s)  # unknown or absent splits fail here, before anything is written
     config = {"dataset": reader.name, "source_root": str(reader.root), "splits": splits,
-              "shard_size_mb": shard_size_mb, "packer_version": PACKER_VERSION, "input_size": input_size,
+              "shard_size_mb": shard_size_mb, "packer_version": PACKER_VERSION, "input_size": size,
               "map_codec": map_codec}
     plans = plan_shards(reader, splits, shard_size_mb)
     (out / STATE_DIR).mkdir(parents=True, exist_ok=True)

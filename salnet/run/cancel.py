@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from salnet.logs import get_logger
 from salnet.run.submission import cancel_record
 from salnet.sweep_folder import OPEN_TRIAL_STATES, SweepFolder
+
+log = get_logger(__name__)
 
 
 def cancel_sweep(folder: SweepFolder) -> list[str]:
@@ -20,7 +23,7 @@ def cancel_sweep(folder: SweepFolder) -> list[str]:
             sent += [job.id for job in rec.jobs if cancel_record(job)]
             folder.update_trial(rec.trial, status="cancelled")
     for error in unreadable.values():  # its jobs are unknown: say so rather than stop half-way
-        print(f"warning: {error}; its job, if any, was not cancelled (cancel it by hand: squeue --me)", flush=True)
+        log.warning(f"{error}; its job, if any, was not cancelled (cancel it by hand: squeue --me)")
     if state.evaluation is not None and cancel_record(state.evaluation):
         sent.append(state.evaluation.id)
     folder.update_state(status="cancelled")

@@ -14,10 +14,13 @@ import socket
 
 import submitit
 
+from salnet.logs import get_logger, setup_logging
 from salnet.run.evaluate import submit_evaluation
 from salnet.run.ray_head import RayHead, use_ray_env
 from salnet.run.submission import error_line
 from salnet.sweep_folder import SweepFolder, SweepPlan
+
+log = get_logger(__name__)
 
 
 class DriverJob(submitit.helpers.Checkpointable):
@@ -25,6 +28,7 @@ class DriverJob(submitit.helpers.Checkpointable):
     driver restores the sweep from its folder."""
 
     def __call__(self, sweep_dir: str) -> dict:
+        setup_logging()
         return run_sweep(SweepFolder(sweep_dir))
 
 
@@ -46,11 +50,11 @@ def run_sweep(folder: SweepFolder) -> dict:
     for status in [r.status for r in records] + ["unreadable"] * len(unreadable):
         counts[status] = counts.get(status, 0) + 1
     for error in unreadable.values():
-        print(error, flush=True)
-    print("attempts per trial: " + ", ".join(f"{r.trial} {r.attempts}" + (f"+{r.requeues} requeued" if r.requeues
-                                                                           else "") for r in records), flush=True)
+        log.warning(error)
+    log.info("attempts per trial: " + ", ".join(
+        f"{r.trial} {r.attempts}" + (f"+{r.requeues} requeued" if r.requeues else "") for r in records))
     folder.update_state(status="evaluating" if plan.evaluate else "done", trials=counts, best=best)
-    print(f"sweep {spec.name} done: {counts}; best {best}", flush=True)
+    log.info(f"sweep {spec.name} done: {counts}; best {best}")
     summary = None
     if plan.evaluate:
         try:
@@ -58,8 +62,7 @@ def run_sweep(folder: SweepFolder) -> dict:
         except Exception as exn:  # noqa: BLE001 — the sweep itself is done; say how to redo the evaluation
             msg = error_line(exn)
             folder.update_state(status="evaluation failed", error=msg)
-            print(f"the final evaluation failed: {msg}\nrerun it with `python jobs/evaluate.py {folder.path}`",
-                  flush=True)
+            log.error(f"the final evaluation failed: {msg}\nrerun it with `python jobs/evaluate.py {folder.path}`")
             return {"trials": counts, "best": best, "summary": False, "state": "evaluation failed"}
     state = folder.update_state(status="done")
     return {"trials": counts, "best": best, "summary": bool(summary), "state": state.status}
@@ -79,5 +82,5 @@ def final_evaluation(folder: SweepFolder, plan: SweepPlan) -> dict:
     res = dataclasses.replace(plan.resources, gpus_per_node=min(plan.resources.gpus_per_node, 1))
     folder.update_state(status="evaluating")
     job = submit_evaluation(folder, res, plan.split)
-    print(f"final evaluation: job {job.job_id}", flush=True)
+    log.info(f"final evaluation: job {job.job_id}")
     return job.result()

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import submitit
 
+from salnet.logs import setup_logging
+
 
 class TrainJob(submitit.helpers.Checkpointable):
     """``TrainJob()(config_dict, run_dir)``: one (DDP) training run as a requeueable submitit job; returns
@@ -32,6 +34,7 @@ class TrainJob(submitit.helpers.Checkpointable):
         from salnet.train.loop import Trainer
 
         place = job_placement()
+        setup_logging(rank=None if place is None else place.rank)  # INFO lines (one per epoch) from rank 0
         env = None
         if place is not None and place.distributed:  # rank 0 publishes its port in the run folder
             env = init_distributed(env=place, rendezvous=rendezvous_file(run_dir, place_key()))
@@ -78,4 +81,5 @@ class EvaluateJob:
     def __call__(self, sweep_dir: str, split: str = "test") -> dict:
         from salnet.summary import summarize_sweep
 
+        setup_logging()
         return summarize_sweep(Path(sweep_dir), split=split)

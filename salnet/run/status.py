@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Any
 
 from salnet.run.slurm import slurm_runs
 from salnet.run.submission import local_state
@@ -31,7 +32,7 @@ def sweep_status(folder: SweepFolder) -> dict:
             s = states.get(job.id, "UNKNOWN") if job.backend == "slurm" else local_state(job)
         return {**dataclasses.asdict(job), "state": s}
 
-    trials = []
+    trials: list[dict[str, Any]] = []  # one row per trial (a JSON object of jobs/status.py --json)
     for r in records:
         rows = folder.epochs(r.trial)
         values = [row["val"].get(spec.metric, math.nan) for row in rows.values()]

@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 
 from salnet.config import DEBUG_OVERRIDES, PRESETS, Config, load_config, parse_overrides, set_values
+from salnet.logs import get_logger
 from salnet.run import LaunchError
 
+log = get_logger(__name__)
 DEBUG_DATA = Path("runs/debug-data/synthetic")  # generated on first use by --debug / --tiny
 
 
@@ -34,7 +36,7 @@ def ensure_debug_data(cfg: Config) -> None:
     if Path(cfg.data.shards) == DEBUG_DATA:
         from salnet.data.synthetic import ensure_synthetic_shards
 
-        ensure_synthetic_shards(DEBUG_DATA, size=tuple(cfg.data.input_size))
+        ensure_synthetic_shards(DEBUG_DATA, size=cfg.data.input_size)
 
 
 def check_shards(shards: str | Path, what: str) -> None:
@@ -60,12 +62,12 @@ def train_run(cfg: Config, run_dir: Path | None = None, resume: bool = True,
     if not resume and run_dir.exists():
         aside = run_dir.with_name(f"{run_dir.name}.old-{time.strftime('%Y%m%d-%H%M%S')}")
         run_dir.rename(aside)
-        print(f"--no-resume: moved the previous run to {aside}", flush=True)
+        log.info(f"--no-resume: moved the previous run to {aside}")
     env = init_for_run(run_dir)
     with naming_peer_failures(env):
         trainer = Trainer(cfg, run_dir=run_dir, resume=resume, env=env)
         if trainer.env.is_main:
-            print(f"run folder: {trainer.run_dir}  (tensorboard --logdir {trainer.run_dir / 'tb'})", flush=True)
+            log.info(f"run folder: {trainer.run_dir}  (tensorboard --logdir {trainer.run_dir / 'tb'})")
         result = trainer.fit()
     if compare_center_bias and result["status"] == "done":
         from salnet.baselines import CenterBiasModel
@@ -75,10 +77,10 @@ def train_run(cfg: Config, run_dir: Path | None = None, resume: bool = True,
                            seed=cfg.train.seed)
         result["center_bias"] = base
         if trainer.env.is_main:
-            print(f"{'metric':<10}{'model':>10}{'centre bias':>13}")
+            log.info(f"{'metric':<10}{'model':>10}{'centre bias':>13}")
             for k in base:
                 if k != "images":
-                    print(f"{k:<10}{result['val'][k]:>10.4f}{base[k]:>13.4f}")
+                    log.info(f"{k:<10}{result['val'][k]:>10.4f}{base[k]:>13.4f}")
     if trainer.env.is_main:
-        print(json.dumps(result, indent=2))
+        log.info(json.dumps(result, indent=2))
     return result

@@ -21,11 +21,13 @@ import math
 import time
 from pathlib import Path
 
+import submitit
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from salnet.config import ConfigError, to_dict
+from salnet.logs import get_logger, setup_logging
 from salnet.metrics import METRICS
 from salnet.run.jobs import TrainJob
 from salnet.run.slurm import ACTIVE, slurm_alive, slurm_runs, slurm_states
@@ -33,6 +35,7 @@ from salnet.run.submission import attach, cancel_record, error_line, job_record,
 from salnet.sweep import grid_size, search_space, trial_config
 from salnet.sweep_folder import OPEN_TRIAL_STATES, SweepFolder, SweepPlan
 
+log = get_logger(__name__)
 POLL_S = 1.0  # metrics.jsonl polling
 SACCT_EVERY_S = 10.0  # Slurm state polling (a job killed without a result file is only seen by sacct)
 
@@ -55,6 +58,7 @@ class TrialRunner(tune.Trainable):
     """One trial: a training job on the sweep's backend, reported epoch by epoch."""
 
     def setup(self, config: dict, sweep_dir: str = ""):
+        setup_logging()  # a Ray actor's own process: its lines reach the driver's log through Ray
         logging.getLogger("ray").setLevel(logging.WARNING)  # not a line per Tune checkpoint in the driver's log
         self.folder = SweepFolder(sweep_dir)
         self.plan = self.folder.read_plan()
@@ -63,7 +67,7 @@ class TrialRunner(tune.Trainable):
         self.name = self.trial_name
         self.epochs = self.cfg.train.epochs
         self.reported = 0
-        self.job = None
+        self.job: submitit.Job | None = None
         self.folder.update_trial(self.name, params=self.params, status="running")
         self.last_sacct = 0.0
 
@@ -76,7 +80,7 @@ class TrialRunner(tune.Trainable):
         rec = self.folder.read_trial(self.name)
         self.folder.update_trial(self.name, jobs=[*rec.jobs, job_record(self.job, res.backend)],
                                  attempts=rec.attempts + 1, status="running")
-        print(f"[{self.name}] submitted job {self.job.job_id} ({res.backend}) for {self.params}", flush=True)
+        log.info(f"[{self.name}] submitted job {self.job.job_id} ({res.backend}) for {self.params}")
 
     def _ensure_job(self) -> None:
         if self.job is not None:
@@ -88,7 +92,7 @@ class TrialRunner(tune.Trainable):
             # alive, or finished cleanly while the driver was away: follow it rather than run it again
             if job is not None and slurm_states([last.id]).get(last.id, "UNKNOWN") in (*ACTIVE, "COMPLETED"):
                 self.job = job
-                print(f"[{self.name}] re-attached to job {last.id}", flush=True)
+                log.info(f"[{self.name}] re-attached to job {last.id}")
                 return
             if job is None:
                 cancel_record(last)
@@ -96,13 +100,15 @@ class TrialRunner(tune.Trainable):
 
     def _job_outcome(self) -> tuple[bool, str | None]:
         """(finished, error): error None = finished cleanly. Polls cheaply; sacct every SACCT_EVERY_S."""
+        job = self.job
+        assert job is not None
         force = time.monotonic() - self.last_sacct > SACCT_EVERY_S
         if force:
             self.last_sacct = time.monotonic()
         try:
-            if not self.job.done(force_check=force):  # the debug backend runs the job right here
+            if not job.done(force_check=force):  # the debug backend runs the job right here
                 return False, None
-            results = self.job.results()
+            results = job.results()
         except Exception as exn:  # noqa: BLE001 — a failed job: submitit re-raises the remote error
             if self._requeued():
                 return False, None
@@ -121,7 +127,7 @@ class TrialRunner(tune.Trainable):
         if self.plan.resources.backend != "slurm" or not slurm_alive(str(job.job_id)):
             return False
         job.watcher.clear()  # submitit caches the ended state it saw
-        print(f"[{self.name}] job {job.job_id} was requeued by Slurm; following it", flush=True)
+        log.info(f"[{self.name}] job {job.job_id} was requeued by Slurm; following it")
         return True
 
     def _count_requeues(self) -> None:
@@ -136,7 +142,7 @@ class TrialRunner(tune.Trainable):
         if rec.jobs and rec.jobs[-1].id == jid and runs - 1 > rec.jobs[-1].requeues:
             last = dataclasses.replace(rec.jobs[-1], requeues=runs - 1)
             self.folder.update_trial(self.name, jobs=[*rec.jobs[:-1], last])
-            print(f"[{self.name}] job {jid} ran {runs} times (Slurm requeued it)", flush=True)
+            log.info(f"[{self.name}] job {jid} ran {runs} times (Slurm requeued it)")
 
     # -------------------------------------------------------------- Tune's interface
 
@@ -168,7 +174,7 @@ class TrialRunner(tune.Trainable):
             if finished and error is None:
                 self.folder.update_trial(self.name, status="done")
                 return
-            if finished:
+            if error is not None:  # finished with an error
                 self._retry(error)
             time.sleep(POLL_S)
 
@@ -178,8 +184,9 @@ class TrialRunner(tune.Trainable):
         if error != "preempted" and attempts > retries:
             self.folder.update_trial(self.name, status="failed", error=error)
             raise TrialFailed(f"trial {self.name} failed {attempts} time(s); last error: {error}")
-        print(f"[{self.name}] job {self.job.job_id} ended with {error.splitlines()[0][:200]}; resubmitting "
-              f"(attempt {attempts + 1} of {retries + 1})", flush=True)
+        job_id = self.job.job_id if self.job is not None else "?"
+        log.info(f"[{self.name}] job {job_id} ended with {error.splitlines()[0][:200]}; resubmitting "
+                 f"(attempt {attempts + 1} of {retries + 1})")
         rec = self.folder.update_trial(self.name, error=error)
         if rec.jobs:
             cancel_record(rec.jobs[-1])  # never two jobs on one run folder: the old one is surely gone
@@ -188,8 +195,8 @@ class TrialRunner(tune.Trainable):
     def save_checkpoint(self, checkpoint_dir: str) -> dict:
         return {"reported": self.reported}  # the training state itself lives in the run folder
 
-    def load_checkpoint(self, checkpoint: dict) -> None:
-        self.reported = int(checkpoint["reported"])
+    def load_checkpoint(self, checkpoint: dict | None) -> None:
+        self.reported = int(checkpoint["reported"]) if checkpoint else 0
 
     def cleanup(self) -> None:
         if self.folder.read_trial(self.name).status == "running":  # stopped by the scheduler before its end
@@ -209,7 +216,7 @@ class TrialJobs(tune.Callback):
         try:
             rec = self.folder.read_trial(str(trial))
         except ConfigError as exn:  # trial.json damaged by hand: say so, the sweep goes on
-            print(f"[{trial}] {exn}", flush=True)
+            log.warning(f"[{trial}] {exn}")
             return
         if rec.status in OPEN_TRIAL_STATES:  # the trial did not close itself (its actor died)
             if rec.jobs:
@@ -217,17 +224,17 @@ class TrialJobs(tune.Callback):
             self.folder.update_trial(str(trial), status=status)
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        print(f"[{trial}] epoch {result.get('epoch')} ({result.get('stage')}): "
-              + " ".join(f"{m}={result[m]:.4f}" for m in METRICS if m in result), flush=True)
+        log.info(f"[{trial}] epoch {result.get('epoch')} ({result.get('stage')}): "
+                 + " ".join(f"{m}={result[m]:.4f}" for m in METRICS if m in result))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         status = "done" if (trial.last_result or {}).get("final") else "stopped"
-        print(f"[{trial}] {status} after {(trial.last_result or {}).get('epoch')} epoch(s)", flush=True)
+        log.info(f"[{trial}] {status} after {(trial.last_result or {}).get('epoch')} epoch(s)")
         self._close(trial, status)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         with contextlib.suppress(ConfigError):
-            print(f"[{trial}] failed: {self.folder.read_trial(str(trial)).error}", flush=True)
+            log.info(f"[{trial}] failed: {self.folder.read_trial(str(trial)).error}")
         self._close(trial, "failed")
 
 
@@ -261,10 +268,11 @@ def build_tuner(folder: SweepFolder, plan: SweepPlan) -> tune.Tuner:
     spec = plan.spec
     trainable = tune.with_resources(tune.with_parameters(TrialRunner, sweep_dir=str(folder.path)), {"cpu": 1})
     if tune.Tuner.can_restore(str(folder.tune_dir)):
-        print(f"restoring the sweep from {folder.tune_dir}", flush=True)
+        log.info(f"restoring the sweep from {folder.tune_dir}")
         return tune.Tuner.restore(str(folder.tune_dir), trainable, resume_unfinished=True, resume_errored=False,
                                   restart_errored=False)
     epochs = trial_config(spec, {}, plan.overrides).train.epochs
+    scheduler: TrialScheduler
     if spec.scheduler.name == "asha":
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs,
                                   grace_period=min(spec.scheduler.grace_period, epochs),
@@ -283,8 +291,8 @@ def build_tuner(folder: SweepFolder, plan: SweepPlan) -> tune.Tuner:
         verbose=0,  # progress: TrialJobs prints a line per epoch
         checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=1),
         failure_config=tune.FailureConfig(max_failures=0), callbacks=[TrialJobs(folder)])
-    print(f"sweep {spec.name}: {grid_size(spec) if grid else spec.budget.trials} trial(s), {spec.metric} "
-          f"({spec.mode}), {spec.scheduler.name}", flush=True)
+    log.info(f"sweep {spec.name}: {grid_size(spec) if grid else spec.budget.trials} trial(s), {spec.metric} "
+             f"({spec.mode}), {spec.scheduler.name}")
     return tune.Tuner(trainable, param_space=tune_space(spec), tune_config=tune_config, run_config=run_config)
 
 

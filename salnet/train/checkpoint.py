@@ -87,11 +87,11 @@ def _link(target: Path, link: Path) -> None:
 
 def rng_state() -> dict:
     """Every RNG the training touches, as weights_only-loadable values."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    mt = np.random.get_state(legacy=False)  # the legacy tuple's values, typed: {"state": {"key", "pos"}, ...}
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
-                  "gauss": float(gauss)},
+        "numpy": {"keys": torch.from_numpy(mt["state"]["key"].astype(np.int64)), "pos": int(mt["state"]["pos"]),
+                  "has_gauss": int(mt["has_gauss"]), "gauss": float(mt["gauss"])},
         "python": random.getstate(),
     }
     if torch.cuda.is_available():

@@ -127,13 +127,14 @@ class Trainer:
         if self.D is not None:
             self.D = self.D.to(self.device)
         if self.device.type == "cuda" and cfg.train.channels_last:
-            self.G = self.G.to(memory_format=torch.channels_last)
+            # Module.to takes memory_format at run time; torch's typed overloads leave it out
+            self.G = self.G.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
             torch.backends.cudnn.benchmark = True
         if cfg.train.init_from:
             self.G.load_state_dict(initial_generator(cfg.train.init_from))
         self.opts = build_optimizers(cfg, self.G, self.D)
         d = cfg.data
-        lcfg = LoaderConfig(size=tuple(d.input_size), batch_size=d.batch_size, workers=d.workers, flip=d.flip,
+        lcfg = LoaderConfig(size=d.input_size, batch_size=d.batch_size, workers=d.workers, flip=d.flip,
                             seed=cfg.train.seed, max_bad_fraction=d.max_bad_fraction)
         rw = {"rank": self.env.rank, "world_size": self.env.world_size}
         self.train_loader = TrainLoader(d.shards, d.train_split, lcfg, **rw)
@@ -142,9 +143,9 @@ class Trainer:
         self.pool = fixation_pool(d.shards, d.val_split)  # sAUC negatives: other images' fixations
         self.g_train = DDP(self.G) if self.env.distributed else self.G
         self.d_train = DDP(self.D) if self.env.distributed and self.D is not None else self.D
-        if cfg.train.compile:
-            self.g_train = torch.compile(self.g_train)
-            self.d_train = torch.compile(self.d_train) if self.d_train is not None else None
+        if cfg.train.compile:  # a compiled Module is a Module (OptimizedModule); torch.compile's stub says Callable
+            self.g_train = torch.compile(self.g_train)  # type: ignore[assignment]
+            self.d_train = torch.compile(self.d_train) if self.d_train is not None else None  # type: ignore[assignment]
         self.ckpt = CheckpointManager(self.run_dir, cfg.train.keep_last)
         self.epoch = self.batch_in_epoch = self.step = 0
         self.best: float | None = None
@@ -165,7 +166,7 @@ class Trainer:
 
         probe = self.G(torch.zeros(1, 3, *self.cfg.data.input_size, device=self.device)).logits
         maps = (m for b in ValLoader(self.cfg.data.shards, self.cfg.data.train_split,
-                                     LoaderConfig(size=tuple(self.cfg.data.input_size), batch_size=16, workers=0,
+                                     LoaderConfig(size=self.cfg.data.input_size, batch_size=16, workers=0,
                                                   flip=False), rank=0, world_size=1)
                 for m in b["map"])
         return center_bias_map(maps, tuple(probe.shape[-2:])).to(self.device)
@@ -220,6 +221,8 @@ class Trainer:
         # the released SalGAN code alternates batch by batch; its counter n_updates starts at 1 and
         # `n_updates % 2 == 0` trains G, so the first adversarial batch trains D. D's forward in the G step uses the
         # bare module: D is not updated there, so DDP must not wait for its gradients.
+        if self.D is None or self.d_train is None:
+            raise RuntimeError(f"stage {stage!r} needs the discriminator (train.procedure=salgan)")
         adversarial_step = self.step - t.bootstrap_epochs * len(self.train_loader)
         if adversarial_step % 2 == 1:
             return steps.generator_step(self.g_train, self.D, self.opts["g"], self.loss, batch, t.alpha,

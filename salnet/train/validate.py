@@ -9,16 +9,30 @@ validation images, read once from the shards (fixations and sizes only, no image
 from __future__ import annotations
 
 import math
+from typing import Any, Protocol
 
 import numpy as np
 import torch
-from torch import nn
 
 from salnet.baselines import center_bias
 from salnet.metrics import METRICS, check_names, other_fixations, score_batch
+from salnet.models.salgan import SaliencyOutput
 from salnet.train.distributed import all_reduce_sum
 
 DEFAULT_METRICS = tuple(METRICS)
+
+
+class SaliencyModel(Protocol):
+    """What validation calls: the saliency networks (nn.Modules) and model-free ones such as
+    :class:`salnet.baselines.CenterBiasModel`."""
+
+    training: bool
+
+    def __call__(self, image: torch.Tensor) -> SaliencyOutput: ...
+
+    def eval(self) -> Any: ...
+
+    def train(self, mode: bool = True) -> Any: ...
 
 
 def split_fixations(records) -> tuple[dict[str, int], list[np.ndarray], list[tuple[int, int]]]:
@@ -66,7 +80,7 @@ def counts_map(points: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
 POSTPROCESS = ("released", "none")
 
 
-def score_images(G: nn.Module, loader, device: torch.device, *, shuffle_pool=None, metrics=DEFAULT_METRICS,
+def score_images(G: SaliencyModel, loader, device: torch.device, *, shuffle_pool=None, metrics=DEFAULT_METRICS,
                  seed: int = 0, max_images: int | None = None, kept: list | None = None, keep: int = 0,
                  postprocess: str = "none"):
     """Yield one row per image of ``loader`` (validation batches with ``map_orig`` and ``points``):
@@ -124,7 +138,7 @@ def score_images(G: nn.Module, loader, device: torch.device, *, shuffle_pool=Non
         G.train(was_training)
 
 
-def validate(G: nn.Module, loader, device: torch.device, *, shuffle_pool=None, metrics=DEFAULT_METRICS,
+def validate(G: SaliencyModel, loader, device: torch.device, *, shuffle_pool=None, metrics=DEFAULT_METRICS,
              max_images: int | None = None, seed: int = 0, keep: int = 0,
              postprocess: str = "none") -> tuple[dict[str, float], list]:
     """Score ``G`` on this rank's share of ``loader`` and average over all ranks.

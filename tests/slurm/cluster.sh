@@ -6,9 +6,9 @@
 #   tests/slurm/cluster.sh start    # prints `export SLURM_CONF=...`; partitions: cpu (default), gpu (fake GRES)
 #   tests/slurm/cluster.sh stop
 #
-# Facts behind the settings: ../shared/slurm/README.md (accounting is required for submitit's job states;
+# Facts behind the settings (docs/design.md, "Slurm and Ray"): accounting is required for submitit's job states;
 # cred_expire=10 so a requeued job restarts within seconds; FirstJobId from the clock so job ids never
-# collide in reused submitit folders; CPUs-only node line; cgroup proctrack kills Ray daemons on scancel).
+# collide in reused submitit folders; CPUs-only node line; cgroup proctrack kills Ray daemons on scancel.
 # ReturnToService=1: a node set DOWN by hand (the node-failure test) stays down until `state=resume`.
 set -euo pipefail
 BASE=${SALNET_SLURM_DIR:-/tmp/salnet-slurm}
