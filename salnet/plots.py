@@ -67,8 +67,7 @@ def sweep_figure(rows: list[dict], metrics: list[str], references: list[dict] | 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from salnet.metrics import METRICS
-    from salnet.summary import PAPER_COLUMNS
+    from salnet.metrics import METRICS, PAPER_COLUMNS
 
     scored = [r for r in rows if r.get("means")]
     metrics = [m for m in metrics if any(m in r["means"] for r in scored)]

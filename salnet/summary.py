@@ -24,13 +24,10 @@ from pathlib import Path
 import torch
 
 from salnet.atomic import atomic_write
-from salnet.metrics import METRICS, check_names
+from salnet.metrics import METRICS, PAPER_COLUMNS, check_names
 from salnet.sweep_folder import SweepFolder, read_metrics
 from salnet.train.validate import DEFAULT_METRICS
 
-# the column order and labels of the papers' tables (SalGAN table 2, Bruckert et al. table 3)
-PAPER_COLUMNS = {"auc_judd": "AUC-J", "sauc": "sAUC", "auc_borji": "AUC-B", "nss": "NSS", "cc": "CC",
-                 "sim": "SIM", "kld": "KLD", "emd": "EMD", "ig": "IG"}
 MISSING = "–"
 PANEL_TAG = "best/{} (image | prediction | ground truth)"
 

@@ -161,28 +161,3 @@ class Synthetic(Reader):
         return Sample(self.name, split, id, data, "png", smap.shape[0], smap.shape[1], smap, fix,
                       {"map_source": "true_density"})
 
-
-def ensure_synthetic_shards(out: str | Path, counts: dict[str, int] | None = None,
-                            size: tuple[int, int] = (64, 96), seed: int = 0) -> Path:
-    """Generate and pack a small synthetic dataset into ``out`` (shards + manifest) unless one with the same
-    splits, counts, size and seed is already there; returns ``out``. Raw files go to ``out``'s sibling
-    ``raw``. Debug runs and the local pipeline use it (default train 32, val 8, test 8)."""
-    import shutil
-
-    from salnet.data.shards import pack
-
-    out = Path(out)
-    raw = out.parent / "raw"
-    counts = counts or {"train": 32, "val": 8, "test": 8}
-    try:
-        have = {k: v["count"] for k, v in json.loads((out / "manifest.json").read_text())["splits"].items()}
-        info = json.loads((raw / "synthetic.json").read_text())
-        if have == counts and info["size"] == list(size) and info["seed"] == seed:
-            return out
-    except (OSError, ValueError, KeyError):
-        pass
-    for d in (raw, out):  # another size or split set: start over rather than mix samples
-        shutil.rmtree(d, ignore_errors=True)
-    write_synthetic(raw, counts, size=size, seed=seed)
-    pack(Synthetic(raw), out, list(counts), shard_size_mb=1.0)
-    return out

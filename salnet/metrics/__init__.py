@@ -48,6 +48,10 @@ METRICS: dict[str, Metric] = {
     )
 }
 
+# the metrics' labels and column order in the papers' tables (SalGAN table 2, Bruckert et al. table 3)
+PAPER_COLUMNS = {"auc_judd": "AUC-J", "sauc": "sAUC", "auc_borji": "AUC-B", "nss": "NSS", "cc": "CC",
+                 "sim": "SIM", "kld": "KLD", "emd": "EMD", "ig": "IG"}
+
 
 def check_names(names) -> list[str]:
     """Validate metric names; unknown ones are an error listing the valid choices."""

@@ -51,7 +51,7 @@ SETUP_NOTE = ("tiny network (1/8 width, 64×96) from random weights: Adam (lr 1e
 
 def salgan(args) -> int:
     """Step 2: the bootstrap run, then the salgan_gan sweep from it, on synthetic shards on this machine."""
-    from salnet.data.synthetic import ensure_synthetic_shards
+    from salnet.data.synthetic_shards import ensure_synthetic_shards
     from salnet.run.launch import LaunchOptions, launch_sweep, launch_train
 
     shards = ensure_synthetic_shards(args.out / "data" / "synthetic", {"train": args.n, "val": 40, "test": 40},

@@ -34,7 +34,7 @@ def ensure_debug_data(cfg: Config) -> None:
     """Generate the synthetic shards of :data:`DEBUG_DATA` (once, at the config's input size) when ``cfg``
     trains on them."""
     if Path(cfg.data.shards) == DEBUG_DATA:
-        from salnet.data.synthetic import ensure_synthetic_shards
+        from salnet.data.synthetic_shards import ensure_synthetic_shards
 
         ensure_synthetic_shards(DEBUG_DATA, size=cfg.data.input_size)
 
