@@ -20,4 +20,4 @@ if [ "${SALNET_NO_SLURM:-0}" != 1 ] && out=$(tests/slurm/cluster.sh start); then
 else
   echo "[tests/run.sh] no local Slurm: the slurm-marked tests will skip" >&2
 fi
-.venv/bin/python -m pytest -q "$@"
+.venv/bin/python -m pytest -q --durations=15 "$@"  # the 15 slowest tests listed at the end
