@@ -172,6 +172,8 @@ resources: {gpus_per_trial: 0, cpus_per_task: 1}
     assert recs[2]["attempts"] == 2 and recs[2]["error"].startswith("FloatingPointError: non-finite")
     epochs = [len((sweep / "trials" / t / "metrics.jsonl").read_text().splitlines()) for t in ("t00000", "t00001")]
     assert epochs == [3, 3]  # in-process jobs run to their end before Tune sees them; Slurm jobs are cancelled
+    # Tune keeps every checkpoint, so a killed driver's saved state never names one already deleted
+    assert len(list((sweep / "ray" / "tune" / "t00000").glob("checkpoint_*"))) == 3
     state = json.loads((sweep / "state.json").read_text())
     assert state["trials"] == {"done": 1, "stopped": 1, "failed": 1} and state["best"]["trial"] == "t00000"
 

@@ -289,7 +289,10 @@ def build_tuner(folder: SweepFolder, plan: SweepPlan) -> tune.Tuner:
     run_config = tune.RunConfig(
         name=folder.tune_dir.name, storage_path=str(folder.tune_dir.parent),
         verbose=0,  # progress: TrialJobs prints a line per epoch
-        checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=1),
+        # every Tune checkpoint is kept (each is one small dict: the trial's epochs reported). With num_to_keep=1
+        # Tune deletes the previous one before its experiment state, saved every few seconds, names the new one:
+        # a driver killed in between is restored onto a deleted checkpoint and the trial errors.
+        checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=None),
         failure_config=tune.FailureConfig(max_failures=0), callbacks=[TrialJobs(folder)])
     log.info(f"sweep {spec.name}: {grid_size(spec) if grid else spec.budget.trials} trial(s), {spec.metric} "
              f"({spec.mode}), {spec.scheduler.name}")
