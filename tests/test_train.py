@@ -12,7 +12,7 @@ from helpers import synthetic_shards
 
 from salnet.config import DEBUG_OVERRIDES, Config, apply_overrides
 from salnet.logs import captured
-from salnet.train.loop import Trainer
+from salnet.train.loop import Trainer, epoch_line
 
 
 @pytest.fixture(scope="module")
@@ -155,3 +155,9 @@ def test_a_diverging_run_fails_loudly(shards, tmp_path):
     with pytest.raises(FloatingPointError, match=r"non-finite training values at step \d+ .*loss/content.*nan"):
         Trainer(cfg, run_dir=tmp_path / "run").fit()
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_epoch_line_shows_a_slow_rate_with_two_digits():
+    assert epoch_line(0, 2, "bootstrap", {"loss/content": 0.25}, {"cc": 0.5}, 1840.4).endswith("; 1840 img/s")
+    assert epoch_line(1, 2, "bootstrap", {"loss/content": 0.25}, {"cc": 0.5}, 0.183) == (
+        "epoch 2/2 (bootstrap): train content 0.25; val cc 0.5000; 0.18 img/s")

@@ -112,7 +112,8 @@ def epoch_line(epoch: int, epochs: int, stage: str, train: dict[str, float], val
     content 0.2105 adversarial 0.6921; val auc_judd 0.8012 … cc 0.5123 …; 1840 img/s``."""
     losses = " ".join(f"{k.removeprefix('loss/')} {v:.4g}" for k, v in train.items() if k.startswith("loss/"))
     scores = " ".join(f"{k} {val[k]:.4f}" for k in METRICS if k in val)
-    return f"epoch {epoch + 1}/{epochs} ({stage}): train {losses}; val {scores}; {img_per_s:.0f} img/s"
+    rate = f"{img_per_s:.0f}" if img_per_s >= 10 else f"{img_per_s:.2g}"  # a CPU run's 0.65, not 1
+    return f"epoch {epoch + 1}/{epochs} ({stage}): train {losses}; val {scores}; {rate} img/s"
 
 
 class Trainer:
