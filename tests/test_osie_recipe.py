@@ -42,3 +42,15 @@ def test_recipe_on_synthetic_shards(tmp_path):
                             "--device", "cpu", "model.width=0.0625", "data.input_size=[32, 48]", "data.batch_size=4",
                             "data.workers=0", "train.bf16=false"], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and again.stdout.count("done already") == 3  # every stage resumes as finished
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--data", "{tmp}/no-osie"], "no-osie: no OSIE release here"),
+    (["--shards", "{tmp}", "--weights", "{tmp}/vgg.pth"], "vgg.pth: VGG-16 encoder weights not found"),
+    (["--shards", "{tmp}", "--weights", "none", "train.nope=1"], "train.nope"),
+])
+def test_bad_input_is_a_clear_error_before_any_training(tmp_path, args, named):
+    out = subprocess.run([sys.executable, str(RECIPE), "--out", str(tmp_path / "out"),
+                          *[a.format(tmp=tmp_path) for a in args]], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and out.stderr.startswith("error: ") and named in out.stderr, out.stderr[-2000:]
+    assert not (tmp_path / "out" / "readout").exists()  # stopped before the first step
