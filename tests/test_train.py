@@ -2,7 +2,6 @@
 TensorBoard read-back, metrics.jsonl, config.yaml."""
 
 import json
-import os
 import signal
 
 import pytest
@@ -28,13 +27,15 @@ def config(shards, *extra):
 
 
 def preempt_at(trainer, k):
-    """Send ourselves SIGUSR2 right after global step k, as Slurm does before preemption."""
+    """Send ourselves SIGUSR2 right after global step k, as Slurm does before preemption. ``raise_signal``
+    delivers it to this (the main) thread and runs the handler before returning; ``os.kill`` of our own pid may
+    land on another thread, whose handler can run a step late on a loaded machine."""
     step = trainer.train_step
 
     def wrapped(batch, stage):
         out = step(batch, stage)
         if trainer.step + 1 == k:
-            os.kill(os.getpid(), signal.SIGUSR2)
+            signal.raise_signal(signal.SIGUSR2)
         return out
 
     trainer.train_step = wrapped
@@ -161,3 +162,29 @@ def test_epoch_line_shows_a_slow_rate_with_two_digits():
     assert epoch_line(0, 2, "bootstrap", {"loss/content": 0.25}, {"cc": 0.5}, 1840.4).endswith("; 1840 img/s")
     assert epoch_line(1, 2, "bootstrap", {"loss/content": 0.25}, {"cc": 0.5}, 0.183) == (
         "epoch 2/2 (bootstrap): train content 0.25; val cc 0.5000; 0.18 img/s")
+
+
+def first_step(shards, tmp_path, name, *extra):
+    """The first bootstrap step's loss and G's weights after it, of a trainer built with ``extra``."""
+    trainer = Trainer(config(shards, *extra), run_dir=tmp_path / name)
+    batch = next(iter(trainer.train_loader))
+    loss = trainer.train_step(batch, "bootstrap")["loss/content"]
+    return trainer, float(loss), {k: v.detach().clone() for k, v in trainer.G.state_dict().items()}
+
+
+def test_cpu_steps_are_float32_unless_cpu_bf16_asks_for_bf16(shards, tmp_path):
+    """train.bf16 (on by default) autocasts on GPU only: a CPU step under it equals the float32 step bit for bit.
+    train.cpu_bf16 makes CPU steps bf16 and channels_last: the loss and the updated weights agree with float32's
+    to bf16 precision, and the weights are not equal to them (the step really ran in bf16)."""
+    exact, loss32, w32 = first_step(shards, tmp_path, "fp32", "train.bf16=false")
+    default, loss_default, w_default = first_step(shards, tmp_path, "default", "train.bf16=true")
+    fast, loss16, w16 = first_step(shards, tmp_path, "bf16", "train.bf16=true", "train.cpu_bf16=true")
+    assert (exact.bf16, exact.channels_last) == (False, False)
+    assert (default.bf16, default.channels_last) == (False, False)
+    assert (fast.bf16, fast.channels_last) == (True, True)
+    assert loss_default == loss32 and all(torch.equal(w_default[k], w32[k]) for k in w32)
+    assert loss16 == pytest.approx(loss32, rel=2e-2)
+    moved = [k for k in w32 if not torch.equal(w16[k], w32[k])]
+    assert moved  # the trained parameters differ a little; the frozen ones are equal
+    for k in moved:
+        assert torch.allclose(w16[k], w32[k], rtol=0, atol=1e-2 * float(w32[k].abs().max()) + 1e-6), k

@@ -101,6 +101,13 @@ def initial_generator(path: str) -> dict:
     return state["G"]
 
 
+def mixed_precision(t, device: torch.device) -> tuple[bool, bool]:
+    """(bf16 autocast, channels_last) of training steps on ``device`` under the train config ``t``: as asked on
+    CUDA; on CPU only with ``t.cpu_bf16`` (otherwise CPU steps are exact float32 in the default layout)."""
+    on = device.type == "cuda" or (device.type == "cpu" and t.cpu_bf16)
+    return t.bf16 and on, t.channels_last and on
+
+
 def run_dir_for(cfg: Config) -> Path:
     return Path(cfg.out_dir) / f"{cfg.name}-{config_hash(cfg)}"
 
@@ -127,10 +134,11 @@ class Trainer:
         self.D = build_discriminator(cfg)
         if self.D is not None:
             self.D = self.D.to(self.device)
-        if self.device.type == "cuda" and cfg.train.channels_last:
+        self.bf16, self.channels_last = mixed_precision(cfg.train, self.device)
+        if self.channels_last:
             # Module.to takes memory_format at run time; torch's typed overloads leave it out
             self.G = self.G.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-            torch.backends.cudnn.benchmark = True
+            torch.backends.cudnn.benchmark = self.device.type == "cuda"
         if cfg.train.init_from:
             self.G.load_state_dict(initial_generator(cfg.train.init_from))
         self.opts = build_optimizers(cfg, self.G, self.D)
@@ -212,13 +220,13 @@ class Trainer:
 
     def train_step(self, batch: dict, stage: str) -> dict:
         batch = {k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in batch.items()}
-        if self.device.type == "cuda" and self.cfg.train.channels_last:
+        if self.channels_last:
             batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
         t = self.cfg.train
         if stage == "content":
-            return steps.content_step(self.g_train, self.opts["g"], self.loss, batch, self.device, t.bf16)
+            return steps.content_step(self.g_train, self.opts["g"], self.loss, batch, self.device, self.bf16)
         if stage == "bootstrap":
-            return steps.content_step(self.g_train, self.opts["boot"], self.loss, batch, self.device, t.bf16)
+            return steps.content_step(self.g_train, self.opts["boot"], self.loss, batch, self.device, self.bf16)
         # the released SalGAN code alternates batch by batch; its counter n_updates starts at 1 and
         # `n_updates % 2 == 0` trains G, so the first adversarial batch trains D. D's forward in the G step uses the
         # bare module: D is not updated there, so DDP must not wait for its gradients.
@@ -227,8 +235,8 @@ class Trainer:
         adversarial_step = self.step - t.bootstrap_epochs * len(self.train_loader)
         if adversarial_step % 2 == 1:
             return steps.generator_step(self.g_train, self.D, self.opts["g"], self.loss, batch, t.alpha,
-                                        self.device, t.bf16)
-        return steps.discriminator_step(self.G, self.d_train, self.opts["d"], batch, self.device, t.bf16)
+                                        self.device, self.bf16)
+        return steps.discriminator_step(self.G, self.d_train, self.opts["d"], batch, self.device, self.bf16)
 
     def fit(self) -> dict:
         t = self.cfg.train

@@ -14,9 +14,10 @@ from salnet.losses import discriminator_loss, generator_adversarial_loss
 
 
 def autocast(device: torch.device, bf16: bool):
-    """bf16 autocast on CUDA when asked; a no-op context elsewhere (CPU runs stay float32, exact)."""
-    if bf16 and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+    """bf16 autocast on ``device`` (CUDA or CPU) when ``bf16``; a no-op context otherwise. The loop asks for it on
+    CPU only with ``train.cpu_bf16`` (:func:`salnet.train.loop.mixed_precision`)."""
+    if bf16 and device.type in ("cuda", "cpu"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 
