@@ -1,11 +1,13 @@
 """The released SalGAN recipe on OSIE's real eye tracking, against the centre bias and the readout baseline.
 
     python jobs/osie_recipe.py --out runs/osie                                   # 15 + 15 epochs (a GPU)
-    python jobs/osie_recipe.py --out runs/osie --bootstrap-epochs 2 --epochs 1   # the direction, on a CPU
+    python jobs/osie_recipe.py --out runs/osie --passes 1 --bootstrap-epochs 2 --epochs 1 train.cpu_bf16=true
+                                                                      # the direction, on a CPU
 
 Packs ../shared/data/osie (or --data ROOT; --shards FOLDER for a packed dataset), trains the readout baseline, the
 salgan preset's BCE/4 bootstrap from the VGG-16 encoder weights (--weights), then BCE/4 alone and the adversarial
-stage from that checkpoint, and writes OUT/sweep/summary.md: both models, the centre bias and the readout with the
+stage from that checkpoint (an epoch: --passes over the 480 training images, by default as many images as a
+SALICON epoch), and writes OUT/sweep/summary.md: both models, the centre bias and the readout with the
 nine metrics on the validation split. Dotted overrides (data.batch_size=16) apply to every run. Reruns resume.
 """
 
@@ -16,7 +18,7 @@ import sys
 from pathlib import Path
 
 from salnet.logs import setup_logging
-from salnet.osie_recipe import DEFAULT_DATA, DEFAULT_WEIGHTS, osie_recipe
+from salnet.osie_recipe import DEFAULT_DATA, DEFAULT_WEIGHTS, PASSES, osie_recipe
 
 
 def main(argv=None) -> int:
@@ -28,6 +30,9 @@ def main(argv=None) -> int:
     ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="VGG-16 encoder weights file, or 'none'")
     ap.add_argument("--bootstrap-epochs", type=int, default=15)
     ap.add_argument("--epochs", type=int, default=15, help="epochs of BCE/4 alone and of the adversarial stage")
+    ap.add_argument("--passes", type=int, default=PASSES,
+                    help=f"passes over the training images per epoch (default {PASSES}: an epoch as long as SALICON's, "
+                         "for which the recipe's epoch counts were chosen; 1: OSIE's own epochs)")
     ap.add_argument("--readout-epochs", type=int, default=40)
     ap.add_argument("--device", help="device of the final scoring (default: cuda when available)")
     args = ap.parse_args(argv)
@@ -35,7 +40,8 @@ def main(argv=None) -> int:
     try:
         osie_recipe(args.out, data=args.data, shards=args.shards,
                     weights=None if args.weights.lower() == "none" else args.weights,
-                    bootstrap_epochs=args.bootstrap_epochs, epochs=args.epochs, readout_epochs=args.readout_epochs,
+                    bootstrap_epochs=args.bootstrap_epochs, epochs=args.epochs, passes=args.passes,
+                    readout_epochs=args.readout_epochs,
                     overrides=args.overrides, device=args.device)
     except (FileNotFoundError, ValueError) as exn:
         print(f"error: {exn}", file=sys.stderr)

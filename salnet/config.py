@@ -48,6 +48,9 @@ class DataConfig:
     flip: bool = False  # random horizontal flip (image and targets alike); neither paper nor the released code flips
     max_bad_fraction: float = 0.01  # a run whose corrupt-sample fraction exceeds this stops with an error
     val_subset: int = 500  # images scored each epoch (a fixed subset); the full split at the end
+    # passes over the training split per epoch, each in a new order: a small split's epoch as long as the one a
+    # recipe was made for (OSIE's 480 images × 21 ≈ SALICON's 10,000, so 15 epochs are the released ~4,700 steps)
+    train_passes: int = 1
 
 
 @dataclass

@@ -1,20 +1,22 @@
 """The released SalGAN recipe on real eye tracking (OSIE), against the centre bias and the readout baseline.
 
     python jobs/osie_recipe.py --out runs/osie                  # 15 bootstrap + 15 epochs (a GPU)
-    python jobs/osie_recipe.py --out runs/osie --bootstrap-epochs 2 --epochs 1   # the direction, on a CPU
+    python jobs/osie_recipe.py --out runs/osie --passes 1 --bootstrap-epochs 2 --epochs 1   # the direction, on a CPU
 
 1. OSIE (``../shared/data/osie``: 600 of its 700 images, 15 observers) packed into shards: a seeded 480/120
    train/val partition (:mod:`salnet.data.osie`);
 2. the readout baseline (:func:`salnet.baselines.fit_readout`): the frozen encoder's conv4_3 + conv5_3 and a
    two-layer 1×1-conv head trained with BCE;
 3. the ``salgan`` preset's bootstrap (BCE/4, Nesterov momentum 0.5, lr 1e-3, no weight decay, no flip) from the
-   VGG-16 encoder weights, ``bootstrap_epochs`` epochs;
+   VGG-16 encoder weights, ``bootstrap_epochs`` epochs of ``passes`` passes over the training images (default
+   21: an epoch as long as SALICON's, whose size the recipe's epoch counts were made for);
 4. from that checkpoint (as the released code loads its bootstrap generator), for ``epochs`` more epochs:
    BCE/4 alone (the bootstrap optimiser) and the adversarial stage (Lasagne's AdaGrad lr 3e-4, α = 0.05);
 5. both, the centre bias and the readout scored on the validation split with the nine metrics (MIT
    conventions, the released post-processing): ``OUT/sweep/summary.md`` (also .csv, evaluation.json, tb/).
 
-Every stage resumes when the command is run again with the same arguments (the runs' own checkpoints).
+Every stage resumes when the command is run again with the same arguments (the runs' own checkpoints); a stage
+finished with other arguments is an error naming its folder.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from salnet.config import Config, apply_overrides
+from salnet.config import Config, apply_overrides, config_hash
 from salnet.logs import get_logger
 
 log = get_logger(__name__)
@@ -32,6 +34,9 @@ log = get_logger(__name__)
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 DEFAULT_DATA = SHARED / "data" / "osie"
 DEFAULT_WEIGHTS = SHARED / "weights" / "vgg16_features_hed_bsds500_fp16.pth"
+# OSIE's 480 training images 21 times per epoch ≈ SALICON's 10,000: the released 15-epoch bootstrap is then its
+# ~4,700 steps (15 epochs of OSIE's own would be 225, and the model would still be below the centre bias)
+PASSES = 21
 TRIALS = {"bce4": ("BCE/4", ["train.adversarial=false"]), "gan4": ("GAN/4 α=0.05", ["train.alpha=0.05"])}
 
 
@@ -48,11 +53,12 @@ def pack_osie(data: Path, out: Path) -> Path:
     return out
 
 
-def base_config(shards: Path, weights: str | None, overrides: list[str]) -> Config:
-    """The salgan preset on ``shards``: validation and evaluation on its val split, the encoder's weights."""
-    cfg = apply_overrides(Config(), [f"data.shards={shards}", "data.test_split=val", "data.val_subset=1000",
-                                     f"model.weights={'null' if weights is None else weights}", *overrides])
-    return cfg
+def base_config(shards: Path, weights: str | None, passes: int, overrides: list[str]) -> Config:
+    """The salgan preset on ``shards``: ``passes`` over the train split per epoch, validation and evaluation on
+    its val split, the encoder's weights."""
+    return apply_overrides(Config(), [f"data.shards={shards}", "data.test_split=val", "data.val_subset=1000",
+                                      f"data.train_passes={passes}",
+                                      f"model.weights={'null' if weights is None else weights}", *overrides])
 
 
 def run(cfg: Config, run_dir: Path) -> Path:
@@ -60,6 +66,10 @@ def run(cfg: Config, run_dir: Path) -> Path:
     from salnet.train.loop import Trainer
 
     if (run_dir / "final.json").is_file():
+        saved = yaml.safe_load((run_dir / "config.yaml").read_text()).get("meta", {}).get("run_id")
+        if saved != config_hash(cfg):
+            raise ValueError(f"{run_dir}: finished with another configuration (run id {saved}, these arguments "
+                             f"give {config_hash(cfg)}); pass another --out, or the arguments it was made with")
         log.info(f"{run_dir}: done already")
         return run_dir
     result = Trainer(cfg, run_dir=run_dir).fit()
@@ -78,10 +88,13 @@ def write_trial(trial_dir: Path, name: str, label: str) -> None:
 
 def osie_recipe(out: str | Path, *, data: str | Path = DEFAULT_DATA, shards: str | Path | None = None,
                 weights: str | Path | None = DEFAULT_WEIGHTS, bootstrap_epochs: int = 15, epochs: int = 15,
-                readout_epochs: int = 40, overrides: list[str] | None = None, device: str | None = None) -> dict:
+                passes: int = PASSES, readout_epochs: int = 40, overrides: list[str] | None = None,
+                device: str | None = None) -> dict:
     """Run the five steps of the module docstring into ``out``; returns the sweep summary (evaluation.json's dict),
     whose table is ``out/sweep/summary.md``. Progress goes to the ``salnet.osie_recipe`` logger.
 
+    ``passes``: passes over the train split per epoch (``data.train_passes``; the default makes an epoch as
+    long as SALICON's, for which the recipe's epochs were chosen; 1: OSIE's own epochs).
     ``shards``: an already packed dataset with train and val splits instead of packing ``data``. ``weights``: the
     VGG-16 encoder file (None: random, for smoke tests). ``overrides``: dotted config keys for every run (e.g.
     ``data.batch_size=8``). ``device``: for the final scoring (training picks CUDA when there is one).
@@ -89,13 +102,15 @@ def osie_recipe(out: str | Path, *, data: str | Path = DEFAULT_DATA, shards: str
     from salnet.baselines import fit_readout
     from salnet.summary import summarize_sweep
 
+    if passes < 1:
+        raise ValueError(f"--passes {passes}: passes over the training images per epoch must be at least 1")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     shards = Path(shards) if shards is not None else pack_osie(Path(data), out / "shards")
     weights = None if weights is None else str(weights)
     if weights is not None and not Path(weights).is_file():
         raise FileNotFoundError(f"{weights}: VGG-16 encoder weights not found; pass --weights FILE")
-    base = base_config(shards, weights, overrides or [])
+    base = base_config(shards, weights, passes, overrides or [])
     readout = out / "readout"
     if not (readout / "best.pt").exists():
         fit_readout(shards, readout, weights=weights, input_size=base.data.input_size, epochs=readout_epochs,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import tarfile
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,22 @@ def test_two_ranks_two_workers_cover_an_epoch_disjointly(tmp_path):
     e1 = epoch_ids(folder, c, 2, 1)
     assert sorted(e1[0] + e1[1]) == sorted(e0[0] + e0[1]) and e1 != e0  # reshuffled, still a partition
     assert epoch_ids(folder, c, 2, 1) == e1  # deterministic given (seed, epoch)
+
+
+def test_an_epoch_of_several_passes_covers_the_split_that_many_times(tmp_path):
+    """passes=3: each rank takes three times the batches; every sample comes three times per epoch, the first pass
+    is the one-pass epoch and the later passes come in new orders; across ranks each pass is a partition."""
+    folder = packed(tmp_path, {"train": 64}, per_shard=8)
+    one = epoch_ids(folder, cfg(), 2, 0)
+    three = epoch_ids(folder, cfg(passes=3), 2, 0)
+    assert [len(r) for r in three] == [96, 96]
+    assert Counter(three[0] + three[1]) == {f"{i:06d}": 3 for i in range(64)}
+    for p in range(3):
+        assert sorted(three[0][32 * p:32 * p + 32] + three[1][32 * p:32 * p + 32]) == [f"{i:06d}" for i in range(64)]
+    assert [r[:32] for r in three] == one
+    assert all(r[32:64] != r[:32] for r in three)  # a new shard order: a rank may get other shards
+    with pytest.raises(ValueError, match="passes=0 per epoch"):
+        TrainLoader(folder, "train", cfg(passes=0))
 
 
 def test_shard_order_is_a_function_of_seed_and_epoch_only():

@@ -17,12 +17,16 @@ RECIPE = Path(__file__).resolve().parents[1] / "jobs" / "osie_recipe.py"
 pytestmark = pytest.mark.filterwarnings("ignore:VGG-16 has RANDOM weights")
 
 
+def recipe(out: Path, shards: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(RECIPE), "--out", str(out), "--shards", str(shards), "--weights", "none",
+                           "--bootstrap-epochs", "1", "--epochs", "1", "--passes", "2", "--readout-epochs", "2",
+                           "--device", "cpu", "model.width=0.0625", "data.input_size=[32, 48]", "data.batch_size=4",
+                           "data.workers=0", "train.bf16=false", *extra], capture_output=True, text=True, timeout=600)
+
+
 def test_recipe_on_synthetic_shards(tmp_path):
     shards = synthetic_shards(tmp_path, {"train": 8, "val": 4}, (32, 48), 0.05)
-    out = subprocess.run([sys.executable, str(RECIPE), "--out", str(tmp_path / "osie"), "--shards", str(shards),
-                          "--weights", "none", "--bootstrap-epochs", "1", "--epochs", "1", "--readout-epochs", "2",
-                          "--device", "cpu", "model.width=0.0625", "data.input_size=[32, 48]", "data.batch_size=4",
-                          "data.workers=0", "train.bf16=false"], capture_output=True, text=True, timeout=600)
+    out = recipe(tmp_path / "osie", shards)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     sweep = tmp_path / "osie" / "sweep"
     result = json.loads((sweep / "evaluation.json").read_text())
@@ -34,20 +38,21 @@ def test_recipe_on_synthetic_shards(tmp_path):
     lines = [ln for ln in (sweep / "summary.md").read_text().splitlines() if ln.startswith("| ")]
     assert [ln.split("|")[1].strip().removesuffix(" ★") for ln in lines[1:]] == ["bce4", "gan4", "centre bias",
                                                                                 "readout"]
-    # both trials start from the bootstrap's best generator; the GAN trial's first step trains D
+    # an epoch is two passes over the 8 training images: 4 steps of 4; both trials start from the bootstrap's best
+    # generator
     boot = load_checkpoint(tmp_path / "osie" / "bootstrap" / "best.pt")["step"]
-    assert boot == 2 and (tmp_path / "osie" / "sweep" / "trials" / "gan4" / "final.json").is_file()
-    again = subprocess.run([sys.executable, str(RECIPE), "--out", str(tmp_path / "osie"), "--shards", str(shards),
-                            "--weights", "none", "--bootstrap-epochs", "1", "--epochs", "1", "--readout-epochs", "2",
-                            "--device", "cpu", "model.width=0.0625", "data.input_size=[32, 48]", "data.batch_size=4",
-                            "data.workers=0", "train.bf16=false"], capture_output=True, text=True, timeout=600)
+    assert boot == 4 and load_checkpoint(tmp_path / "osie" / "sweep" / "trials" / "gan4" / "latest.pt")["step"] == 4
+    again = recipe(tmp_path / "osie", shards)
     assert again.returncode == 0 and again.stdout.count("done already") == 3  # every stage resumes as finished
+    other = recipe(tmp_path / "osie", shards, "--passes", "1")  # a finished stage is not reused for other arguments
+    assert other.returncode == 2 and "osie/bootstrap: finished with another configuration" in other.stderr
 
 
 @pytest.mark.parametrize("args, named", [
     (["--data", "{tmp}/no-osie"], "no-osie: no OSIE release here"),
     (["--shards", "{tmp}", "--weights", "{tmp}/vgg.pth"], "vgg.pth: VGG-16 encoder weights not found"),
     (["--shards", "{tmp}", "--weights", "none", "train.nope=1"], "train.nope"),
+    (["--shards", "{tmp}", "--weights", "none", "--passes", "0"], "--passes 0: passes over the training images"),
 ])
 def test_bad_input_is_a_clear_error_before_any_training(tmp_path, args, named):
     out = subprocess.run([sys.executable, str(RECIPE), "--out", str(tmp_path / "out"),

@@ -6,7 +6,7 @@ worker slicing (``wds.split_by_node``/``split_by_worker``'s, made explicit: a ra
 process group); the tar reader (:func:`salnet.data.tario.tar_records`, ``wds.tarfile_to_samples`` at ~10x
 its speed) whose handler skips a damaged tar; a counting stage; ``wds.shuffle``. Passes chain into one
 batching stage (decode, resize and flip into a batch's slots, :meth:`_Counter.batches`). Each rank takes
-exactly ``len(loader)`` = floor(total / (world_size x batch)) batches per epoch from the repeating stream,
+exactly ``len(loader)`` = floor(passes x total / (world_size x batch)) batches per epoch from the repeating stream,
 so uneven shards never make a rank wait in a collective.
 Order and flips are a function of (seed, epoch, rank, worker) only, so training resumes mid-epoch by
 skipping batches. With fewer shards than rank x worker slots, the slots split every shard by sample index.
@@ -59,7 +59,8 @@ class LoaderConfig:
     decode JPEGs at 1/2, 1/4 or 1/8 scale (DCT scaling, still at least the model size) before the
     resize: about 2x faster, but no longer the exact full-resolution INTER_AREA of SalGAN's code;
     pin_memory: page-locked batches, so ``.to(device, non_blocking=True)`` overlaps the copy with
-    compute (default: when CUDA is available). With model-size shards, size must be the shards' input size
+    compute (default: when CUDA is available); passes: training only, passes over the split per epoch (each in
+    a new shard and shuffle order). With model-size shards, size must be the shards' input size
     and resize "area"; fast_decode does not apply (nothing is decoded)."""
 
     size: tuple[int, int] = (192, 256)
@@ -73,6 +74,7 @@ class LoaderConfig:
     min_seen_for_check: int = 200
     fast_decode: bool = False
     pin_memory: bool = field(default_factory=torch.cuda.is_available)
+    passes: int = 1
 
 
 def dist_rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -241,8 +243,9 @@ class TrainStream(_Stream):
         ))
 
     def _passes(self, wid: int, nw: int, counter: _Counter, rng: random.Random):
-        """Records of this (rank, worker): pass 0 is its share of the epoch; later passes (new shard orders)
-        top up a share that ran short. Each pass drains its shuffle buffer, so pass 0 covers the share."""
+        """Records of this (rank, worker): pass 0 is its share of the split; later passes (new shard orders)
+        continue it, for an epoch of several passes (``LoaderConfig.passes``) or a share that ran short. Each
+        pass drains its shuffle buffer, so every pass covers the share."""
         slots, slot = self.world_size * nw, self.rank * nw + wid
         by_sample = len(self.shards) < slots  # too few shards: every slots-th sample of every shard
         urls = [path for path, _ in self.shards]
@@ -311,7 +314,9 @@ class TrainLoader(_Loader):
                  rank: int | None = None, world_size: int | None = None):
         super().__init__(folder, split, cfg, rank, world_size)
         total = sum(c for _, c in self.shards)
-        self.batches = total // (self.world_size * self.cfg.batch_size)
+        if self.cfg.passes < 1:
+            raise ValueError(f"{folder}/{split}: passes={self.cfg.passes} per epoch; it must be at least 1")
+        self.batches = total * self.cfg.passes // (self.world_size * self.cfg.batch_size)
         if self.batches == 0:
             raise ValueError(f"{folder}/{split}: {total} samples are fewer than one batch of "
                              f"{self.cfg.batch_size} per rank x {self.world_size} ranks; lower batch_size")

@@ -144,10 +144,11 @@ class Trainer:
         self.opts = build_optimizers(cfg, self.G, self.D)
         d = cfg.data
         lcfg = LoaderConfig(size=d.input_size, batch_size=d.batch_size, workers=d.workers, flip=d.flip,
-                            seed=cfg.train.seed, max_bad_fraction=d.max_bad_fraction)
+                            seed=cfg.train.seed, max_bad_fraction=d.max_bad_fraction, passes=d.train_passes)
         rw = {"rank": self.env.rank, "world_size": self.env.world_size}
         self.train_loader = TrainLoader(d.shards, d.train_split, lcfg, **rw)
-        self.val_loader = ValLoader(d.shards, d.val_split, LoaderConfig(**{**lcfg.__dict__, "flip": False}), **rw)
+        val_cfg = LoaderConfig(**{**lcfg.__dict__, "flip": False, "passes": 1})
+        self.val_loader = ValLoader(d.shards, d.val_split, val_cfg, **rw)
         self.loss = build_content_loss(cfg, self._center_bias()).to(self.device)
         self.pool = fixation_pool(d.shards, d.val_split)  # sAUC negatives: other images' fixations
         self.g_train = DDP(self.G) if self.env.distributed else self.G
