@@ -289,15 +289,28 @@ OPERATIONAL_KEYS = ("out_dir", "data.workers", "train.log_every", "train.keep_la
                     "train.compile", "train.channels_last")
 
 
+# Keys added after runs were made, with the value that reproduces what those runs did: left out of the identity
+# while they hold it, so a run started before a key existed keeps its id and resumes under a newer salnet.
+ADDED_KEYS: dict[str, Any] = {"data.train_passes": 1, "train.cpu_bf16": False}
+
+
 def identity(cfg) -> dict:
-    """The config as a nested dict without :data:`OPERATIONAL_KEYS`: what a run's id is computed from."""
+    """The config as a nested dict without :data:`OPERATIONAL_KEYS`, nor :data:`ADDED_KEYS` at their old value:
+    what a run's id is computed from."""
     data = to_dict(cfg)
-    for key in OPERATIONAL_KEYS:
+
+    def pop(key: str, only_if: Any = None, always: bool = True) -> None:
         *parents, leaf = key.split(".")
         node = data
         for p in parents:
             node = node[p]
-        node.pop(leaf, None)
+        if always or node.get(leaf, only_if) == only_if:
+            node.pop(leaf, None)
+
+    for key in OPERATIONAL_KEYS:
+        pop(key)
+    for key, old in ADDED_KEYS.items():
+        pop(key, old, always=False)
     return data
 
 

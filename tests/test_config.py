@@ -3,7 +3,16 @@
 import pytest
 import yaml
 
-from salnet.config import Config, ConfigError, apply_overrides, config_hash, load_config, save_config, to_dict
+from salnet.config import (
+    ADDED_KEYS,
+    Config,
+    ConfigError,
+    apply_overrides,
+    config_hash,
+    load_config,
+    save_config,
+    to_dict,
+)
 
 
 def test_yaml_round_trip_is_exact(tmp_path):
@@ -52,6 +61,17 @@ def test_hash_identifies_the_config():
     y = apply_overrides(a, ["train.loss={cc: -2, kld: 10}"])
     assert config_hash(x) == config_hash(y)
     assert to_dict(a)["data"]["input_size"] == [192, 256]
+
+
+def test_keys_added_later_keep_the_ids_of_earlier_runs():
+    """Run ids as salnet computed them before data.train_passes and train.cpu_bf16 existed (commit 0291055): a run
+    started then resumes now. A new key at another value is part of the id."""
+    base = Config()
+    assert config_hash(base) == "b5d9f87034ea"
+    assert config_hash(apply_overrides(base, ["train.recipe=paper", "data.shards=shards/salicon"])) == "561bb7987386"
+    for key, value in ADDED_KEYS.items():
+        other = 2 if isinstance(value, int) and not isinstance(value, bool) else not value
+        assert config_hash(apply_overrides(base, [f"{key}={str(other).lower()}"])) != config_hash(base), key
 
 
 def test_atomic_write_replaces_whole_files_and_leaves_no_temporaries(tmp_path):
