@@ -65,11 +65,14 @@ def run(cfg: Config, run_dir: Path) -> Path:
     """Train (or resume, or find finished) one run in ``run_dir``."""
     from salnet.train.loop import Trainer
 
-    if (run_dir / "final.json").is_file():
+    if (run_dir / "config.yaml").is_file():
         saved = yaml.safe_load((run_dir / "config.yaml").read_text()).get("meta", {}).get("run_id")
         if saved != config_hash(cfg):
-            raise ValueError(f"{run_dir}: finished with another configuration (run id {saved}, these arguments "
-                             f"give {config_hash(cfg)}); pass another --out, or the arguments it was made with")
+            state = "finished" if (run_dir / "final.json").is_file() else "started"
+            raise ValueError(f"{run_dir}: {state} with another configuration (run id {saved}, these arguments give "
+                             f"{config_hash(cfg)}); pass another --out, or the arguments it was made with "
+                             "(--passes, --bootstrap-epochs, --epochs, the overrides)")
+    if (run_dir / "final.json").is_file():
         log.info(f"{run_dir}: done already")
         return run_dir
     result = Trainer(cfg, run_dir=run_dir).fit()
@@ -100,10 +103,11 @@ def osie_recipe(out: str | Path, *, data: str | Path = DEFAULT_DATA, shards: str
     ``data.batch_size=8``). ``device``: for the final scoring (training picks CUDA when there is one).
     """
     from salnet.baselines import fit_readout
+    from salnet.data.loader import MAX_PASSES
     from salnet.summary import summarize_sweep
 
-    if passes < 1:
-        raise ValueError(f"--passes {passes}: passes over the training images per epoch must be at least 1")
+    if not 1 <= passes <= MAX_PASSES:
+        raise ValueError(f"--passes {passes}: passes over the training images per epoch must be 1 to {MAX_PASSES}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     shards = Path(shards) if shards is not None else pack_osie(Path(data), out / "shards")

@@ -58,6 +58,7 @@ def test_gpu_check_dry_run_fills_the_summary_table(tmp_path):
     assert {k: r["status"] for k, r in rows.items() if k != "osie"} == dict.fromkeys(list(rows)[:-1], "ok")
     assert rows["osie"]["status"] == "FAILED" and rows["osie"]["summary"].startswith("exit 3: recipe args")
     assert "--device" in rows["osie"]["summary"] and str(out / "osie") in rows["osie"]["summary"]
+    assert "'--passes', '1'" in rows["osie"]["summary"]  # OSIE's own epochs: what fits the check's budget
     assert rows["env"]["values"]["torch"] == torch.__version__
     for k in ("adversarial", "compiled", "loss_study"):
         v = rows[k]["values"]

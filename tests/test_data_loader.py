@@ -62,8 +62,9 @@ def test_two_ranks_two_workers_cover_an_epoch_disjointly(tmp_path):
 
 
 def test_an_epoch_of_several_passes_covers_the_split_that_many_times(tmp_path):
-    """passes=3: each rank takes three times the batches; every sample comes three times per epoch, the first pass
-    is the one-pass epoch and the later passes come in new orders; across ranks each pass is a partition."""
+    """passes=3 on equal shares (8 shards of 8, 2 ranks x 2 workers): each rank takes three times the batches;
+    every sample comes three times per epoch, the first pass is the one-pass epoch and the later passes come in
+    new orders; across ranks each pass is a partition."""
     folder = packed(tmp_path, {"train": 64}, per_shard=8)
     one = epoch_ids(folder, cfg(), 2, 0)
     three = epoch_ids(folder, cfg(passes=3), 2, 0)
@@ -73,8 +74,9 @@ def test_an_epoch_of_several_passes_covers_the_split_that_many_times(tmp_path):
         assert sorted(three[0][32 * p:32 * p + 32] + three[1][32 * p:32 * p + 32]) == [f"{i:06d}" for i in range(64)]
     assert [r[:32] for r in three] == one
     assert all(r[32:64] != r[:32] for r in three)  # a new shard order: a rank may get other shards
-    with pytest.raises(ValueError, match="passes=0 per epoch"):
-        TrainLoader(folder, "train", cfg(passes=0))
+    for bad in (0, 101):
+        with pytest.raises(ValueError, match=f"passes={bad} per epoch; it must be 1 to 100"):
+            TrainLoader(folder, "train", cfg(passes=bad))
 
 
 def test_shard_order_is_a_function_of_seed_and_epoch_only():

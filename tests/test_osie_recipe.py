@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from helpers import synthetic_shards
 
+from salnet.config import Config, apply_overrides, save_config
 from salnet.evaluate import evaluate_run
 from salnet.metrics import METRICS
 from salnet.train.checkpoint import load_checkpoint
@@ -48,11 +49,22 @@ def test_recipe_on_synthetic_shards(tmp_path):
     assert other.returncode == 2 and "osie/bootstrap: finished with another configuration" in other.stderr
 
 
+def test_a_stage_started_with_other_arguments_is_an_error(tmp_path):
+    """A stage folder whose run was made with other arguments is refused, finished or not, naming the folder."""
+    shards = synthetic_shards(tmp_path, {"train": 8, "val": 4}, (32, 48), 0.05)
+    (tmp_path / "osie" / "bootstrap").mkdir(parents=True)
+    save_config(apply_overrides(Config(), ["train.alpha=0.5"]), tmp_path / "osie" / "bootstrap" / "config.yaml")
+    out = recipe(tmp_path / "osie", shards)
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "osie/bootstrap: started with another configuration" in out.stderr and "--passes" in out.stderr
+
+
 @pytest.mark.parametrize("args, named", [
     (["--data", "{tmp}/no-osie"], "no-osie: no OSIE release here"),
     (["--shards", "{tmp}", "--weights", "{tmp}/vgg.pth"], "vgg.pth: VGG-16 encoder weights not found"),
     (["--shards", "{tmp}", "--weights", "none", "train.nope=1"], "train.nope"),
-    (["--shards", "{tmp}", "--weights", "none", "--passes", "0"], "--passes 0: passes over the training images"),
+    (["--shards", "{tmp}", "--weights", "none", "--passes", "0"],
+     "--passes 0: passes over the training images per epoch must be 1 to 100"),
 ])
 def test_bad_input_is_a_clear_error_before_any_training(tmp_path, args, named):
     out = subprocess.run([sys.executable, str(RECIPE), "--out", str(tmp_path / "out"),

@@ -165,26 +165,31 @@ def test_epoch_line_shows_a_slow_rate_with_two_digits():
 
 
 def first_step(shards, tmp_path, name, *extra):
-    """The first bootstrap step's loss and G's weights after it, of a trainer built with ``extra``."""
+    """The first bootstrap step of a trainer built with ``extra``: the trainer, the loss, G's weights after the
+    step and the dtype of G's logits in it."""
     trainer = Trainer(config(shards, *extra), run_dir=tmp_path / name)
+    dtypes = []
+    trainer.G.register_forward_hook(lambda _m, _i, out: dtypes.append(out.logits.dtype))
     batch = next(iter(trainer.train_loader))
     loss = trainer.train_step(batch, "bootstrap")["loss/content"]
-    return trainer, float(loss), {k: v.detach().clone() for k, v in trainer.G.state_dict().items()}
+    return trainer, float(loss), {k: v.detach().clone() for k, v in trainer.G.state_dict().items()}, dtypes
 
 
 def test_cpu_steps_are_float32_unless_cpu_bf16_asks_for_bf16(shards, tmp_path):
     """train.bf16 (on by default) autocasts on GPU only: a CPU step under it equals the float32 step bit for bit.
     train.cpu_bf16 makes CPU steps bf16 and channels_last: the loss and the updated weights agree with float32's
     to bf16 precision, and the weights are not equal to them (the step really ran in bf16)."""
-    exact, loss32, w32 = first_step(shards, tmp_path, "fp32", "train.bf16=false")
-    default, loss_default, w_default = first_step(shards, tmp_path, "default", "train.bf16=true")
-    fast, loss16, w16 = first_step(shards, tmp_path, "bf16", "train.bf16=true", "train.cpu_bf16=true")
+    exact, loss32, w32, dtypes32 = first_step(shards, tmp_path, "fp32", "train.bf16=false")
+    default, loss_default, w_default, dtypes_default = first_step(shards, tmp_path, "default", "train.bf16=true")
+    fast, loss16, w16, dtypes16 = first_step(shards, tmp_path, "bf16", "train.bf16=true", "train.cpu_bf16=true")
+    assert dtypes32 == dtypes_default == [torch.float32] and dtypes16 == [torch.bfloat16]
     assert (exact.bf16, exact.channels_last) == (False, False)
     assert (default.bf16, default.channels_last) == (False, False)
     assert (fast.bf16, fast.channels_last) == (True, True)
     assert loss_default == loss32 and all(torch.equal(w_default[k], w32[k]) for k in w32)
     assert loss16 == pytest.approx(loss32, rel=2e-2)
     moved = [k for k in w32 if not torch.equal(w16[k], w32[k])]
-    assert moved  # the trained parameters differ a little; the frozen ones are equal
+    trainable = {k for k, p in fast.G.named_parameters() if p.requires_grad}
+    assert moved and set(moved) <= trainable  # the frozen conv1–conv3 are equal
     for k in moved:
         assert torch.allclose(w16[k], w32[k], rtol=0, atol=1e-2 * float(w32[k].abs().max()) + 1e-6), k

@@ -306,6 +306,9 @@ class _Loader:
         return {"good": self.good, "bad": self.bad}
 
 
+MAX_PASSES = 100  # a pass's shard order is seeded with epoch * 1000 + pass: passes must stay below 1000
+
+
 class TrainLoader(_Loader):
     """Iterate once per epoch: exactly len(self) batches on every rank. ``set_epoch`` like
     DistributedSampler; without it the epoch advances after each full pass."""
@@ -314,8 +317,8 @@ class TrainLoader(_Loader):
                  rank: int | None = None, world_size: int | None = None):
         super().__init__(folder, split, cfg, rank, world_size)
         total = sum(c for _, c in self.shards)
-        if self.cfg.passes < 1:
-            raise ValueError(f"{folder}/{split}: passes={self.cfg.passes} per epoch; it must be at least 1")
+        if not 1 <= self.cfg.passes <= MAX_PASSES:
+            raise ValueError(f"{folder}/{split}: passes={self.cfg.passes} per epoch; it must be 1 to {MAX_PASSES}")
         self.batches = total * self.cfg.passes // (self.world_size * self.cfg.batch_size)
         if self.batches == 0:
             raise ValueError(f"{folder}/{split}: {total} samples are fewer than one batch of "
