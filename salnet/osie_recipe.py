@@ -35,7 +35,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 DEFAULT_DATA = SHARED / "data" / "osie"
 DEFAULT_WEIGHTS = SHARED / "weights" / "vgg16_features_hed_bsds500_fp16.pth"
 # OSIE's 480 training images 21 times per epoch ≈ SALICON's 10,000: the released 15-epoch bootstrap is then its
-# ~4,700 steps (15 epochs of OSIE's own would be 225, and the model would still be below the centre bias)
+# ~4,700 steps (15 of OSIE's own epochs are 225: a model still below the centre bias on four metrics, README)
 PASSES = 21
 TRIALS = {"bce4": ("BCE/4", ["train.adversarial=false"]), "gan4": ("GAN/4 α=0.05", ["train.alpha=0.05"])}
 
