@@ -299,18 +299,20 @@ def identity(cfg) -> dict:
     what a run's id is computed from."""
     data = to_dict(cfg)
 
-    def pop(key: str, only_if: Any = None, always: bool = True) -> None:
+    def parent(key: str) -> tuple[dict, str]:
         *parents, leaf = key.split(".")
         node = data
         for p in parents:
             node = node[p]
-        if always or node.get(leaf, only_if) == only_if:
-            node.pop(leaf, None)
+        return node, leaf
 
     for key in OPERATIONAL_KEYS:
-        pop(key)
+        node, leaf = parent(key)
+        node.pop(leaf, None)
     for key, old in ADDED_KEYS.items():
-        pop(key, old, always=False)
+        node, leaf = parent(key)
+        if node.get(leaf) == old:
+            del node[leaf]
     return data
 
 

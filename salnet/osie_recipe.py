@@ -16,7 +16,7 @@
    conventions, the released post-processing): ``OUT/sweep/summary.md`` (also .csv, evaluation.json, tb/).
 
 Every stage resumes when the command is run again with the same arguments (the runs' own checkpoints); a stage
-finished with other arguments is an error naming its folder.
+started or finished with other arguments is an error naming its folder.
 """
 
 from __future__ import annotations
