@@ -29,7 +29,8 @@ def main(argv=None) -> int:
     ap.add_argument("--shards", type=Path, help="a packed dataset with train and val splits (instead of --data)")
     ap.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="VGG-16 encoder weights file, or 'none'")
     ap.add_argument("--bootstrap-epochs", type=int, default=15)
-    ap.add_argument("--epochs", type=int, default=15, help="epochs of BCE/4 alone and of the adversarial stage")
+    ap.add_argument("--epochs", type=int, default=15,
+                    help="epochs of BCE/4 alone and of the adversarial stage (a larger one on a rerun continues them)")
     ap.add_argument("--passes", type=int, default=PASSES,
                     help=f"passes over the training images per epoch (default {PASSES}: an epoch as long as SALICON's, "
                          "for which the recipe's epoch counts were chosen; 1: OSIE's own epochs)")

@@ -322,6 +322,16 @@ def config_hash(cfg) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def shorter_run(cfg, run_id: str | None) -> int | None:
+    """The epoch count E < ``cfg.train.epochs`` with which ``cfg`` has the id ``run_id``, or None. A run that is
+    ``cfg`` with fewer epochs can be continued to ``cfg``'s count exactly: no optimiser or schedule depends on
+    ``train.epochs`` (the learning rates are constant), only where the epoch loop stops."""
+    for epochs in range(cfg.train.epochs - 1, 0, -1):
+        if config_hash(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))) == run_id:
+            return epochs
+    return None
+
+
 def save_config(cfg, path: Path, extra: dict | None = None) -> None:
     """Write ``config.yaml``: the config plus a ``meta`` block (run id, and e.g. git SHA, seed, versions)."""
     doc = {"config": to_dict(cfg), "meta": {"run_id": config_hash(cfg), **(extra or {})}}

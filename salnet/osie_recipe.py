@@ -15,8 +15,10 @@
 5. both, the centre bias and the readout scored on the validation split with the nine metrics (MIT
    conventions, the released post-processing): ``OUT/sweep/summary.md`` (also .csv, evaluation.json, tb/).
 
-Every stage resumes when the command is run again with the same arguments (the runs' own checkpoints); a stage
-started or finished with other arguments is an error naming its folder.
+Every stage resumes when the command is run again with the same arguments (the runs' own checkpoints); a larger
+``--epochs`` continues BCE/4 alone and the adversarial stage from where they are, finished or not (their learning
+rates are constant, so this equals asking for the larger count at the start); a stage started or finished with
+other arguments is an error naming its folder.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from salnet.config import Config, apply_overrides, config_hash
+from salnet.config import Config, apply_overrides, config_hash, shorter_run
 from salnet.logs import get_logger
 
 log = get_logger(__name__)
@@ -61,20 +63,24 @@ def base_config(shards: Path, weights: str | None, passes: int, overrides: list[
                                       f"model.weights={'null' if weights is None else weights}", *overrides])
 
 
-def run(cfg: Config, run_dir: Path) -> Path:
-    """Train (or resume, or find finished) one run in ``run_dir``."""
+def run(cfg: Config, run_dir: Path, can_grow: bool = False) -> Path:
+    """Train (or resume, or find finished) one run in ``run_dir``; with ``can_grow`` a run made with fewer
+    epochs continues to ``cfg``'s (:class:`~salnet.train.loop.Trainer`)."""
     from salnet.train.loop import Trainer
 
     if (run_dir / "config.yaml").is_file():
         saved = yaml.safe_load((run_dir / "config.yaml").read_text()).get("meta", {}).get("run_id")
-        if saved != config_hash(cfg):
+        grows = can_grow and shorter_run(cfg, saved) is not None
+        if saved != config_hash(cfg) and not grows:
             state = "finished" if (run_dir / "final.json").is_file() else "started"
             raise ValueError(f"{run_dir}: {state} with another configuration (run id {saved}, these arguments give "
                              f"{config_hash(cfg)}); pass another --out, or the arguments it was made with "
-                             "(--passes, --bootstrap-epochs, --epochs, the overrides)")
-    if (run_dir / "final.json").is_file():
-        log.info(f"{run_dir}: done already")
-        return run_dir
+                             "(--passes, --bootstrap-epochs, the overrides; a larger --epochs continues the trials)")
+        if grows:
+            log.info(f"{run_dir}: continues to {cfg.train.epochs} epochs")
+        elif (run_dir / "final.json").is_file():
+            log.info(f"{run_dir}: done already")
+            return run_dir
     result = Trainer(cfg, run_dir=run_dir).fit()
     if result["status"] != "done":
         raise RuntimeError(f"{run_dir}: training ended {result['status']}; run the command again to resume")
@@ -132,6 +138,6 @@ def osie_recipe(out: str | Path, *, data: str | Path = DEFAULT_DATA, shards: str
     for name, (label, extra) in TRIALS.items():
         cfg = apply_overrides(base, [f"train.init_from={boot}", "train.bootstrap_epochs=0", f"train.epochs={epochs}",
                                      *extra])
-        run(cfg, sweep / "trials" / name)
+        run(cfg, sweep / "trials" / name, can_grow=True)
         write_trial(sweep / "trials" / name, name, label)
     return summarize_sweep(sweep, split="val", device=device, baselines={"readout": readout})

@@ -11,6 +11,7 @@ from salnet.config import (
     config_hash,
     load_config,
     save_config,
+    shorter_run,
     to_dict,
 )
 
@@ -62,6 +63,15 @@ def test_hash_identifies_the_config():
     assert config_hash(x) == config_hash(y)
     assert to_dict(a)["data"]["input_size"] == [192, 256]
 
+
+def test_shorter_run_finds_the_same_config_with_fewer_epochs():
+    cfg = apply_overrides(Config(), ["train.epochs=7"])
+    short = apply_overrides(cfg, ["train.epochs=3"])
+    assert shorter_run(cfg, config_hash(short)) == 3
+    assert shorter_run(cfg, config_hash(cfg)) is None  # not shorter
+    assert shorter_run(short, config_hash(cfg)) is None  # longer
+    assert shorter_run(cfg, config_hash(apply_overrides(short, ["train.alpha=0.5"]))) is None
+    assert shorter_run(cfg, None) is None
 
 def test_keys_added_later_keep_the_ids_of_earlier_runs():
     """Run ids as salnet computed them before data.train_passes and train.cpu_bf16 existed (commit 0291055): a run

@@ -68,6 +68,29 @@ def test_resumed_run_equals_uninterrupted(shards, tmp_path, k):
     assert [x["val"] for x in ja] == [x["val"] for x in jb]
 
 
+def test_more_epochs_continue_a_finished_run_exactly(shards, tmp_path):
+    """A finished 2-epoch run given train.epochs=3 trains one more epoch and ends equal to a 3-epoch run; its
+    2-epoch final.json is kept aside. Any other change is still refused."""
+    full = Trainer(config(shards, "train.epochs=3"), run_dir=tmp_path / "full")
+    assert full.fit()["status"] == "done"
+    assert Trainer(config(shards), run_dir=tmp_path / "grown").fit()["status"] == "done"
+    short_final = json.loads((tmp_path / "grown" / "final.json").read_text())
+    grown = Trainer(config(shards, "train.epochs=3"), run_dir=tmp_path / "grown")
+    assert (grown.epoch, grown.batch_in_epoch, grown.continued_from) == (2, 0, 2)
+    assert grown.fit()["status"] == "done"
+    a, b = states(full), states(grown)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    read = [[json.loads(x) for x in (tmp_path / run / "metrics.jsonl").read_text().splitlines()]
+            for run in ("full", "grown")]
+    assert [x["val"] for x in read[0]] == [x["val"] for x in read[1]] and len(read[0]) == 3
+    assert json.loads((tmp_path / "grown" / "final-2-epochs.json").read_text()) == short_final
+    assert json.loads((tmp_path / "grown" / "final.json").read_text()) == json.loads(
+        (tmp_path / "full" / "final.json").read_text())
+    for other in (["train.epochs=2"], ["train.epochs=4", "train.alpha=0.5"]):  # fewer epochs; another change
+        with pytest.raises(ValueError, match="only train.epochs may grow"):
+            Trainer(config(shards, *other), run_dir=tmp_path / "grown")
+
 def test_tensorboard_and_run_files(shards, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from salnet.config import Config, config_hash, save_config, to_dict
+from salnet.config import Config, config_hash, save_config, shorter_run, to_dict
 from salnet.data.loader import LoaderConfig, TrainLoader, ValLoader
 from salnet.logs import get_logger
 from salnet.metrics import METRICS
@@ -124,6 +124,11 @@ def epoch_line(epoch: int, epochs: int, stage: str, train: dict[str, float], val
 
 
 class Trainer:
+    """One training run of ``cfg`` in ``run_dir`` (default runs/<name>-<run id>): :meth:`fit` trains it to
+    ``train.epochs`` (or the patience), resuming from the folder's latest checkpoint unless ``resume`` is False.
+    A checkpoint of the same config with fewer epochs is continued (its final.json kept as
+    final-<E>-epochs.json); any other config's checkpoint is an error."""
+
     def __init__(self, cfg: Config, run_dir: Path | None = None, resume: bool = True, env: DistEnv | None = None):
         self.cfg = cfg
         self.env = env or init_distributed()
@@ -162,6 +167,7 @@ class Trainer:
         self.best_epoch: int | None = None  # the epoch whose validation gave ``best``
         self.stop = StopFlag()
         self.resumed = False
+        self.continued_from: int | None = None  # the epochs of the shorter run this one continues
         if resume:
             self._resume()
 
@@ -192,8 +198,13 @@ class Trainer:
         if state is None:
             return
         if state.get("run_id") != config_hash(self.cfg):
-            raise ValueError(f"{self.ckpt.latest()}: checkpoint of run {state.get('run_id')}, this config is "
-                             f"{config_hash(self.cfg)}; use another run folder or --no-resume")
+            self.continued_from = shorter_run(self.cfg, state.get("run_id"))
+            if self.continued_from is None:
+                raise ValueError(f"{self.ckpt.latest()}: checkpoint of run {state.get('run_id')}, this config is "
+                                 f"{config_hash(self.cfg)} (only train.epochs may grow); use another run folder or "
+                                 "--no-resume")
+            log.info(f"{self.run_dir}: continuing run {state.get('run_id')} ({self.continued_from} epochs) to "
+                     f"{self.cfg.train.epochs} epochs as run {config_hash(self.cfg)}")
         self.G.load_state_dict(state["G"])
         if self.D is not None:
             self.D.load_state_dict(state["D"])
@@ -245,6 +256,9 @@ class Trainer:
         board = Board(self.run_dir / "tb", enabled=self.env.is_main)
         if self.env.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            shorter = self.run_dir / "final.json"
+            if self.continued_from is not None and shorter.is_file():  # kept: the shorter run's result
+                shorter.replace(self.run_dir / f"final-{self.continued_from}-epochs.json")
             save_config(self.cfg, self.run_dir / "config.yaml", extra={
                 "git_sha": git_sha(), "seed": t.seed, "versions": versions(), "world_size": self.env.world_size})
         status = "done"
