@@ -21,6 +21,16 @@ def pysaliency():
 
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Groups for pytest-xdist's ``--dist loadgroup`` (tests/run.sh runs two workers): a file's tests stay on one
+    worker (its module fixtures are built once), and every Slurm test on one worker (the local cluster has one CPU
+    and one GPU node; two workers' jobs would queue behind each other)."""
+    for item in items:
+        group = "slurm" if item.get_closest_marker("slurm") else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(autouse=True)
 def salnet_logger_restored():
     """A test that runs a script's main() sets up salnet's logging (salnet.logs.setup_logging); the next test

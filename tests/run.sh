@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command CI runs (after ./setup.sh): lint, type check, start a real local Slurm for the tests marked `slurm`
 # (when this machine allows: root + apt-get; otherwise those tests skip and say why), run the whole pytest
-# suite, stop the cluster. Extra arguments go to pytest.
+# suite in $SALNET_TEST_WORKERS pytest-xdist workers (default 2; tests/conftest.py keeps a file's tests, and all
+# Slurm tests, on one worker), stop the cluster. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .venv/bin/ruff check .
@@ -20,4 +21,5 @@ if [ "${SALNET_NO_SLURM:-0}" != 1 ] && out=$(tests/slurm/cluster.sh start); then
 else
   echo "[tests/run.sh] no local Slurm: the slurm-marked tests will skip" >&2
 fi
-.venv/bin/python -m pytest -q --durations=15 "$@"  # the 15 slowest tests listed at the end
+# the 15 slowest tests listed at the end
+.venv/bin/python -m pytest -q --durations=15 -n "${SALNET_TEST_WORKERS:-2}" --dist loadgroup "$@"
