@@ -117,6 +117,22 @@ class ReadoutNet(nn.Module):
         return SaliencyOutput(logits, torch.sigmoid(logits))
 
 
+def readout_config(shards: str | Path, *, weights=None, input_size: tuple[int, int] = (192, 256),
+                   split: str = "train", epochs: int = 40, lr: float = 1e-3, batch_size: int = 32, seed: int = 0,
+                   input_convention: str = "torchvision", width: float = 1.0):
+    """The :class:`~salnet.config.Config` that :func:`fit_readout` saves for these arguments (same names and
+    defaults); its :func:`~salnet.config.config_hash` tells whether a saved readout was made with them."""
+    from salnet.config import Config, DataConfig, ModelConfig, TrainConfig
+
+    size = (int(input_size[0]), int(input_size[1]))
+    return Config(name="readout", data=DataConfig(shards=str(shards), input_size=size,
+                                                  batch_size=batch_size, train_split=split),
+                  model=ModelConfig(arch="readout", weights=None if weights is None else str(weights),
+                                    input_convention=input_convention, width=width, freeze=()),
+                  train=TrainConfig(procedure="content", epochs=epochs, bootstrap_epochs=0, optimizer="adam", lr=lr,
+                                    loss={"bce": 1.0}, seed=seed))
+
+
 def fit_readout(shards: str | Path, run_dir: str | Path, *, weights=None, input_size: tuple[int, int] = (192, 256),
                 split: str = "train", epochs: int = 40, lr: float = 1e-3, batch_size: int = 32, seed: int = 0,
                 device: str | torch.device = "cpu", input_convention: str = "torchvision",
@@ -128,19 +144,15 @@ def fit_readout(shards: str | Path, run_dir: str | Path, *, weights=None, input_
     area-resized to the feature size (1/8). Returns ``run_dir``. Progress goes to the ``salnet.baselines`` logger
     (:func:`salnet.logs.captured` collects it).
     """
-    from salnet.config import Config, DataConfig, ModelConfig, TrainConfig, config_hash, save_config
+    from salnet.config import config_hash, save_config
     from salnet.data.loader import LoaderConfig, ValLoader
     from salnet.imresize import imresize, spatial_size
     from salnet.train.checkpoint import CheckpointManager
 
     torch.manual_seed(seed)
     device = torch.device(device)
-    cfg = Config(name="readout", data=DataConfig(shards=str(shards), input_size=input_size,
-                                                 batch_size=batch_size, train_split=split),
-                 model=ModelConfig(arch="readout", weights=None if weights is None else str(weights),
-                                   input_convention=input_convention, width=width, freeze=()),
-                 train=TrainConfig(procedure="content", epochs=epochs, bootstrap_epochs=0, optimizer="adam", lr=lr,
-                                   loss={"bce": 1.0}, seed=seed))
+    cfg = readout_config(shards, weights=weights, input_size=input_size, split=split, epochs=epochs, lr=lr,
+                         batch_size=batch_size, seed=seed, input_convention=input_convention, width=width)
     net = ReadoutNet(weights=weights, input_convention=input_convention, width=width).to(device)
     loader = ValLoader(shards, split, LoaderConfig(size=input_size, batch_size=batch_size, workers=0,
                                                    flip=False), rank=0, world_size=1)

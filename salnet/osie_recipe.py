@@ -25,10 +25,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from salnet.config import Config, apply_overrides, config_hash, shorter_run
+from salnet.config import Config, apply_overrides, config_hash, load_config, shorter_run
 from salnet.logs import get_logger
 
 log = get_logger(__name__)
@@ -108,7 +109,7 @@ def osie_recipe(out: str | Path, *, data: str | Path = DEFAULT_DATA, shards: str
     VGG-16 encoder file (None: random, for smoke tests). ``overrides``: dotted config keys for every run (e.g.
     ``data.batch_size=8``). ``device``: for the final scoring (training picks CUDA when there is one).
     """
-    from salnet.baselines import fit_readout
+    from salnet.baselines import fit_readout, readout_config
     from salnet.data.loader import MAX_PASSES
     from salnet.summary import summarize_sweep
 
@@ -122,9 +123,17 @@ def osie_recipe(out: str | Path, *, data: str | Path = DEFAULT_DATA, shards: str
         raise FileNotFoundError(f"{weights}: VGG-16 encoder weights not found; pass --weights FILE")
     base = base_config(shards, weights, passes, overrides or [])
     readout = out / "readout"
-    if not (readout / "best.pt").exists():
-        fit_readout(shards, readout, weights=weights, input_size=base.data.input_size, epochs=readout_epochs,
-                    seed=base.train.seed, device=device or "cpu", width=base.model.width)
+    readout_args: dict[str, Any] = dict(weights=weights, input_size=base.data.input_size, epochs=readout_epochs,
+                                        seed=base.train.seed, width=base.model.width)
+    if (readout / "best.pt").exists():
+        # compared as configurations, not by the saved run id: one saved under older identity rules keeps its id
+        saved, wanted = load_config(readout / "config.yaml"), readout_config(shards, **readout_args)
+        if config_hash(saved) != config_hash(wanted):
+            raise ValueError(f"{readout}: finished with another configuration; pass another --out, or the "
+                             "arguments it was made with (--readout-epochs, --weights, --shards, the overrides)")
+        log.info(f"{readout}: done already")
+    else:
+        fit_readout(shards, readout, device=device or "cpu", **readout_args)
     boot_cfg = apply_overrides(base, ["train.adversarial=false", f"train.epochs={bootstrap_epochs}",
                                       f"train.bootstrap_epochs={bootstrap_epochs}"])
     boot = run(boot_cfg, out / "bootstrap")

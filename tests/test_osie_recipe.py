@@ -44,19 +44,25 @@ def test_recipe_on_synthetic_shards(tmp_path):
     boot = load_checkpoint(tmp_path / "osie" / "bootstrap" / "best.pt")["step"]
     assert boot == 4 and load_checkpoint(tmp_path / "osie" / "sweep" / "trials" / "gan4" / "latest.pt")["step"] == 4
     again = recipe(tmp_path / "osie", shards)
-    assert again.returncode == 0 and again.stdout.count("done already") == 3  # every stage resumes as finished
+    assert again.returncode == 0 and again.stdout.count("done already") == 4  # every stage resumes as finished
     other = recipe(tmp_path / "osie", shards, "--passes", "1")  # a finished stage is not reused for other arguments
     assert other.returncode == 2 and "osie/bootstrap: finished with another configuration" in other.stderr
+    readout = recipe(tmp_path / "osie", shards, "--readout-epochs", "3")
+    assert readout.returncode == 2 and "osie/readout: finished with another configuration" in readout.stderr
+    assert "--readout-epochs" in readout.stderr
     # a larger --epochs continues both trials (4 more steps each) from the same bootstrap
     longer = recipe(tmp_path / "osie", shards, "--epochs", "2")
     assert longer.returncode == 0, longer.stderr[-3000:]
-    assert longer.stdout.count("done already") == 1 and longer.stdout.count("continues to 2 epochs") == 2
+    assert longer.stdout.count("done already") == 2 and longer.stdout.count("continues to 2 epochs") == 2
     for trial in ("bce4", "gan4"):
         assert load_checkpoint(sweep / "trials" / trial / "latest.pt")["step"] == 8
         assert (sweep / "trials" / trial / "final-1-epochs.json").is_file()
     assert load_checkpoint(tmp_path / "osie" / "bootstrap" / "latest.pt")["step"] == 4
     fewer = recipe(tmp_path / "osie", shards, "--bootstrap-epochs", "2", "--epochs", "2")
     assert fewer.returncode == 2 and "osie/bootstrap: finished with another configuration" in fewer.stderr
+    shorter = recipe(tmp_path / "osie", shards)  # fewer trial epochs than they have: no silent reuse or cut
+    assert shorter.returncode == 2 and "trials/bce4: finished with another configuration" in shorter.stderr
+    assert load_checkpoint(sweep / "trials" / "bce4" / "latest.pt")["step"] == 8
 
 
 def test_a_stage_started_with_other_arguments_is_an_error(tmp_path):
