@@ -42,49 +42,8 @@ DRY=0
 [ "$MODE" = "--dry" ] && DRY=1
 echo "gpu_check: $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), out $OUT, dry $DRY"
 
-has_torch() {  # $1 python; with CUDA unless dry
-  [ -n "$1" ] && command -v "$1" >/dev/null 2>&1 || return 1
-  if [ $DRY = 1 ]; then "$1" -c "import torch" 2>/dev/null
-  else "$1" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null; fi
-}
-PY=""
-for cand in "${PYTHON:-}" .venv/bin/python python3 python; do
-  if has_torch "$cand"; then PY=$(command -v "$cand"); break; fi
-done
-if [ -z "$PY" ] && [ $DRY = 0 ]; then
-  echo "gpu_check: no Python with a CUDA torch; trying ./setup.sh with the CUDA index (may be unreachable)"
-  TORCH_INDEX_URL=${TORCH_INDEX_URL:-https://download.pytorch.org/whl/cu128} SALNET_EXTRAS= \
-    timeout 240 ./setup.sh && has_torch .venv/bin/python && PY=$(pwd)/.venv/bin/python
-fi
-if [ -z "$PY" ]; then
-  echo "gpu_check: FAILED: no Python with torch$([ $DRY = 0 ] && echo ' and CUDA') found"
-  printf 'step         status  result\nenvironment  FAILED  no Python with a CUDA torch\n' | tee "$OUT/summary.txt"
-  exit 1
-fi
-echo "gpu_check: python $PY ($("$PY" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__)'))"
-
-SITE=$(mktemp -d "${TMPDIR:-/tmp}/salnet_gpu_check.XXXXXX")  # installed packages: not outputs
-trap 'rm -rf "$SITE"' EXIT
-export PYTHONPATH="$(pwd):$SITE${PYTHONPATH:+:$PYTHONPATH}"
-missing=$("$PY" - <<'EOF'
-import importlib.util
-need = {"webdataset": "webdataset", "braceexpand": "braceexpand", "ot": "POT", "yaml": "pyyaml", "scipy": "scipy",
-        "PIL": "pillow", "tqdm": "tqdm", "pytest": "pytest"}
-print(" ".join(pkg for mod, pkg in need.items() if importlib.util.find_spec(mod) is None))
-EOF
-)
-if [ -n "$missing" ]; then
-  echo "gpu_check: installing $missing into $SITE"
-  if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
-    if ! "$PY" -m pip install --quiet --no-index --no-deps --no-compile --target "$SITE" .whl/*.whl; then
-      echo "gpu_check: pip failed; unpacking the wheels instead (a wheel is a zip of importable files)"
-      for whl in .whl/*.whl; do "$PY" -m zipfile -e "$whl" "$SITE"; done
-    fi
-  else
-    timeout 120 "$PY" -m pip install --quiet --no-compile --target "$SITE" $missing \
-      || echo "gpu_check: install from the index failed (no registry? run --fetch-wheels elsewhere and carry .whl)"
-  fi
-fi
+TAG=gpu_check SUMMARY="$OUT/summary.txt"
+source benchmarks/gpu_env.sh
 
 LEFT=$(( BUDGET - ($(date +%s) - START) - 10 ))
 ARGS=(--out "$OUT" --budget "$LEFT")

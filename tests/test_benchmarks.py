@@ -141,3 +141,29 @@ def test_recipe_reads_the_shared_copy_inside_the_checkout(tmp_path, monkeypatch)
     monkeypatch.setattr(gpu_check, "REPO", tmp_path / "checkout")
     (tmp_path / "checkout" / "shared" / "data" / "osie").mkdir(parents=True)
     assert gpu_check.in_checkout() == ["--data", str(tmp_path / "checkout" / "shared" / "data" / "osie")]
+
+
+def test_gpu_osie_train_runs_the_recipe_and_returns_its_files(tmp_path):
+    """benchmarks/gpu_osie.sh train --dry: the recipe on packed shards in STATE at tiny sizes, its summary and every
+    stage's config and metrics back under OUT; a second call finds every stage done."""
+    from helpers import synthetic_shards
+
+    state, out = tmp_path / "state", tmp_path / "out"
+    synthetic_shards(state, {"train": 8, "val": 4}, (32, 48), 0.05)
+    env = {**os.environ, "STATE": str(state), "OUT": str(out), "OSIE_WEIGHTS": "none", "PYTHON": sys.executable}
+    script = ["bash", str(REPO / "benchmarks" / "gpu_osie.sh"), "train", "--dry", "2"]
+    proc = subprocess.run(script, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = (out / "summary.md").read_text()
+    assert all(f"| {row}" in summary for row in ("bce4", "gan4", "centre bias", "readout"))
+    result = json.loads((out / "evaluation.json").read_text())
+    assert [t["params"]["point"] for t in result["trials"]] == ["BCE/4", "GAN/4 α=0.05"]
+    with tarfile.open(out / "runs.tar.gz") as tar:
+        names = set(tar.getnames())
+    for stage in ("bootstrap", "sweep/trials/bce4", "sweep/trials/gan4"):
+        assert {f"./{stage}/config.yaml", f"./{stage}/metrics.jsonl", f"./{stage}/final.json"} <= names
+    boot = [json.loads(line) for line in (state / "run" / "bootstrap" / "metrics.jsonl").read_text().splitlines()]
+    assert boot[-1]["step"] == 4  # one epoch of two passes over 8 images, batch 4
+    again = subprocess.run(script, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and again.stdout.count("done already") == 4, again.stdout[-3000:]
+    assert "gpu_osie: finished in" in (out / "osie.log").read_text()
