@@ -68,6 +68,7 @@ else
   ARGS+=(--device cuda "data.workers=$(( $(nproc) / 2 ))")
 fi
 LEFT=$(( BUDGET - ($(date +%s) - START) ))
+[ "$LEFT" -ge 30 ] || { echo "gpu_osie: $LEFT s left of BUDGET=$BUDGET: too little to train"; exit 1; }
 # SIGUSR2 at the budget: the run in progress checkpoints and stops (the recipe resumes on the next call)
 PYTHONUNBUFFERED=1 timeout --signal=USR2 --kill-after=60 "$LEFT" "$PY" jobs/osie_recipe.py "${ARGS[@]}" "$@"
 rc=$?
@@ -76,7 +77,7 @@ rc=$?
   | tar czf "$OUT/runs.tar.gz" -T -)
 case $rc in
   0) echo "gpu_osie: finished in $(( $(date +%s) - START )) s: $OUT/summary.md" ;;
-  124|1) echo "gpu_osie: stopped at the budget ($BUDGET s) or by an error (above); train again to resume" ;;
-  *) echo "gpu_osie: the recipe ended with exit $rc" ;;
+  124|3) echo "gpu_osie: stopped with a checkpoint (budget $BUDGET s, or a signal); train again to resume" ;;
+  *) echo "gpu_osie: the recipe failed (exit $rc, above)" ;;
 esac
 exit $rc

@@ -8,7 +8,8 @@ Packs ../shared/data/osie (or --data ROOT; --shards FOLDER for a packed dataset)
 salgan preset's BCE/4 bootstrap from the VGG-16 encoder weights (--weights), then BCE/4 alone and the adversarial
 stage from that checkpoint (an epoch: --passes over the 480 training images, by default as many images as a
 SALICON epoch), and writes OUT/sweep/summary.md: both models, the centre bias and the readout with the
-nine metrics on the validation split. Dotted overrides (data.batch_size=16) apply to every run. Reruns resume.
+nine metrics on the validation split. Dotted overrides (data.batch_size=16) apply to every run. Reruns resume;
+SIGUSR2 or SIGTERM stops the stage in progress with a checkpoint (exit 3).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 from pathlib import Path
 
 from salnet.logs import setup_logging
-from salnet.osie_recipe import DEFAULT_DATA, DEFAULT_WEIGHTS, PASSES, osie_recipe
+from salnet.osie_recipe import DEFAULT_DATA, DEFAULT_WEIGHTS, PASSES, Stopped, osie_recipe
 
 
 def main(argv=None) -> int:
@@ -47,6 +48,9 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as exn:
         print(f"error: {exn}", file=sys.stderr)
         return 2
+    except Stopped as exn:
+        print(f"stopped: {exn}", file=sys.stderr)
+        return 3
     print((args.out / "sweep" / "summary.md").read_text())
     return 0
 

@@ -43,6 +43,10 @@ PASSES = 21
 TRIALS = {"bce4": ("BCE/4", ["train.adversarial=false"]), "gan4": ("GAN/4 α=0.05", ["train.alpha=0.05"])}
 
 
+class Stopped(RuntimeError):
+    """A stage stopped before its end (SIGUSR2/SIGTERM: a checkpoint was saved); the same command resumes it."""
+
+
 def pack_osie(data: Path, out: Path) -> Path:
     """OSIE's train and val splits packed into ``out`` (resumes; skipped when its manifest is there)."""
     from salnet.data import get_reader
@@ -84,7 +88,7 @@ def run(cfg: Config, run_dir: Path, can_grow: bool = False) -> Path:
             return run_dir
     result = Trainer(cfg, run_dir=run_dir).fit()
     if result["status"] != "done":
-        raise RuntimeError(f"{run_dir}: training ended {result['status']}; run the command again to resume")
+        raise Stopped(f"{run_dir}: training ended {result['status']}; run the command again to resume")
     log.info(f"{run_dir}: done, validation CC {result['val'].get('cc', float('nan')):.4f}")
     return run_dir
 
