@@ -24,13 +24,15 @@ other arguments is an error naming its folder.
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from salnet.config import Config, apply_overrides, config_hash, load_config, shorter_run
+from salnet.config import Config, all_keys, apply_overrides, config_hash, load_config, shorter_run
 from salnet.logs import get_logger
+from salnet.train.loop import StopFlag
 
 log = get_logger(__name__)
 
@@ -68,9 +70,11 @@ def base_config(shards: Path, weights: str | None, passes: int, overrides: list[
                                       f"model.weights={'null' if weights is None else weights}", *overrides])
 
 
-def run(cfg: Config, run_dir: Path, can_grow: bool = False) -> Path:
+def run(cfg: Config, run_dir: Path, can_grow: bool = False, stop: StopFlag | None = None) -> Path:
     """Train (or resume, or find finished) one run in ``run_dir``; with ``can_grow`` a run made with fewer
-    epochs continues to ``cfg``'s (:class:`~salnet.train.loop.Trainer`)."""
+    epochs continues to ``cfg``'s (:class:`~salnet.train.loop.Trainer`). ``stop``: the recipe's stop flag, which
+    the trainer reads at its step boundaries; set already, no training starts. Raises :class:`Stopped` when
+    training stopped before its end."""
     from salnet.train.loop import Trainer
 
     if (run_dir / "config.yaml").is_file():
@@ -86,11 +90,24 @@ def run(cfg: Config, run_dir: Path, can_grow: bool = False) -> Path:
         elif (run_dir / "final.json").is_file():
             log.info(f"{run_dir}: done already")
             return run_dir
-    result = Trainer(cfg, run_dir=run_dir).fit()
+    if stop is not None and stop.reason:
+        raise Stopped(f"{run_dir}: not started ({stop.reason} received); run the command again to resume")
+    trainer = Trainer(cfg, run_dir=run_dir)
+    if stop is not None:  # one flag for the whole recipe: a signal between two stages is not lost
+        trainer.stop = stop
+    result = trainer.fit()
     if result["status"] != "done":
         raise Stopped(f"{run_dir}: training ended {result['status']}; run the command again to resume")
     log.info(f"{run_dir}: done, validation CC {result['val'].get('cc', float('nan')):.4f}")
     return run_dir
+
+
+def get_key(cfg: Config, key: str) -> Any:
+    """The value of a dotted key of ``cfg``."""
+    node: Any = cfg
+    for part in key.split("."):
+        node = getattr(node, part)
+    return node
 
 
 def write_trial(trial_dir: Path, name: str, label: str) -> None:
@@ -113,9 +130,7 @@ def osie_recipe(out: str | Path, *, data: str | Path = DEFAULT_DATA, shards: str
     VGG-16 encoder file (None: random, for smoke tests). ``overrides``: dotted config keys for every run (e.g.
     ``data.batch_size=8``). ``device``: for the final scoring (training picks CUDA when there is one).
     """
-    from salnet.baselines import fit_readout, readout_config
     from salnet.data.loader import MAX_PASSES
-    from salnet.summary import summarize_sweep
 
     if not 1 <= passes <= MAX_PASSES:
         raise ValueError(f"--passes {passes}: passes over the training images per epoch must be 1 to {MAX_PASSES}")
@@ -126,6 +141,22 @@ def osie_recipe(out: str | Path, *, data: str | Path = DEFAULT_DATA, shards: str
     if weights is not None and not Path(weights).is_file():
         raise FileNotFoundError(f"{weights}: VGG-16 encoder weights not found; pass --weights FILE")
     base = base_config(shards, weights, passes, overrides or [])
+    stop = StopFlag()  # SIGUSR2/SIGTERM from here on: the stage in progress checkpoints, no later one starts
+    stop.install()
+    try:
+        return _stages(out, shards, base, weights, bootstrap_epochs, epochs, readout_epochs, device, stop)
+    finally:
+        for sig, handler in stop.previous.items():
+            signal.signal(sig, handler)
+
+
+def _stages(out: Path, shards: Path, base: Config, weights: str | None, bootstrap_epochs: int, epochs: int,
+            readout_epochs: int, device: str | None, stop: StopFlag) -> dict:
+    """Steps 2–5 of the module docstring (see :func:`osie_recipe`)."""
+    from salnet.atomic import atomic_write
+    from salnet.baselines import fit_readout, readout_config
+    from salnet.summary import summarize_sweep
+
     readout = out / "readout"
     readout_args: dict[str, Any] = dict(weights=weights, input_size=base.data.input_size, epochs=readout_epochs,
                                         seed=base.train.seed, width=base.model.width)
@@ -133,24 +164,24 @@ def osie_recipe(out: str | Path, *, data: str | Path = DEFAULT_DATA, shards: str
         # compared as configurations, not by the saved run id: one saved under older identity rules keeps its id
         saved, wanted = load_config(readout / "config.yaml"), readout_config(shards, **readout_args)
         if config_hash(saved) != config_hash(wanted):
-            raise ValueError(f"{readout}: finished with another configuration; pass another --out, or the "
-                             "arguments it was made with (--readout-epochs, --weights, --shards, the overrides)")
+            differ = ", ".join(f"{k} {get_key(saved, k)!r} (now {get_key(wanted, k)!r})" for k in all_keys(wanted)
+                               if get_key(saved, k) != get_key(wanted, k))
+            raise ValueError(f"{readout}: finished with another configuration ({differ}); pass another --out, or "
+                             "the arguments it was made with (--readout-epochs, --weights, --shards, the overrides)")
         log.info(f"{readout}: done already")
     else:
         fit_readout(shards, readout, device=device or "cpu", **readout_args)
     boot_cfg = apply_overrides(base, ["train.adversarial=false", f"train.epochs={bootstrap_epochs}",
                                       f"train.bootstrap_epochs={bootstrap_epochs}"])
-    boot = run(boot_cfg, out / "bootstrap")
+    boot = run(boot_cfg, out / "bootstrap", stop=stop)
     sweep = out / "sweep"
     (sweep / "trials").mkdir(parents=True, exist_ok=True)
-    from salnet.atomic import atomic_write
-
     atomic_write(sweep / "sweep.yaml", yaml.safe_dump({"spec": {
         "name": "osie_salgan", "metric": "cc", "mode": "max",
         "description": f"SalGAN on OSIE: {bootstrap_epochs} bootstrap epochs, then {epochs} of BCE/4 or GAN/4"}}))
     for name, (label, extra) in TRIALS.items():
         cfg = apply_overrides(base, [f"train.init_from={boot}", "train.bootstrap_epochs=0", f"train.epochs={epochs}",
                                      *extra])
-        run(cfg, sweep / "trials" / name, can_grow=True)
+        run(cfg, sweep / "trials" / name, can_grow=True, stop=stop)
         write_trial(sweep / "trials" / name, name, label)
     return summarize_sweep(sweep, split="val", device=device, baselines={"readout": readout})

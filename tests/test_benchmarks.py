@@ -167,3 +167,17 @@ def test_gpu_osie_train_runs_the_recipe_and_returns_its_files(tmp_path):
     again = subprocess.run(script, env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and again.stdout.count("done already") == 4, again.stdout[-3000:]
     assert "gpu_osie: finished in" in (out / "osie.log").read_text()
+
+
+def test_gpu_osie_probe_times_steps_and_says_what_fits(tmp_path):
+    """benchmarks/gpu_osie.sh probe --dry: a timed step (train_bench) and, from it, the passes that fit a budget."""
+    env = {**os.environ, "STATE": str(tmp_path / "state"), "OUT": str(tmp_path / "out"), "PYTHON": sys.executable}
+    proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_osie.sh"), "probe", "--dry"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    speed = json.loads((tmp_path / "state" / "speed.json").read_text())
+    rate = speed["loop_img_s"] / 2  # updates per second at the dry batch of 2
+    for budget in (300, 480):
+        passes = min(21, int((budget - 150) * rate / 675))
+        fits = f"fits PASSES={passes}" if passes >= 1 else "does not fit PASSES=1"
+        assert f"BUDGET={budget} {fits}" in proc.stdout, proc.stdout

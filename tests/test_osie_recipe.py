@@ -49,7 +49,7 @@ def test_recipe_on_synthetic_shards(tmp_path):
     assert other.returncode == 2 and "osie/bootstrap: finished with another configuration" in other.stderr
     readout = recipe(tmp_path / "osie", shards, "--readout-epochs", "3")
     assert readout.returncode == 2 and "osie/readout: finished with another configuration" in readout.stderr
-    assert "--readout-epochs" in readout.stderr
+    assert "train.epochs 2 (now 3)" in readout.stderr and "--readout-epochs" in readout.stderr
     # a larger --epochs continues both trials (4 more steps each) from the same bootstrap
     longer = recipe(tmp_path / "osie", shards, "--epochs", "2")
     assert longer.returncode == 0, longer.stderr[-3000:]
@@ -87,3 +87,15 @@ def test_bad_input_is_a_clear_error_before_any_training(tmp_path, args, named):
                           *[a.format(tmp=tmp_path) for a in args]], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and out.stderr.startswith("error: ") and named in out.stderr, out.stderr[-2000:]
     assert not (tmp_path / "out" / "readout").exists()  # stopped before the first step
+
+
+def test_a_stop_before_a_stage_starts_no_training(tmp_path):
+    """The recipe's stop flag set (a signal between two stages): the next stage raises Stopped, writes nothing."""
+    from salnet.osie_recipe import Stopped, run
+    from salnet.train.loop import StopFlag
+
+    stop = StopFlag()
+    stop.set("SIGUSR2")
+    with pytest.raises(Stopped, match="bootstrap: not started \\(SIGUSR2 received\\)"):
+        run(Config(), tmp_path / "bootstrap", stop=stop)
+    assert not (tmp_path / "bootstrap").exists()
