@@ -38,6 +38,12 @@ OUT=${OUT:-outputs/gpu_check}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 exec > >(tee "$OUT/gpu_check.log") 2>&1
+TEE=$!
+finish() {  # exit $1 once tee has written the whole log (a device call returns $OUT as the command ends)
+  exec >&- 2>&-
+  wait "$TEE" 2>/dev/null
+  exit "$1"
+}
 DRY=0
 [ "$MODE" = "--dry" ] && DRY=1
 echo "gpu_check: $(date -u +%FT%TZ), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?'), out $OUT, dry $DRY"
@@ -54,4 +60,4 @@ rc=$?
 # few files back from a device machine: the step logs and figures as one archive (summary.json has the figures)
 tar czf "$OUT/steps.tar.gz" -C "$OUT" steps && rm -rf "$OUT/steps"
 echo "gpu_check: done in $(( $(date +%s) - START )) s (budget $BUDGET s), exit $rc"
-exit $rc
+finish $rc

@@ -1,7 +1,8 @@
 # Sourced by gpu_check.sh and gpu_osie.sh: sets PY (a Python whose torch sees CUDA; any torch when DRY=1) and
 # PYTHONPATH (the checkout, and a temporary folder holding what salnet needs and that Python lacks: from ./.whl when
 # present, else from the package index). Needs DRY (0 or 1) and TAG (the log prefix); exits 1 when no such Python
-# is found (with a row in $SUMMARY when set).
+# is found (with a row in $SUMMARY when set), through the sourcing script's ``finish`` when it has one (so that its log
+# tee is flushed before the device call returns $OUT).
 
 has_torch() {  # $1 python; with CUDA unless dry
   [ -n "$1" ] && command -v "$1" >/dev/null 2>&1 || return 1
@@ -21,6 +22,7 @@ if [ -z "$PY" ]; then
   echo "$TAG: FAILED: no Python with torch$([ $DRY = 0 ] && echo ' and CUDA') found"
   [ -n "${SUMMARY:-}" ] && printf 'step         status  result\nenvironment  FAILED  no Python with a CUDA torch\n' \
     | tee "$SUMMARY"
+  if declare -F finish >/dev/null; then finish 1; fi
   exit 1
 fi
 echo "$TAG: python $PY ($("$PY" -c 'import sys, torch; print(sys.version.split()[0], "torch", torch.__version__)'))"
