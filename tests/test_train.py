@@ -87,6 +87,17 @@ def test_more_epochs_continue_a_finished_run_exactly(shards, tmp_path):
     assert json.loads((tmp_path / "grown" / "final-2-epochs.json").read_text()) == short_final
     assert json.loads((tmp_path / "grown" / "final.json").read_text()) == json.loads(
         (tmp_path / "full" / "final.json").read_text())
+    # TensorBoard's hparams row is the continued run's (its epochs, its final scores), not the 2-epoch one
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    ev = EventAccumulator(str(tmp_path / "grown" / "tb"), size_guidance={"scalars": 0}).Reload()
+    info = plugin_data_pb2.HParamsPluginData.FromString(
+        ev.PluginTagToContent("hparams")["_hparams_/session_start_info"]).session_start_info
+    assert info.hparams["epochs"].number_value == 3
+    grown_final = json.loads((tmp_path / "grown" / "final.json").read_text())["val"]
+    assert [e.value for e in ev.Scalars("hparam/cc")] == pytest.approx([grown_final["cc"]], abs=1e-6)
+    assert len(list((tmp_path / "grown" / "tb").glob("events.out.tfevents.*.hparams"))) == 1
     for other in (["train.epochs=2"], ["train.epochs=4", "train.alpha=0.5"]):  # fewer epochs; another change
         with pytest.raises(ValueError, match="only train.epochs may grow"):
             Trainer(config(shards, *other), run_dir=tmp_path / "grown")

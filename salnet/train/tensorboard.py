@@ -9,6 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # a short "jet"-like colour ramp: dark blue → cyan → yellow → red
+HPARAMS_SUFFIX = ".hparams"  # the events file that holds a run's hparams row, rewritten when the run continues
+
 _RAMP = torch.tensor([[0.0, 0.0, 0.5], [0.0, 0.5, 1.0], [0.5, 1.0, 0.5], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
 
 
@@ -42,6 +44,7 @@ class Board:
 
     def __init__(self, log_dir: Path, enabled: bool = True):
         self.writer = None
+        self.log_dir = Path(log_dir)
         if enabled:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -57,9 +60,23 @@ class Board:
             self.writer.add_image(tag, img, step, dataformats="CHW")
 
     def hparams(self, hparams: dict, metrics: dict[str, float]) -> None:
-        if self.writer:
-            clean = {k: (v if isinstance(v, int | float | str | bool) else str(v)) for k, v in hparams.items()}
-            self.writer.add_hparams(clean, {f"hparam/{k}": float(v) for k, v in metrics.items()}, run_name=".")
+        """The run's hparams row: ``hparams`` (non-scalars as text) and ``metrics`` as ``hparam/<name>``, in an
+        events file of its own (suffix ``.hparams``) that replaces the one an earlier, shorter fit of the same run
+        wrote: TensorBoard keeps the first hparams record of a run, so a continued run would show stale ones."""
+        if not self.writer:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+        from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+        clean = {k: (v if isinstance(v, int | float | str | bool) else str(v)) for k, v in hparams.items()}
+        scores = {f"hparam/{k}": float(v) for k, v in metrics.items()}
+        for old in self.log_dir.glob(f"events.out.tfevents.*{HPARAMS_SUFFIX}"):
+            old.unlink()
+        with SummaryWriter(str(self.log_dir), filename_suffix=HPARAMS_SUFFIX) as w:
+            for summary in hparams_summaries(clean, scores):
+                w.file_writer.add_summary(summary)
+            for k, v in scores.items():
+                w.add_scalar(k, v)
 
     def flush(self) -> None:
         if self.writer:
