@@ -1,7 +1,7 @@
 # Sourced by gpu_check.sh and gpu_osie.sh: sets PY (a Python whose torch sees CUDA; any torch when DRY=1) and
 # PYTHONPATH (the checkout, and a temporary folder holding what salnet needs and that Python lacks: from ./.whl when
 # present, else from the package index). Needs DRY (0 or 1) and TAG (the log prefix); exits 1 when no such Python
-# is found (with a row in $SUMMARY when set), through the sourcing script's ``finish`` when it has one (so that its log
+# is found (with a row in $SUMMARY when set), through the sourcing script's `finish` when it has one (so that its log
 # tee is flushed before the device call returns $OUT).
 
 has_torch() {  # $1 python; with CUDA unless dry

@@ -41,6 +41,21 @@ def preempt_at(trainer, k):
     trainer.train_step = wrapped
 
 
+def board(run_dir):
+    """The run's ``tb/`` read back (every scalar and image kept)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    return EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0, "scalars": 0}).Reload()
+
+
+def hparams_row(ev):
+    """The hparams TensorBoard shows for a run (its session_start_info), name → protobuf Value."""
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = ev.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    return plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
+
+
 def states(trainer):
     return {**{f"G.{k}": v for k, v in trainer.G.state_dict().items()},
             **{f"D.{k}": v for k, v in trainer.D.state_dict().items()}}
@@ -88,13 +103,8 @@ def test_more_epochs_continue_a_finished_run_exactly(shards, tmp_path):
     assert json.loads((tmp_path / "grown" / "final.json").read_text()) == json.loads(
         (tmp_path / "full" / "final.json").read_text())
     # TensorBoard's hparams row is the continued run's (its epochs, its final scores), not the 2-epoch one
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-    from tensorboard.plugins.hparams import plugin_data_pb2
-
-    ev = EventAccumulator(str(tmp_path / "grown" / "tb"), size_guidance={"scalars": 0}).Reload()
-    info = plugin_data_pb2.HParamsPluginData.FromString(
-        ev.PluginTagToContent("hparams")["_hparams_/session_start_info"]).session_start_info
-    assert info.hparams["epochs"].number_value == 3
+    ev = board(tmp_path / "grown")
+    assert hparams_row(ev)["epochs"].number_value == 3
     grown_final = json.loads((tmp_path / "grown" / "final.json").read_text())["val"]
     assert [e.value for e in ev.Scalars("hparam/cc")] == pytest.approx([grown_final["cc"]], abs=1e-6)
     assert len(list((tmp_path / "grown" / "tb").glob("events.out.tfevents.*.hparams"))) == 1
@@ -102,9 +112,8 @@ def test_more_epochs_continue_a_finished_run_exactly(shards, tmp_path):
         with pytest.raises(ValueError, match="only train.epochs may grow"):
             Trainer(config(shards, *other), run_dir=tmp_path / "grown")
 
-def test_tensorboard_and_run_files(shards, tmp_path):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+def test_tensorboard_and_run_files(shards, tmp_path):
     cfg = config(shards)
     trainer = Trainer(cfg, run_dir=tmp_path / "run")
     with captured("salnet.train") as logged:
@@ -119,7 +128,7 @@ def test_tensorboard_and_run_files(shards, tmp_path):
         assert line.startswith(f"epoch {epoch + 1}/2 ({rec['stage']}): train ") and line.endswith(" img/s")
         assert f"content {rec['train']['loss/content']:.4g}" in line and f"cc {rec['val']['cc']:.4f}" in line
     assert "D " in logged[2] and "G " in logged[2] and "D " not in logged[1]
-    ev = EventAccumulator(str(tmp_path / "run" / "tb"), size_guidance={"images": 0, "scalars": 0}).Reload()
+    ev = board(tmp_path / "run")
     tags = set(ev.Tags()["scalars"])
     for tag in ("loss/content", "loss/G", "loss/D", "loss/adversarial", "D/acc_real", "D/acc_fake", "lr/g",
                 "lr/boot", "throughput/img_per_s", "val/cc", "val/nss", "val/auc_judd", "val/sauc", "val/emd"):
@@ -131,13 +140,9 @@ def test_tensorboard_and_run_files(shards, tmp_path):
     assert (img.width, img.height) == (3 * 48, 4 * 32)  # 4 rows of image | prediction | ground truth
     assert result["val"]["images"] == 8 and set(result["val"]) >= {"auc_judd", "sauc", "nss", "cc", "emd", "ig"}
     # hparams: the run's settings with its final metrics (the full validation split)
-    from tensorboard.plugins.hparams import plugin_data_pb2
-
-    hp = ev.PluginTagToContent("hparams")
-    assert "_hparams_/session_start_info" in hp
-    info = plugin_data_pb2.HParamsPluginData.FromString(hp["_hparams_/session_start_info"]).session_start_info
-    assert info.hparams["alpha"].number_value == pytest.approx(cfg.train.alpha)
-    assert info.hparams["arch"].string_value == "salgan"
+    row = hparams_row(ev)
+    assert row["alpha"].number_value == pytest.approx(cfg.train.alpha)
+    assert row["arch"].string_value == "salgan"
     assert [e.value for e in ev.Scalars("hparam/cc")] == pytest.approx([result["val"]["cc"]], abs=1e-6)
 
 

@@ -8,9 +8,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-# a short "jet"-like colour ramp: dark blue → cyan → yellow → red
 HPARAMS_SUFFIX = ".hparams"  # the events file that holds a run's hparams row, rewritten when the run continues
 
+# a short "jet"-like colour ramp: dark blue → cyan → yellow → red
 _RAMP = torch.tensor([[0.0, 0.0, 0.5], [0.0, 0.5, 1.0], [0.5, 1.0, 0.5], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
 
 
@@ -70,13 +70,14 @@ class Board:
 
         clean = {k: (v if isinstance(v, int | float | str | bool) else str(v)) for k, v in hparams.items()}
         scores = {f"hparam/{k}": float(v) for k, v in metrics.items()}
-        for old in self.log_dir.glob(f"events.out.tfevents.*{HPARAMS_SUFFIX}"):
-            old.unlink()
+        earlier = list(self.log_dir.glob(f"events.out.tfevents.*{HPARAMS_SUFFIX}"))
         with SummaryWriter(str(self.log_dir), filename_suffix=HPARAMS_SUFFIX) as w:
             for summary in hparams_summaries(clean, scores):
                 w.file_writer.add_summary(summary)
             for k, v in scores.items():
                 w.add_scalar(k, v)
+        for old in earlier:  # only once the new row is written: an interruption leaves two rows, never none
+            old.unlink()
 
     def flush(self) -> None:
         if self.writer:
