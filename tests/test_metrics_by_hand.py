@@ -43,7 +43,7 @@ def test_auc_borji_by_hand():
     linear in fp), so 100,000 splits give 0.65 to a Monte-Carlo error of about 0.001."""
     S = np.array([[0.0, 0.5, 0.95, 1.0, 1.0]])
     fix = np.array([[0, 0, 1, 1, 0]], dtype=np.float64)
-    expected_fp = [np.mean(S >= t) for t in GRID[::-1]]
+    expected_fp = [np.mean(t <= S) for t in GRID[::-1]]
     assert stepped_auc(S[fix > 0], None, expected_fp) == pytest.approx(0.65, abs=1e-12)
     got = M.auc_borji(torch.from_numpy(S[None]), torch.from_numpy(fix[None]), n_splits=100_000).item()
     assert got == pytest.approx(0.65, abs=0.005)
@@ -85,7 +85,7 @@ def mit_auc_borji_expected(S, F):
     """AUC_Borji.m's expectation over its uniform negatives (each split's AUC is linear in fp, so the mean over
     splits tends to the AUC at fp(θ) = #(S ≥ θ)/Npix)."""
     S = (S - S.min()) / (S.max() - S.min())
-    return stepped_auc(S[F > 0], None, [np.mean(S >= t) for t in GRID[::-1]])
+    return stepped_auc(S[F > 0], None, [np.mean(t <= S) for t in GRID[::-1]])
 
 
 def mit_nss(S, F):
