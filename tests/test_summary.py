@@ -4,6 +4,7 @@ mode, and the TensorBoard files read back with the curves of metrics.jsonl, hpar
 
 import csv
 import json
+import math
 
 import pytest
 import yaml
@@ -12,7 +13,10 @@ from helpers import synthetic_shards
 from salnet.config import DEBUG_OVERRIDES, Config, apply_overrides
 from salnet.evaluate import evaluate_run
 from salnet.metrics import METRICS
+from salnet.stats import paired_difference
 from salnet.summary import PANEL_TAG, PAPER_COLUMNS, best_trial, hparam_values, read_spec, summarize_sweep
+from salnet.summary_board import COMPARISON_TAG
+from salnet.summary_tables import STAT_COLUMNS
 from salnet.train.loop import Trainer
 
 pytestmark = pytest.mark.filterwarnings("ignore:VGG-16 has RANDOM weights")
@@ -57,7 +61,8 @@ def sweep(tmp_path_factory):
 def test_csv_and_json_equal_evaluate_run(sweep):
     folder, result, expect = sweep
     rows = list(csv.DictReader((folder / "summary.csv").open()))
-    assert list(rows[0]) == ["trial", "train.lr", "train.optimizer", "status", "epochs", "checkpoint_step", *ORDER]
+    assert list(rows[0]) == ["trial", "train.lr", "train.optimizer", "status", "epochs", "checkpoint_step", *ORDER,
+                             "control", *(f"{m}_{s}" for m in ORDER for s in STAT_COLUMNS)]
     assert [r["trial"] for r in rows] == ["t0-lr1e-4", "t1-lr3e-3", "t2-stopped", "t3-failed"]
     assert [r["status"] for r in rows] == ["done", "done", "stopped", "failed"]
     assert [r["epochs"] for r in rows] == ["2", "2", "0", "0"]
@@ -118,7 +123,9 @@ def test_markdown_table(sweep):
     assert centre[4:] == [f"{base[m]:.3f}" for m in ORDER]
     assert [paper[4 + ORDER.index(m)] for m in ("cc", "kld", "nss")] == ["0.500", "1.250", "–"]
     # one reference row: every scored trial is compared to it
-    delta = [x for x in text.splitlines() if x.startswith("| t")][-3:]
+    paper_part = text.split("Against the paper")[1].split("## Against the control")[0]
+    delta = [x for x in paper_part.splitlines() if x.startswith("| t") and "paper row" not in x]
+    assert len(delta) == 3
     for line, n in zip(delta, names[:3]):
         cells = [c.strip() for c in line.strip("|").split("|")]
         assert cells[:4] == [n, f"{TRIALS[n][0]:.4g}", "adam", "paper model"]
@@ -217,6 +224,61 @@ def test_spec_defaults_and_hparam_types(tmp_path):
     assert list(PAPER_COLUMNS) == ORDER
 
 
+def test_per_image_values_are_written_beside_the_summary(sweep):
+    folder, result, expect = sweep
+    rows = list(csv.DictReader((folder / "per_image.csv").open()))
+    assert list(rows[0]) == ["trial", "point", "seed", "id", "height", "width", *ORDER]
+    assert [r["trial"] for r in rows] == [n for n in TRIALS for _ in range(5)] + ["centre bias"] * 5
+    for n, ev in expect.items():
+        mine = [r for r in rows if r["trial"] == n]
+        assert {r["point"] for r in mine} == {f"train.lr={TRIALS[n][0]:.4g}"}
+        assert [r["id"] for r in mine] == [x["id"] for x in ev["per_image"]]
+        for r, x in zip(mine, ev["per_image"]):
+            assert (int(r["height"]), int(r["width"])) == (x["height"], x["width"])
+            assert all((r[m] == "") == math.isnan(x[m]) for m in ORDER)
+            assert {m: float(r[m]) for m in ORDER if r[m]} == {m: x[m] for m in ORDER if not math.isnan(x[m])}
+
+
+def test_every_point_is_compared_with_the_control(sweep):
+    """No control in sweep.yaml: the best point by KLD. Each other scored point's Δ equals the paired bootstrap of
+    evaluate_run's per-image values; summary.md, summary.csv and each trial's TensorBoard text page show it."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    folder, result, expect = sweep
+    best = result["best"]["trial"]
+    label = {n: f"train.lr={TRIALS[n][0]:.4g}" for n in TRIALS}
+    assert result["control"]["point"] == label[best] and result["control"]["rule"] is None
+    assert result["control"]["how"].startswith("the sweep file names no control; the best point by kld (min)")
+    points = {p["point"]: p for p in result["points"]}
+    assert points[label[best]]["comparison"] is None and points["train.lr=0.1"]["scored"] == []
+    text = (folder / "summary.md").read_text()
+    assert f"## Against the control: {label[best]}" in text and "Holm-adjusted over the 2 points" in text
+    table = {x.split("|")[1].strip(): x for x in text.splitlines() if x.startswith("| train.lr=")}
+    csv_rows = {r["trial"]: r for r in csv.DictReader((folder / "summary.csv").open())}
+    for n in (n for n in TRIALS if n != best):
+        c = points[label[n]]["comparison"]
+        for m in ORDER:
+            mine = {x["id"]: x[m] for x in expect[n]["per_image"]}
+            base = {x["id"]: x[m] for x in expect[best]["per_image"]}
+            assert c[m] == {**paired_difference(mine, base), "p_holm": c[m]["p_holm"], "seed_sd": None,
+                            "mark": c[m]["mark"]}
+            assert c[m]["p_holm"] >= c[m]["p"]
+            if c[m]["pairs"] == 5:  # defined everywhere: the difference of the two means
+                assert c[m]["delta"] == pytest.approx(expect[n]["means"][m] - expect[best]["means"][m], abs=1e-12)
+            cell = f"{c[m]['delta']:+.3f} [{c[m]['low']:+.3f}, {c[m]['high']:+.3f}] {c[m]['mark']}"
+            assert cell in table[label[n]]
+            row = csv_rows[n]
+            assert row["control"] == label[best] and float(row[f"{m}_delta"]) == c[m]["delta"]
+            assert (float(row[f"{m}_low"]), float(row[f"{m}_high"])) == (c[m]["low"], c[m]["high"])
+            assert row[f"{m}_mark"] == c[m]["mark"] and row[f"{m}_seed_sd"] == "" and row[f"{m}_sd"] == ""
+            assert float(row[f"{m}_mean"]) == expect[n]["means"][m]
+        board = EventAccumulator(str(folder / "tb" / n), size_guidance={"tensors": 0}).Reload()
+        page = board.Tensors(f"{COMPARISON_TAG}/text_summary")[-1].tensor_proto.string_val[0].decode()
+        assert page.startswith(f"Point {label[n]} (seeds: 1) against the control {label[best]}:")
+        assert f"| CC ↑ | {expect[n]['means']['cc']:.3f} ± – | " in page
+    assert csv_rows[best]["cc_delta"] == "" and csv_rows["t3-failed"]["control"] == label[best]
+
+
 def test_summarizing_again_rewrites_the_board(sweep):
     """Last in the file: it rewrites the sweep's outputs (without a panel) that the tests above read."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -242,3 +304,41 @@ def test_paper_rows_of_another_dataset_are_listed_without_a_delta(sweep):
                        ORDER)
     assert "| paper: GAN/4 (SalGAN Table 3, salicon) | – | – | reported |" in text and "Against the paper" not in text
     assert "The paper's rows on salicon are for reference only: these trials ran on another dataset" in text
+
+
+def test_points_with_seeds_show_the_mean_sd_over_seeds_and_the_seed_spread():
+    """Two points × two seeds on 20 images (no training). BCE/4: CC 0.4 + 0.01·j with seed 0, 0.02 more with seed 1
+    (means 0.495, 0.515: 0.505 ± 0.0141); GAN: BCE/4's values + 0.05 (seed 0) and + 0.03 (seed 1), so each image's
+    seed average is 0.04 above (GAN: 0.545 with either seed): Δ +0.040, seed spread sd(0.05, 0.03) = 0.0141,
+    better. KLD the same for both."""
+    from salnet.summary import compare_to_control
+    from salnet.summary_tables import to_csv, to_markdown
+
+    def rows_of(shift, seed):
+        return [{"id": f"i{j:02d}", "cc": 0.4 + 0.01 * j + 0.02 * seed + shift, "kld": 1.0 + 0.1 * j}
+                for j in range(20)]
+
+    per_image = {"t0": rows_of(0, 0), "t1": rows_of(0.05, 0), "t2": rows_of(0, 1), "t3": rows_of(0.03, 1)}
+    rows = [{"trial": t, "params": {"point": p, "train.seed": s}, "status": "done", "epochs": 1, "checkpoint_step": 1,
+             "means": {m: sum(r[m] for r in per_image[t]) / 20 for m in ("cc", "kld")}, "images": 20,
+             "bad_samples": 0} for t, p, s in (("t0", "BCE/4", 0), ("t1", "GAN", 0), ("t2", "BCE/4", 1),
+                                                ("t3", "GAN", 1))]
+    points, control = compare_to_control(rows, per_image, "BCE/4", "cc", "max", ["cc", "kld"])
+    assert control == {"point": "BCE/4", "how": "the sweep file's control", "rule": "BCE/4"}
+    bce, gan = points
+    assert (bce["trials"], bce["seeds"], gan["trials"], gan["seeds"]) == (["t0", "t2"], [0, 1], ["t1", "t3"], [0, 1])
+    assert bce["mean"]["cc"] == pytest.approx(0.505) and bce["sd"]["cc"] == pytest.approx(0.02 / math.sqrt(2))
+    cc, kld = gan["comparison"]["cc"], gan["comparison"]["kld"]
+    assert (cc["delta"], cc["low"], cc["high"]) == pytest.approx((0.04, 0.04, 0.04), abs=1e-12)
+    assert cc["seed_sd"] == pytest.approx(0.02 / math.sqrt(2)) and cc["mark"] == "better" and cc["pairs"] == 20
+    assert (kld["delta"], kld["low"], kld["high"], kld["seed_sd"], kld["mark"]) == (0, 0, 0, 0, "not resolved")
+    result = {"sweep": "s", "split": "test", "metric": "cc", "mode": "max", "best": None, "trials": rows,
+              "points": points, "control": control, "statistics": {"n_boot": 4000, "level": 0.95, "alpha": 0.05}}
+    text = to_markdown(result, ["point", "train.seed"], ["cc", "kld"])
+    assert "| GAN | 2 (0, 1) | +0.040 ±0.014 [+0.040, +0.040] better | +0.000 ±0.000 [+0.000, +0.000] not resolved |" \
+        in text
+    assert "| BCE/4 | 2 (0, 1) | 0.505 ± 0.014 | 1.950 ± 0.000 |" in text
+    assert "| GAN | 2 (0, 1) | 0.545 ± 0.000 | 1.950 ± 0.000 |" in text
+    table = list(csv.DictReader(to_csv(rows, ["point", "train.seed"], ["cc", "kld"], result).splitlines()))
+    assert [r["cc_mean"] for r in table] == [repr(bce["mean"]["cc"]), repr(gan["mean"]["cc"])] * 2
+    assert [r["cc_mark"] for r in table] == ["", "better"] * 2 and {r["control"] for r in table} == {"BCE/4"}
