@@ -7,7 +7,9 @@ trial's [image | prediction | ground truth] panel).
 matplotlib draws with its Agg backend (files only, no display). Trials are placed by their parameters: a numeric
 parameter on its own axis (logarithmic when its values are positive and span more than a factor 20), anything
 else (a points sweep's labels, a choice of strings, a loss spec) as categories in first-seen order. A reference
-row ``{label, source, <metric>: value}`` of the sweep becomes a dashed line on that metric's plot.
+row ``{label, source, <metric>: value}`` of the sweep becomes a dashed line on that metric's plot; the control
+point's mean a solid line, and every other point carries the 95 % interval of its difference to the control as an
+error bar (salnet.stats).
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-BEST_COLOUR, TRIAL_COLOUR = "#d62728", "#1f77b4"
+from salnet.stats import SEED_KEY
+
+BEST_COLOUR, TRIAL_COLOUR, CONTROL_COLOUR = "#d62728", "#1f77b4", "0.15"
 REFERENCE_COLOURS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")
 
 
@@ -56,12 +60,39 @@ def _axes_values(rows: list[dict], param: str) -> tuple[list, bool, list[str]]:
     return [cats.index(t) for t in texts], False, cats
 
 
+def _error_bars(ax, x_of: dict[str, float], points: list[dict], control: str | None, metric: str) -> list[float]:
+    """Draw each compared point's interval around its mean (at its first scored trial's x) and the control's mean
+    as a solid line on ``ax``; returns the y values drawn (for the axis limits)."""
+    drawn = []
+    for p in points:
+        x = next((x_of[t] for t in p["scored"] if t in x_of), None)
+        c = (p.get("comparison") or {}).get(metric) or {}
+        y = p["mean"].get(metric)
+        if p["point"] == control and y is not None:
+            ax.axhline(y, ls="-", lw=1.0, color=CONTROL_COLOUR, zorder=1)
+            ax.annotate(f"control {control}: {y:.3g}", (0.01, y), xycoords=("axes fraction", "data"),
+                        textcoords="offset points", xytext=(0, -9), fontsize=7, color=CONTROL_COLOUR)
+            drawn.append(y)
+        elif x is not None and y is not None and c.get("delta") is not None:
+            # the interval of Δ moved onto the point's mean: the bar crosses the control's line exactly where the
+            # (unadjusted) interval contains 0
+            lo, hi = y - (c["delta"] - c["low"]), y + (c["high"] - c["delta"])
+            ax.errorbar([x], [y], yerr=[[y - lo], [hi - y]], fmt="none", ecolor=CONTROL_COLOUR, elinewidth=1.2,
+                        capsize=3, zorder=4)
+            drawn += [lo, hi]
+    return drawn
+
+
 def sweep_figure(rows: list[dict], metrics: list[str], references: list[dict] | None = None,
-                 best: str | None = None, title: str = "", baselines: list[dict] | None = None):
+                 best: str | None = None, title: str = "", baselines: list[dict] | None = None,
+                 points: list[dict] | None = None, control: str | None = None):
     """A matplotlib Figure: one plot per (metric, searched parameter) of the scored ``rows`` (summarize_sweep's
     trial rows: ``trial``, ``params``, ``means``, optional ``label``); the ``best`` trial in red, the reference
-    rows' values of each metric as dashed lines, the ``baselines`` ({name, means}) as grey dotted lines. Without a
-    scored trial, a figure that says so."""
+    rows' values of each metric as dashed lines, the ``baselines`` ({name, means}) as grey dotted lines. With
+    ``points`` (summarize_sweep's: ``point``, ``scored``, ``mean``, ``comparison``) and the ``control`` point's
+    label: each point's mean over seeds with an error bar, its difference to the control's 95 % interval drawn
+    around that mean, and the control's mean as a solid line. ``train.seed`` never gets an axis. Without a scored
+    trial, a figure that says so."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -75,7 +106,7 @@ def sweep_figure(rows: list[dict], metrics: list[str], references: list[dict] | 
         fig = plt.figure(figsize=(6, 2))
         fig.text(0.5, 0.5, f"{title}\nno trial was scored", ha="center", va="center")
         return fig
-    params = list(dict.fromkeys(k for r in scored for k in r["params"]))
+    params = [k for k in dict.fromkeys(k for r in scored for k in r["params"]) if k != SEED_KEY]
     # the searched values: parameters that differ between trials (a shared override says nothing)
     varied = [p for p in params if len({json.dumps(r["params"].get(p), sort_keys=True) for r in scored}) > 1]
     params = varied or params[:1] or ["trial"]
@@ -94,8 +125,9 @@ def sweep_figure(rows: list[dict], metrics: list[str], references: list[dict] | 
         xs, numeric, cats = _axes_values(mine, param)
         ys = [r["means"][metric] for r in mine]
         colours = [BEST_COLOUR if r["trial"] == best else TRIAL_COLOUR for r in mine]
-        ax.scatter(xs, ys, c=colours, s=[70 if r["trial"] == best else 36 for r in mine], zorder=3)
-        for x, y, r in zip(xs, ys, mine):
+        ys = ys + _error_bars(ax, dict(zip((r["trial"] for r in mine), xs)), points or [], control, metric)
+        ax.scatter(xs, ys[:len(xs)], c=colours, s=[70 if r["trial"] == best else 36 for r in mine], zorder=3)
+        for x, y, r in zip(xs, ys[:len(xs)], mine):
             if numeric or cats[x] != trial_label(r):  # a points sweep's label is already the tick under it
                 ax.annotate(trial_label(r), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
         if numeric:
@@ -132,7 +164,8 @@ def sweep_figure(rows: list[dict], metrics: list[str], references: list[dict] | 
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(cells):]:
         ax.set_visible(False)
-    keys = ["red: best trial"] + (["dashed: paper"] if references else []) + (["dotted: baseline"] if baselines else [])
+    keys = ["red: best trial"] + ([f"bars: 95 % interval of Δ to {control} (solid)"] if points and control else [])
+    keys +=  [] + (["dashed: paper"] if references else []) + (["dotted: baseline"] if baselines else [])
     fig.suptitle(f"{title}   ({'; '.join(keys)})", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_figheight()))  # keep the title's line clear
     return fig
@@ -170,7 +203,7 @@ def write_sweep_plots(sweep_dir: str | Path, result: dict, panel=None,
     best = (result.get("best") or {}).get("trial")
     title = f"Sweep {result.get('sweep', sweep_dir.name)}: {result.get('split', '')} split"
     fig = sweep_figure(result["trials"], list(result["metrics"]), references, best, title,
-                       result.get("baselines") or [])
+                       result.get("baselines") or [], result.get("points"), (result.get("control") or {}).get("point"))
     written = [sweep_dir / "summary.png"]
     atomic_bytes(written[0], figure_png(fig))
     if panel is not None:

@@ -93,3 +93,24 @@ def test_only_the_parameters_that_differ_get_an_axis():
             row("b", {"train.lr": 3e-3, "train.optimizer": "adam"}, {"cc": 0.2})]
     fig = sweep_figure(rows, ["cc"])
     assert [ax.get_xlabel() for ax in fig.axes if ax.get_visible()] == ["train.lr"]
+
+
+def test_points_carry_the_interval_of_their_difference_to_the_control():
+    """Two seeds per point: train.seed gets no axis. The control's mean (0.60) is a solid line; GAN (mean 0.70,
+    Δ +0.10 in [+0.04, +0.13]) has an error bar from 0.64 to 0.73 at its category."""
+    rows = [row("t0", {"point": "BCE/4", "train.seed": 0}, {"cc": 0.59}),
+            row("t1", {"point": "GAN", "train.seed": 0}, {"cc": 0.69}),
+            row("t2", {"point": "BCE/4", "train.seed": 1}, {"cc": 0.61}),
+            row("t3", {"point": "GAN", "train.seed": 1}, {"cc": 0.71})]
+    points = [{"point": "BCE/4", "scored": ["t0", "t2"], "mean": {"cc": 0.60}, "comparison": None},
+              {"point": "GAN", "scored": ["t1", "t3"], "mean": {"cc": 0.70},
+               "comparison": {"cc": {"delta": 0.10, "low": 0.04, "high": 0.13}}}]
+    fig = sweep_figure(rows, ["cc"], points=points, control="BCE/4")
+    (ax,) = [ax for ax in fig.axes if ax.get_visible()]
+    assert ax.get_xlabel() == "point" and [t.get_text() for t in ax.get_xticklabels()] == ["BCE/4", "GAN"]
+    assert hlines(ax) == pytest.approx([0.60, 0.64, 0.73])  # the control's line, then the bar's two caps
+    assert "control BCE/4: 0.6" in [t.get_text() for t in ax.texts]
+    (bar,) = [c for c in ax.collections if c.__class__.__name__ == "LineCollection"]
+    (segment,) = bar.get_segments()
+    np.testing.assert_allclose(segment, [[1, 0.64], [1, 0.73]], atol=1e-12)
+    assert "bars: 95 % interval of Δ to BCE/4" in fig._suptitle.get_text()
