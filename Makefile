@@ -1,7 +1,7 @@
 # Developer shortcuts; docs/developing.md explains each. Run from the repository root after ./setup.sh.
 PY := .venv/bin/python
 
-.PHONY: setup lint typecheck check test test-fast bench gpu-check-dry demo
+.PHONY: setup lint typecheck check test test-fast mutants bench gpu-check-dry demo
 
 setup:  # .venv with salnet and the dev extra (idempotent)
 	./setup.sh
@@ -19,6 +19,9 @@ test:  # what CI runs: lint, type check, a local Slurm where this machine allows
 
 test-fast:  # the suite without the Slurm cluster and the slow tests
 	SALNET_NO_SLURM=1 $(PY) -m pytest -q -m "not slurm and not slow"
+
+mutants:  # the planted-bug check: each bug of tests/mutants/run.py caught by the tests that guard its code
+	$(PY) tests/mutants/run.py
 
 bench:  # the CPU benchmarks with the arguments of docs/benchmarks.md (several minutes)
 	$(PY) benchmarks/loader_bench.py

@@ -51,19 +51,19 @@ def test_auc_borji_by_hand():
 
 def test_sauc_by_hand():
     """S = [[0, .25, .45], [.65, .95, 1]]; own fixations at .45, .95, 1; the other images fixated the cells of
-    0, .65 and 1. MATLAB draws min(3 fixations, 3 locations) = all 3 locations per split: no randomness.
-        θ = 1:        tp 1/3, fp 1/3
-        θ = .9 … .7:  tp 2/3, fp 1/3
-        θ = .6, .5:   tp 2/3, fp 2/3
-        θ = .4 … .1:  tp 1,   fp 2/3
+    0 and 1. MATLAB draws min(3 fixations, 2 locations) = both locations per split: no randomness, and fp counts
+    in halves (of the negatives, not of the fixations).
+        θ = 1:        tp 1/3, fp 1/2
+        θ = .9 … .5:  tp 2/3, fp 1/2
+        θ = .4 … .1:  tp 1,   fp 1/2
         θ = 0:        tp 1,   fp 1
-    ROC (0,0) (1/3,1/3) (1/3,2/3) (2/3,2/3) (2/3,1) (1,1): AUC = 1/18 + 2/9 + 1/3 = 11/18 (12/18 without θ = 1)."""
+    ROC (0,0) (1/2,1/3) (1/2,2/3) (1/2,1) (1,1): AUC = 1/12 + 1/2 = 7/12 (8/12 without θ = 1)."""
     S = np.array([[0.0, 0.25, 0.45], [0.65, 0.95, 1.0]])
     fix = np.array([[0, 0, 1], [0, 1, 1]], dtype=np.float64)
-    other = np.array([[1, 0, 0], [1, 0, 2]], dtype=np.float64)  # a location fixated twice counts once
-    assert stepped_auc(S[fix > 0], S[other > 0]) == pytest.approx(11 / 18, abs=1e-12)
+    other = np.array([[1, 0, 0], [0, 0, 2]], dtype=np.float64)  # a location fixated twice counts once
+    assert stepped_auc(S[fix > 0], S[other > 0]) == pytest.approx(7 / 12, abs=1e-12)
     got = M.sauc(torch.from_numpy(S[None]), torch.from_numpy(fix[None]), torch.from_numpy(other[None])).item()
-    assert got == pytest.approx(11 / 18, abs=1e-12)
+    assert got == pytest.approx(7 / 12, abs=1e-12)
 
 
 # ---------------------------------------------------------------- the MIT benchmark's sample, MATLAB in numpy
