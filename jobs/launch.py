@@ -1,7 +1,7 @@
 """Launch a hyper-parameter sweep or one training run: on Slurm, on this machine, or in this process.
 
     python jobs/launch.py --partition gpu --sweep alpha                 # Ray Tune sweep, trials as Slurm jobs
-    python jobs/launch.py --partition gpu --sweep alpha --dry-run       # print every job and trial config
+    python jobs/launch.py --partition gpu --sweep alpha --dry-run       # the plan: trials, inputs, jobs, GPU-hours
     python jobs/launch.py --partition gpu --train salgan train.alpha=0.1   # one (DDP) training run
     python jobs/launch.py --backend local --sweep alpha --tiny --trials 3  # everything on this machine
 
@@ -17,6 +17,7 @@ from pathlib import Path
 
 from salnet.config import ConfigError
 from salnet.logs import setup_logging
+from salnet.models.weights import WeightsError
 from salnet.run import LaunchError
 from salnet.run.launch import LaunchOptions, launch_sweep, launch_train
 from salnet.sweep import SweepError
@@ -48,14 +49,17 @@ def main(argv=None) -> int:
                     help="a points sweep: run only these labelled points (comma-separated), e.g. 'MSE,LC2 + R'")
     ap.add_argument("--no-evaluate", action="store_true", help="no final evaluation job after the sweep")
     ap.add_argument("--tiny", action="store_true", help="tiny network and generated data (smoke runs)")
-    ap.add_argument("--dry-run", action="store_true", help="print every job and trial config; submit nothing")
+    ap.add_argument("--dry-run", action="store_true",
+                    help="print the plan (a line per trial, shared stages, inputs, jobs, GPU-hours); asks Slurm "
+                         "nothing, submits and writes nothing")
+    ap.add_argument("--verbose", action="store_true", help="with --dry-run: every trial's full config too")
     args = vars(ap.parse_args(argv))
     setup_logging()
     sweep, train, overrides = args.pop("sweep"), args.pop("train"), args.pop("overrides")
     opts = LaunchOptions(**{k: v for k, v in args.items() if v is not None})
     try:
         launch_sweep(sweep, overrides, opts) if sweep else launch_train(train, overrides, opts)
-    except (LaunchError, SweepError, ConfigError, FileNotFoundError) as exn:
+    except (LaunchError, SweepError, ConfigError, WeightsError, FileNotFoundError) as exn:
         print(f"error: {exn}", file=sys.stderr)
         return 2
     return 0

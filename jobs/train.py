@@ -15,6 +15,7 @@ from pathlib import Path
 
 from salnet.config import PRESETS, ConfigError
 from salnet.logs import setup_logging
+from salnet.models.weights import WeightsError
 from salnet.run import LaunchError
 from salnet.run.train import run_config, train_run
 
@@ -34,7 +35,7 @@ def main(argv=None) -> int:
     try:
         cfg = run_config(args.config or args.preset, args.overrides, debug=args.debug)
         train_run(cfg, args.run_dir, resume=not args.no_resume, compare_center_bias=args.compare_center_bias)
-    except (ConfigError, LaunchError) as exn:
+    except (ConfigError, LaunchError, WeightsError) as exn:
         print(f"error: {exn}", file=sys.stderr)
         return 2
     return 0

@@ -57,7 +57,10 @@ class DataConfig:
 class ModelConfig:
     arch: str = "salgan"  # salgan | aspp
     width: float = 1.0  # channel multiplier (tests and debug runs use a tiny network)
-    weights: str | None = None  # VGG-16 encoder weights: a torchvision-format file, "torchvision", or None
+    # VGG-16 weights of the encoder and of the DF/GM losses: "imagenet" (torchvision's, found or fetched as
+    # salnet.models.weights says; $SALNET_VGG16_WEIGHTS points it at a local file), a torchvision-format file, or
+    # "random" (debugging only). null: random (what runs made before "random" existed hold).
+    weights: str | None = "imagenet"
     freeze: tuple[str, ...] = ("conv1", "conv2", "conv3")  # frozen encoder blocks (SalGAN: conv1–conv3)
     # Encoder input normalisation: "torchvision" (ImageNet mean/std) | "caffe_bgr" (RGB 0–255 → BGR minus the
     # Caffe mean: the released SalGAN weights converted by jobs/convert.py)
@@ -309,6 +312,8 @@ def identity(cfg) -> dict:
     for key in OPERATIONAL_KEYS:
         node, leaf = parent(key)
         node.pop(leaf, None)
+    if data.get("model", {}).get("weights") == "random":  # = null, which runs made before "random" hold
+        data["model"]["weights"] = None
     for key, old in ADDED_KEYS.items():
         node, leaf = parent(key)
         if node.get(leaf) == old:
@@ -372,6 +377,6 @@ PRESETS = {"salgan": Config, "loss_study": loss_study}
 
 # Debug mode: the same code path on a tiny network and generated data, a few steps on a CPU.
 DEBUG_OVERRIDES = [
-    "model.width=0.0625", "data.input_size=[64, 96]", "data.batch_size=4", "data.workers=0",
+    "model.width=0.0625", "model.weights=random", "data.input_size=[64, 96]", "data.batch_size=4", "data.workers=0",
     "data.val_subset=8", "train.epochs=2", "train.bootstrap_epochs=1", "train.bf16=false",
 ]

@@ -26,8 +26,10 @@ from typing import Any
 
 import yaml
 
-from salnet.config import PRESETS, Config, ConfigError, from_dict, load_config, set_values, to_dict
+from salnet.config import PRESETS, Config, ConfigError, config_hash, from_dict, load_config, set_values, to_dict
+from salnet.config_checks import check_config
 from salnet.metrics import METRICS
+from salnet.train.stages import first_stage
 
 SWEEPS_DIR = Path(__file__).resolve().parents[1] / "sweeps"
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice", "grid")
@@ -81,12 +83,17 @@ class SweepSpec:
     #                                                      or {choice|grid: [values]}
     points: list[dict[str, Any]] = field(default_factory=list)  # {label, <dotted key>: value, ...} (points search)
     reference: list[dict[str, Any]] = field(default_factory=list)  # {label, source, <metric>: value} (a paper's)
+    control: str | None = None  # the point the final evaluation compares every other point with: a point's
+    #                             label, or "best" (also when unset): the best point by `metric`
     search: Search = field(default_factory=Search)
     metric: str = "cc"  # validation metric reported each epoch (salnet.metrics names)
     mode: str = "max"
     scheduler: Scheduler = field(default_factory=Scheduler)
     budget: Budget = field(default_factory=Budget)
     resources: Resources = field(default_factory=Resources)
+    # trials that share a first stage (SalGAN's bootstrap: the same config outside the adversarial stage's keys)
+    # start from one run of it, trained once by the driver before the search (salnet.train.stages)
+    share_stages: bool = True
     path: str = ""  # where it was read from (filled in by load_sweep)
 
 
@@ -215,6 +222,10 @@ def check_spec(spec: SweepSpec, base_dir: Path = SWEEPS_DIR) -> list[tuple[str, 
         if v < low:
             errs.append((key, f"{key} must be ≥ {low}, got {v}"))
     errs += _check_reference(spec.reference)
+    labels = [p.get("label") for p in spec.points if isinstance(p, dict)]
+    if spec.control not in (None, "best", *labels):
+        errs.append(("control", f"control {spec.control!r}: name a point's label ({', '.join(map(str, labels))}) or "
+                                "best" if labels else f"control {spec.control!r}: without points, only best"))
     if spec.search.algorithm == "points":
         if spec.space:
             errs.append(("space", "a points sweep takes its trials from `points`; leave `space` out"))
@@ -322,7 +333,37 @@ def trial_config(spec: SweepSpec, params: dict[str, Any], extra: dict[str, Any] 
     """Base config → the sweep's overrides → ``extra`` (the launcher's overrides) → the trial's values."""
     cfg = set_values(base_config(spec), spec.overrides)
     cfg = set_values(cfg, extra or {})
-    return set_values(cfg, trial_values(spec, params))
+    return check_config(set_values(cfg, trial_values(spec, params)))
+
+
+def trial_run_config(spec: SweepSpec, params: dict[str, Any], extra: dict[str, Any] | None,
+                     stages_dir: Path | None) -> Config:
+    """:func:`trial_config`, and when the sweep shares stages and the trial has one (:func:`first_stage`), its
+    ``train.init_from`` set to that stage's run folder under ``stages_dir`` (:func:`stage_dir`)."""
+    cfg = trial_config(spec, params, extra)
+    stage = first_stage(cfg) if spec.share_stages and stages_dir is not None else None
+    if stage is None or stages_dir is None:
+        return cfg
+    return set_values(cfg, {"train.init_from": str(stage_dir(stages_dir, stage))})
+
+
+def stage_dir(stages_dir: Path, stage: Config) -> Path:
+    """The run folder of a shared first stage: ``<stages_dir>/<name>-bootstrap-<run id>``."""
+    return Path(stages_dir) / f"{stage.name}-bootstrap-{config_hash(stage)}"
+
+
+def shared_stages(spec: SweepSpec, trials: list[dict[str, Any]], extra: dict[str, Any] | None,
+                  stages_dir: Path) -> dict[Path, tuple[Config, list[int]]]:
+    """The first stages the ``trials`` (their params, in order) share: run folder → (stage config, indices of the
+    trials that start from it). Empty when the sweep does not share stages or no trial has one."""
+    out: dict[Path, tuple[Config, list[int]]] = {}
+    if not spec.share_stages:
+        return out
+    for i, params in enumerate(trials):
+        stage = first_stage(trial_config(spec, params, extra))
+        if stage is not None:
+            out.setdefault(stage_dir(stages_dir, stage), (stage, []))[1].append(i)
+    return out
 
 
 def grid_size(spec: SweepSpec) -> int:

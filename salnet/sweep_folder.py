@@ -7,7 +7,8 @@ trial jobs, status, cancel and the final evaluation read or write. The one place
     SWEEP/trials/<t>/                a training run folder (config.yaml, checkpoints, tb/) with
                      trial.json      the trial's record (:class:`TrialRecord`): values, status, attempts, jobs
                      metrics.jsonl   one line per validated epoch (written by salnet.train.loop)
-    SWEEP/jobs/                      submitit's logs of every job (driver, trials, evaluation)
+    SWEEP/stages/<name>-bootstrap-<id>/   a shared first stage's run folder: the trials that share it start there
+    SWEEP/jobs/                      submitit's logs of every job (driver, stages, trials, evaluation)
     SWEEP/ray/                       Ray Tune's experiment state (ray/tune: restore), the Ray head's ports and log
     SWEEP/tb/, summary.md, summary.csv, summary.png, predictions.png, evaluation.json    the final evaluation
 
@@ -108,6 +109,7 @@ class SweepState:
     driver_host: str | None = None
     trials: dict[str, int] = field(default_factory=dict)  # trials by status once the search ended
     best: dict[str, Any] | None = None  # {"trial", "params", <metric>: value} by the last epoch's metric
+    stages: dict[str, str] = field(default_factory=dict)  # shared first stage's run folder → running|done|failed
     error: str | None = None
     updated: float = 0.0
 
@@ -225,6 +227,11 @@ class SweepFolder:
     @property
     def trials_dir(self) -> Path:
         return self.path / "trials"
+
+    @property
+    def stages_dir(self) -> Path:
+        """Run folders of the shared first stages (salnet.train.stages), one per stage."""
+        return self.path / "stages"
 
     @property
     def jobs_dir(self) -> Path:

@@ -3,10 +3,20 @@ helpers.py."""
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
 import pytest
+
+# No test downloads VGG-16 weights (salnet.models.weights): "imagenet" is found in $SALNET_VGG16_WEIGHTS or
+# torchvision's cache, or refused. Set here so that every job a test starts inherits it.
+os.environ.setdefault("SALNET_OFFLINE", "1")
+
+
+def pytest_report_header(config):
+    return ("salnet: tests train tiny networks from random VGG-16 weights (model.weights=random); "
+            "SALNET_OFFLINE=1: no weights are downloaded")
 
 
 @pytest.fixture(scope="session")

@@ -215,7 +215,7 @@ def test_gradcheck(name, case):
 def tiny_vgg():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return VGGPools(width=0.125).double()
+        return VGGPools("random", width=0.125).double()
 
 
 @pytest.mark.parametrize("name", ["df", "gm"])

@@ -138,7 +138,8 @@ def test_torchvision_format_file_and_cache(tmp_path, monkeypatch):
     ckpt.mkdir(parents=True)
     state = _fake_torchvision_file(ckpt / "vgg16-397923af.pth")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    for weights in (ckpt / "vgg16-397923af.pth", "torchvision"):
+    monkeypatch.delenv("SALNET_VGG16_WEIGHTS", raising=False)
+    for weights in (ckpt / "vgg16-397923af.pth", "imagenet", "torchvision"):
         v = VGG16Features(weights=weights, last="conv5_3")
         assert torch.equal(v.features[26].weight, state["features.26.weight"].float())
 
@@ -153,12 +154,11 @@ def test_weight_errors(tmp_path, monkeypatch):
         VGG16Features(weights=tmp_path / "partial.pth")
     with pytest.raises(ValueError, match="unknown VGG-16 block"):
         quiet(VGG16Features, freeze=("conv6",))
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-        with pytest.raises(FileNotFoundError, match="not cached and torchvision does not import"):
-            VGG16Features(weights="torchvision")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv("SALNET_OFFLINE", "1")
+    monkeypatch.delenv("SALNET_VGG16_WEIGHTS", raising=False)
+    with pytest.raises(FileNotFoundError, match="vgg16-397923af.pth is not cached"):
+        VGG16Features(weights="imagenet")
 
 
 def test_random_init_warns_loudly():

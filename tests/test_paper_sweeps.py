@@ -54,7 +54,8 @@ def test_every_loss_of_the_study_trains(tmp_path):
     spec = load_sweep("loss_study")
     for point in spec.points:
         cfg = trial_config(spec, {"point": point["label"]}, {
-            "model.width": 0.0625, "data.input_size": [64, 96], "data.batch_size": 2, "data.workers": 0,
+            "model.width": 0.0625, "model.weights": "random", "data.input_size": [64, 96], "data.batch_size": 2,
+            "data.workers": 0,
             "data.shards": str(shards), "train.epochs": 1, "train.bf16": False, "data.val_subset": 2})
         run = tmp_path / "runs" / str(spec.points.index(point))
         result = Trainer(cfg, run_dir=run).fit()

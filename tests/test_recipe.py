@@ -70,7 +70,7 @@ def test_torch_nesterov_equals_lasagne_nesterov_momentum():
 
 @pytest.mark.parametrize("recipe, decay", [("released", 0.0), ("paper", 2e-4)])
 def test_recipes_weight_decay_on_every_optimiser(recipe, decay):
-    cfg = apply_overrides(Config(), ["model.width=0.0625", f"train.recipe={recipe}"])
+    cfg = apply_overrides(Config(), ["model.width=0.0625", "model.weights=random", f"train.recipe={recipe}"])
     G, D = build_generator(cfg), build_discriminator(cfg)
     opts = build_optimizers(cfg, G, D)
     assert set(opts) == {"g", "d", "boot"}
@@ -201,7 +201,7 @@ def test_terms_see_the_network_output_and_distribution_terms_its_sigmoid():
 @pytest.mark.parametrize("spec, want", [({"mse": 1.0}, "linear"), ({"cc": -1.0, "nss": -1.0}, "linear"),
                                         ({"kld": 10.0, "cc": -2.0, "nss": -1.0}, "sigmoid"), ({"bce": 1.0}, "sigmoid")])
 def test_the_loss_study_network_gets_a_sigmoid_for_distribution_losses(spec, want):
-    cfg = apply_overrides(loss_study(), ["model.width=0.0625"])
+    cfg = apply_overrides(loss_study(), ["model.width=0.0625", "model.weights=random"])
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, loss=spec))
     assert output_activation(cfg) == want
     out = build_generator(cfg)(torch.rand(1, 3, 64, 64))
@@ -212,14 +212,14 @@ def test_the_loss_study_network_gets_a_sigmoid_for_distribution_losses(spec, wan
     if want == "linear":  # scored min–max normalised, as written to an image
         assert float(pred.min()) == 0.0 and float(pred.max()) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="ends in a sigmoid"):
-        build_generator(apply_overrides(Config(), ["model.output=linear", "model.width=0.0625"]))
+        build_generator(apply_overrides(Config(), ["model.output=linear", "model.width=0.0625", "model.weights=random"]))
 
 
 def test_perceptual_losses_run_in_float32_under_bf16_autocast():
     g = torch.Generator().manual_seed(1)
     s = torch.rand(2, 1, 32, 32, generator=g)
     pred = (s + 0.01 * torch.rand(2, 1, 32, 32, generator=g)).clamp(0, 1)
-    loss = losses.build({"df": 1.0, "gm": 1.0})
+    loss = losses.build({"df": 1.0, "gm": 1.0}, vgg_weights="random")
     _, plain = loss(torch.logit(pred, 1e-6), {"map": s}, pred)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         _, auto = loss(torch.logit(pred, 1e-6), {"map": s}, pred)
@@ -233,7 +233,7 @@ def test_perceptual_losses_stretch_maps_below_32_pixels():
 
     g = torch.Generator().manual_seed(2)
     s, p = torch.rand(2, 1, 16, 24, generator=g), torch.rand(2, 1, 16, 24, generator=g)
-    loss = losses.build({"df": 1.0, "gm": 1.0})
+    loss = losses.build({"df": 1.0, "gm": 1.0}, vgg_weights="random")
     _, small = loss(torch.logit(p, 1e-6), {"map": s}, p)
     big = [F.interpolate(x, size=(32, 48), mode="bilinear", align_corners=False) for x in (s, p)]
     _, stretched = loss(torch.logit(big[1], 1e-6), {"map": big[0]}, big[1])

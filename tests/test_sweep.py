@@ -1,6 +1,7 @@
 """Sweep files (schema, line numbers, trial configs), nested dotted overrides, and the launcher's checks that
 run before anything is submitted."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -121,15 +122,112 @@ def test_launch_errors_before_submitting_anything(tmp_path):
 def test_dry_run_prints_the_trials_tune_will_run(tmp_path):
     from salnet.run.tuner import planned_trials
 
-    res = launch("--sweep", "alpha", "--backend", "local", "--tiny", "--trials", "3", "--dry-run", "--out",
-                 str(tmp_path / "runs"), cwd=tmp_path)
+    res = launch("--sweep", "alpha", "--backend", "local", "--tiny", "--trials", "3", "--dry-run", "--verbose",
+                 "--out", str(tmp_path / "runs"), cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     trials = [ln for ln in res.stdout.splitlines() if ln.startswith("--- trial")]
     planned = planned_trials(with_budget(load_sweep("alpha"), trials=3))
     assert len(trials) == 3 and [f"--- trial {i}: {p}" for i, p in enumerate(planned)] == trials
     assert all(0.005 <= p["train.alpha"] <= 0.5 for p in planned)
-    assert "alpha:" in res.stdout and "width: 0.0625" in res.stdout  # the full trial configs
+    assert "alpha:" in res.stdout and "width: 0.0625" in res.stdout  # --verbose: the full trial configs
     assert not (tmp_path / "runs" / "sweeps").exists()
+
+
+def plan_of(*args, cwd):
+    """A dry run on a machine without Slurm (no SLURM_CONF, no Slurm commands on PATH)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM")}
+    env["PATH"] = os.path.dirname(sys.executable) + ":/usr/bin:/bin"
+    return subprocess.run([sys.executable, str(REPO / "jobs" / "launch.py"), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=120, env={**env, "SALNET_OFFLINE": "1", "TORCH_HOME": str(cwd / "th")})
+
+
+def test_the_readme_cluster_commands_plan_without_slurm(tmp_path):
+    """`--dry-run` asks Slurm nothing: salgan_gan's plan in about 15 lines — the ImageNet encoder (MISSING here,
+    with how to provide it), one shared bootstrap that every trial starts from, a line per trial with only what
+    differs from the base config, the jobs and the GPU-hours."""
+    res = plan_of("--partition", "gpu", "--sweep", "salgan_gan", "--dry-run", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout + res.stderr
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    assert len(lines) <= 40, out
+    assert "Slurm is not asked" in out and "sinfo" not in out
+    assert "shards   MISSING" in out and "python jobs/pack.py salicon --root RAW --out" in out
+    assert "weights  MISSING imagenet" in out and "SALNET_VGG16_WEIGHTS" in out
+    (stage,) = [ln for ln in lines if ln.strip().startswith("S0 ")]
+    assert "15 epoch(s)" in stage and "trials 0, 1, 2, 3" in stage
+    rows = [ln for ln in lines if "after S0" in ln]
+    assert len(rows) == 4 and "train.adversarial=False" in rows[0] and "train.alpha=0.5" in rows[3]
+    assert all("105 epoch(s)" in r for r in rows)
+    (compute,) = [ln for ln in lines if ln.startswith("compute:")]
+    assert "435 epochs of 10000 training images" in compute and "GPU-hours" in compute
+    # with the weights in place (the one setting an offline cluster uses), the plan names the file
+    weights = tmp_path / "vgg16.pth"
+    weights.write_bytes(b"")
+    env_res = subprocess.run([sys.executable, str(REPO / "jobs" / "launch.py"), "--partition", "gpu", "--sweep",
+                              "alpha", "--dry-run"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "SALNET_VGG16_WEIGHTS": str(weights), "SLURM_CONF": "/nonexistent"})
+    assert env_res.returncode == 0, env_res.stderr
+    assert f"weights  imagenet: {weights}" in env_res.stdout + env_res.stderr
+    assert "12 trial(s)" in env_res.stdout + env_res.stderr
+    for sweep in ("loss_study", "sigmse_lambda", "lc1", "lc2", "salgan_content"):
+        res = plan_of("--partition", "gpu", "--sweep", sweep, "--dry-run", cwd=tmp_path)
+        assert res.returncode == 0 and "weights  MISSING imagenet" in res.stdout + res.stderr, (sweep, res.stderr)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["data.batch_size=0"], "data.batch_size=0: must be an integer ≥ 1"),
+    (["data.batch_size=-1"], "data.batch_size=-1: must be an integer ≥ 1"),
+    (["train.epochs=-3"], "train.epochs=-3: must be an integer ≥ 1"),
+    (["train.bootstrap_epochs=-1"], "train.bootstrap_epochs=-1: must be an integer ≥ 0"),
+    (["train.lr=0"], "train.lr=0.0: must be a number > 0"),
+    (["train.bootstrap_lr=-0.1"], "train.bootstrap_lr=-0.1: must be a number > 0"),
+    (["data.input_size=[8, 8]"], "data.input_size=[8, 8]: must be at least 32×32"),
+    (["data.input_size=[40, 56]"], "must be multiples of 16"),
+    (["data.workers=-1"], "data.workers=-1: must be an integer ≥ 0"),
+    (["train.patience=0"], "train.patience=0: must be an integer ≥ 1"),
+    (["train.optimizer=adamw"], "train.optimizer='adamw': must be one of lasagne_adagrad"),
+    (["--trials", "-2"], "--trials -2: must be an integer ≥ 1"),
+    (["--max-concurrent", "0"], "--max-concurrent 0: must be an integer ≥ 1"),
+    (["--gpus-per-node", "-1"], "--gpus-per-node -1: must be an integer ≥ 0"),
+    (["--nodes", "0"], "--nodes 0: must be an integer ≥ 1"),
+    (["--cpus-per-task", "0"], "--cpus-per-task 0: must be an integer ≥ 1"),
+    (["--time", "0"], "--time '0': use a positive time"),
+    (["--mem", "0"], "--mem 0.0: must be a positive number"),
+    (["--max-num-timeout", "-1"], "--max-num-timeout -1: must be an integer ≥ 0"),
+])
+def test_impossible_values_are_one_line_errors_before_anything_is_written(tmp_path, monkeypatch, capsys, args,
+                                                                         message):
+    import importlib.util
+
+    monkeypatch.chdir(tmp_path)  # in this process: jobs/launch.py's main() as the command runs it
+    spec = importlib.util.spec_from_file_location("launch_script", REPO / "jobs" / "launch.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    rc = script.main(["--sweep", "alpha", "--backend", "local", "--tiny", "--out", str(tmp_path / "runs"), *args])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_gpu_less_slurm_job_of_the_full_network_is_refused(tmp_path):
+    res = plan_of("--partition", "gpu", "--sweep", "salgan_gan", "--gpus-per-node", "0", "--dry-run", cwd=tmp_path)
+    assert res.returncode == 2 and "--gpus-per-node 0: the full-size network needs at least one GPU" in res.stderr
+
+
+def test_missing_weights_stop_a_launch_before_any_folder_or_job(tmp_path):
+    """A real launch resolves model.weights first: with no file (and downloads off) it stops with one error naming
+    the file it looked for and the ways to provide it; nothing is written."""
+    from helpers import synthetic_shards
+
+    shards = synthetic_shards(tmp_path / "data", {"train": 4, "val": 2}, (32, 48), 0.05)
+    for args in (["--sweep", "salgan_gan"], ["--train", "salgan"], ["--train", "loss_study"]):
+        res = plan_of(*args, "--backend", "local", f"data.shards={shards}", "--out", str(tmp_path / "runs"),
+                      cwd=tmp_path)
+        assert res.returncode == 2, res.stderr
+        assert "vgg16-397923af.pth is not cached" in res.stderr and "SALNET_VGG16_WEIGHTS=" in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
 
 
 def test_time_formats():
@@ -141,7 +239,7 @@ def test_time_formats():
 
 def test_sweep_in_this_process_stops_early_and_retries_a_failing_trial(tmp_path):
     """The sweep driver without Slurm (--backend debug: Ray Tune here, every job inside its trial): a grid of a
-    learning trial, a non-learning one (lr 0: ASHA stops it at its first rung) and a diverging one (lr 1e30:
+    learning trial, a non-learning one (lr 1e-12: ASHA stops it at its first rung) and a diverging one (lr 1e30:
     NaN → retried once → failed); the sweep goes on and records each outcome."""
     import json
 
@@ -153,7 +251,7 @@ base: salgan
 overrides: {train.procedure: content, train.optimizer: adam, train.bootstrap_epochs: 0,
             train.loss: {kld: 1.0, cc: -1.0}}
 space:
-  train.lr: {grid: [0.003, 0.0, 1.0e+30]}
+  train.lr: {grid: [0.003, 1.0e-12, 1.0e+30]}
 search: {algorithm: grid}
 metric: cc
 mode: max
@@ -167,7 +265,7 @@ resources: {gpus_per_trial: 0, cpus_per_task: 1}
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     (sweep,) = (tmp_path / "runs" / "sweeps").glob("three-*")
     recs = [json.loads((sweep / "trials" / t / "trial.json").read_text()) for t in ("t00000", "t00001", "t00002")]
-    assert [r["params"]["train.lr"] for r in recs] == [0.003, 0.0, 1e30]
+    assert [r["params"]["train.lr"] for r in recs] == [0.003, 1e-12, 1e30]
     assert [r["status"] for r in recs] == ["done", "stopped", "failed"]
     assert recs[2]["attempts"] == 2 and recs[2]["error"].startswith("FloatingPointError: non-finite")
     epochs = [len((sweep / "trials" / t / "metrics.jsonl").read_text().splitlines()) for t in ("t00000", "t00001")]

@@ -156,7 +156,8 @@ def test_learns_to_beat_the_centre_bias(tmp_path):
 
     synthetic_shards(tmp_path, {"train": 160, "val": 40}, (64, 96), 0.5)
     cfg = apply_overrides(Config(), [
-        "model.width=0.125", "model.freeze=[]", "data.input_size=[64, 96]", "data.batch_size=8", "data.workers=0",
+        "model.width=0.125", "model.weights=random", "model.freeze=[]", "data.input_size=[64, 96]", "data.batch_size=8",
+        "data.workers=0",
         "data.val_subset=40", "train.procedure=content", "train.epochs=6", "train.optimizer=adam", "train.lr=1e-3",
         "train.loss={kld: 1, cc: -1}", "train.bf16=false", f"data.shards={tmp_path / 'shards'}"])
     model = Trainer(cfg, run_dir=tmp_path / "run").fit()["val"]
@@ -173,7 +174,8 @@ def test_loss_study_procedure_with_lc2_and_centre_bias(tmp_path):
     # the perceptual losses pool 5 times: the output (input / 8) must be at least 32×32
     synthetic_shards(tmp_path, {"train": 4, "val": 2}, (256, 256), 0.5)
     cfg = apply_overrides(Config(), [
-        "model.arch=aspp", "model.width=0.0625", "data.input_size=[256, 256]", "data.batch_size=2", "data.workers=0",
+        "model.arch=aspp", "model.width=0.0625", "model.weights=random", "data.input_size=[256, 256]",
+        "data.batch_size=2", "data.workers=0",
         "train.procedure=content", "train.optimizer=sgd", "train.lr=1e-3", "train.epochs=1", "train.bf16=false",
         "train.loss={kld: 10, cc: -2, nss: -1, df: 1, gm: 1, sig_mse: {weight: 1, lambda: 0.55}, center_bias: 0.1}",
         f"data.shards={tmp_path / 'shards'}"])

@@ -107,7 +107,8 @@ def build(spec: LossSpec, *, center_bias: Tensor | None = None, vgg_weights: Wei
     """Turn a spec (see module docstring; a bare name means weight 1) into a ``Loss``.
 
     ``center_bias``: (1,H,W) map B for the "center_bias" term (``center_bias_map``), at output size.
-    ``vgg_weights``: weights of the frozen VGG-16 of "df"/"gm" (None = random init, with a warning).
+    ``vgg_weights``: weights of the frozen VGG-16 of "df"/"gm": "imagenet", a file or "random" (None is refused
+    when the spec has either: a random VGG makes both meaningless unless asked for).
     Unknown names, bad parameters and non-numeric weights raise ValueError listing the valid choices.
     """
     if isinstance(spec, str):

@@ -40,6 +40,9 @@ class VGGPools(nn.Module):
 
     def __init__(self, weights: WeightsSpec = None, width: float = 1.0) -> None:
         super().__init__()
+        if weights is None:  # a random VGG makes DF and GM meaningless: only an explicit "random" gets one
+            raise ValueError("the DF and GM losses need VGG-16 weights: pass 'imagenet' (model.weights=imagenet), a "
+                             "torchvision-format file, or 'random' to compare maps through a random VGG (tests only)")
         self.vgg = VGG16Features(width=width, weights=weights, freeze=BLOCKS, last="pool5").eval()
         self._memo: tuple[Tensor, Tensor, tuple[list[Tensor], list[Tensor]]] | None = None
 
@@ -78,7 +81,7 @@ class _Perceptual(Term):
 
     def __init__(self, *, vgg: VGGPools | None = None, **values: float) -> None:
         super().__init__(**values)
-        self.pools = vgg if vgg is not None else VGGPools()
+        self.pools = vgg if vgg is not None else VGGPools("imagenet")
 
 
 @register

@@ -16,10 +16,11 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable, Sequence
 from os import PathLike
-from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from salnet.models.weights import is_random, resolve_weights
 
 # torchvision's configuration "D"; "M" is a 2x2 max-pool.
 VGG16_CFG: tuple[int | str, ...] = (
@@ -27,7 +28,6 @@ VGG16_CFG: tuple[int | str, ...] = (
 )  # fmt: skip
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-TORCHVISION_VGG16_FILE = "vgg16-397923af.pth"
 # Caffe's VGG-16 mean in B, G, R order on the 0–255 scale (the released SalGAN's RGBtoBGRLayer default).
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
 INPUT_CONVENTIONS = ("torchvision", "caffe_bgr")
@@ -70,43 +70,20 @@ def _block_of(index: int) -> str:
     return f"conv{1 + sum(index > p for p in pools)}"
 
 
-def torchvision_cache_file() -> Path:
-    """Where torchvision caches ``vgg16-397923af.pth`` (``$TORCH_HOME/hub/checkpoints``)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_VGG16_FILE
-
-
 def load_vgg16_state_dict(weights: str | PathLike) -> dict[str, Tensor]:
     """Read VGG-16 conv weights in torchvision format and return them as float32.
 
-    ``weights`` is a file path (a torchvision-format state dict: ``features.N.{weight,bias}``, any
-    float dtype; other keys such as ``classifier.*`` are dropped) or ``"torchvision"`` (the ImageNet
-    weights from torchvision's cache, through torchvision's weight enum when it imports, which
-    downloads them where the internet is reachable). Returns ``{"features.N.weight": Tensor, ...}``.
+    ``weights`` is a file path (a torchvision-format state dict: ``features.N.{weight,bias}``, any float dtype;
+    other keys such as ``classifier.*`` are dropped) or ``"imagenet"`` (torchvision's ImageNet weights, found as
+    :func:`salnet.models.weights.resolve_weights` says). Returns ``{"features.N.weight": Tensor, ...}``; a
+    missing file is a :class:`~salnet.models.weights.WeightsError` saying how to provide it.
     """
-    if isinstance(weights, str) and weights == "torchvision":
-        cached = torchvision_cache_file()
-        if cached.is_file():
-            state = torch.load(cached, map_location="cpu", weights_only=True)
-        else:
-            try:
-                from torchvision.models import VGG16_Weights
-            except ImportError as err:
-                raise FileNotFoundError(
-                    f"VGG-16 weights 'torchvision': {cached} is not cached and torchvision does not "
-                    "import; pass a path to a torchvision-format file instead "
-                    "(e.g. ../shared/weights/vgg16_features_hed_bsds500_fp16.pth)"
-                ) from err
-            state = VGG16_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
-    else:
-        path = Path(weights)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"VGG-16 weights file {path} does not exist; pass a torchvision-format state dict "
-                "(features.N.weight), 'torchvision', or None for random init"
-            )
-        state = torch.load(path, map_location="cpu", weights_only=True)
+    path = resolve_weights(weights)
+    if path is None:
+        raise ValueError("load_vgg16_state_dict: 'random' names no file")
+    state = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(state, dict):
-        raise ValueError(f"VGG-16 weights {weights!s}: expected a state dict, got {type(state).__name__}")
+        raise ValueError(f"VGG-16 weights {path}: expected a state dict, got {type(state).__name__}")
     return {k: v.float() for k, v in state.items() if k.startswith("features.")}
 
 
@@ -115,7 +92,8 @@ class VGG16Features(nn.Module):
 
     Args:
         width: channel multiplier (1.0 = the real network; pretrained weights need 1.0).
-        weights: None (random init, warns), a path to a torchvision-format file, or "torchvision".
+        weights: "imagenet", a path to a torchvision-format file, or "random" (explicit random init); None is
+            random too, with a warning (see :mod:`salnet.models.weights`).
         freeze: block names ("conv1" … "conv5") whose parameters get ``requires_grad=False``.
         last: name of the last layer kept ("pool5" = the full stack, "conv5_3" = without pool5).
         input_convention: how the [0, 1] RGB input is normalised: "torchvision" (ImageNet mean/std) or
@@ -139,10 +117,10 @@ class VGG16Features(nn.Module):
         super().__init__()
         if width <= 0:
             raise ValueError(f"VGG-16 width must be > 0, got {width}")
-        if weights is not None and width != 1.0:
+        if not is_random(weights) and width != 1.0:
             raise ValueError(
                 f"VGG-16 pretrained weights ({weights!s}) need width=1.0, got width={width}: "
-                "use weights=None for a narrow network"
+                "use model.weights=random for a narrow network"
             )
         if last not in LAYER_INDEX:
             raise ValueError(f"unknown VGG-16 layer {last!r}; valid: {', '.join(LAYER_INDEX)}")
@@ -163,14 +141,14 @@ class VGG16Features(nn.Module):
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.set_input_convention(input_convention)
         self._init_random()
-        if weights is None:
+        if weights is None:  # implicit: say so (an explicit "random" was asked for)
             warnings.warn(
                 "VGG-16 has RANDOM weights (weights=None): fine for tests, debugging and speed runs, "
-                "useless for saliency training or perceptual losses; pass a torchvision-format weights file",
+                "useless for saliency training or perceptual losses; pass weights='imagenet' or a file",
                 UserWarning,
                 stacklevel=2,
             )
-        else:
+        elif not is_random(weights):
             self.load_weights(weights)
         self.freeze(freeze)
 

@@ -17,6 +17,7 @@ import submitit
 from salnet.logs import get_logger, setup_logging
 from salnet.run.evaluate import submit_evaluation
 from salnet.run.ray_head import RayHead, use_ray_env
+from salnet.run.stages import run_stages
 from salnet.run.submission import error_line
 from salnet.sweep_folder import SweepFolder, SweepPlan
 
@@ -40,6 +41,7 @@ def run_sweep(folder: SweepFolder) -> dict:
     plan = folder.read_plan()
     spec = plan.spec
     folder.update_state(status="running", driver_host=socket.gethostname())
+    run_stages(folder, plan, planned_trials(spec))  # the trials' shared first stages, each once, before them
     with RayHead(folder.ray_dir, num_cpus=spec.budget.max_concurrent + 1, key=folder.path.name):
         from salnet.run.tuner import best_result, build_tuner
 

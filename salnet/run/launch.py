@@ -28,9 +28,10 @@ from salnet.logs import get_logger
 from salnet.run import LaunchError
 from salnet.run.driver import DriverJob, planned_trials, run_sweep
 from salnet.run.jobs import TrainJob
+from salnet.run.plan import describe_job, describe_sweep, inputs
 from salnet.run.slurm import ACTIVE, check_partition, slurm_partitions, slurm_states
 from salnet.run.submission import job_record, make_executor, submit
-from salnet.run.train import check_shards, ensure_debug_data, override_values, run_config
+from salnet.run.train import check_inputs, ensure_debug_data, override_values, run_config
 from salnet.sweep import Resources, load_sweep, trial_config, with_budget, with_points
 from salnet.sweep_folder import JobRecord, JobResources, SweepFolder, SweepPlan
 
@@ -61,21 +62,48 @@ class LaunchOptions:
     no_evaluate: bool = False
     out: Path = Path("runs")
     tiny: bool = False  # tiny network on generated data: a smoke run of the whole pipeline
-    dry_run: bool = False  # print every job and trial config; submit and write nothing
+    dry_run: bool = False  # print the plan (trials, stages, inputs, jobs, GPU-hours); ask Slurm nothing, write nothing
+    verbose: bool = False  # with dry_run: every trial's full config too
 
 
 def parse_time(text: str) -> int:
     """Slurm's time formats → minutes (seconds round up): ``M``, ``M:S``, ``H:M:S``, ``D-H``, ``D-H:M``,
     ``D-H:M:S``."""
     m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
-    if not m:
-        raise LaunchError(f"--time {text!r}: use minutes (90), HH:MM:SS or D-HH:MM:SS")
+    if not m or not any(int(g or 0) for g in m.groups()):
+        raise LaunchError(f"--time {text!r}: use a positive time: minutes (90), HH:MM:SS or D-HH:MM:SS")
     days, a, b, c = m.groups()  # a always matches
     if days is None and c is None:  # M or M:S
         h, mi, s = 0, int(a), int(b or 0)
     else:  # H:M:S, D-H, D-H:M, D-H:M:S
         h, mi, s = int(a), int(b or 0), int(c or 0)
     return max(int(days or 0) * 1440 + h * 60 + mi + (s > 0), 1)
+
+
+# (flag, LaunchOptions field, lowest allowed value)
+OPTION_RANGES = (("--trials", "trials", 1), ("--max-concurrent", "max_concurrent", 1), ("--nodes", "nodes", 1),
+                 ("--gpus-per-node", "gpus_per_node", 0), ("--cpus-per-task", "cpus_per_task", 1),
+                 ("--driver-cpus", "driver_cpus", 1), ("--max-num-timeout", "max_num_timeout", 0))
+
+
+def check_options(opts: LaunchOptions) -> None:
+    """A LaunchError naming the first flag out of its range (one line), before anything is read or written."""
+    for flag, name, low in OPTION_RANGES:
+        value = getattr(opts, name)
+        if value is not None and value < low:
+            raise LaunchError(f"{flag} {value}: must be an integer ≥ {low}")
+    if opts.mem is not None and not opts.mem > 0:
+        raise LaunchError(f"--mem {opts.mem}: must be a positive number of GB per node")
+    if opts.time is not None:
+        parse_time(opts.time)
+
+
+def check_gpus(resources: JobResources, cfg) -> None:
+    """A Slurm job without a GPU would train the full-size network on CPUs for days: refused unless the network is
+    a narrow one (``--tiny``, ``model.width`` < 1)."""
+    if resources.backend == "slurm" and resources.gpus_per_node < 1 and cfg.model.width >= 1.0:
+        raise LaunchError(f"--gpus-per-node {resources.gpus_per_node}: the full-size network needs at least one GPU "
+                          "per node on Slurm (a CPU-only job is for --tiny smoke runs)")
 
 
 def job_resources(opts: LaunchOptions, spec_resources: Resources | None = None) -> JobResources:
@@ -109,24 +137,37 @@ def check_slurm(opts: LaunchOptions, driver: bool) -> str | None:
 def launch_sweep(sweep: str, overrides: list[str], opts: LaunchOptions) -> SweepFolder:
     """Check, plan and start a sweep: on Slurm its driver is submitted as a job (this returns at once), else the
     driver runs here until the sweep and its evaluation end. Returns the sweep's folder."""
+    check_options(opts)
     spec = with_budget(with_points(load_sweep(sweep), opts.points), trials=opts.trials,
                        max_concurrent=opts.max_concurrent)
     values = override_values(overrides, debug=opts.tiny)
     base = trial_config(spec, {}, values)  # unknown keys / bad values fail here
     resources = job_resources(opts, spec.resources)
-    driver_partition = check_slurm(opts, driver=True)
+    check_gpus(resources, base)
+    trials = planned_trials(spec)
+    for params in trials:  # every trial's values in range before anything is written
+        trial_config(spec, params, values)
     ensure_debug_data(base)
-    if not opts.dry_run:  # a dry run plans without the data (e.g. on a login node before packing)
-        check_shards(base.data.shards, f"sweep {spec.name}")
+    if opts.dry_run:  # a plan: no Slurm, no data or weights needed (they show as MISSING)
+        if opts.backend == "slurm":
+            log.info("dry run: Slurm is not asked (partitions not checked)")
+        values["data.shards"] = str(Path(base.data.shards).resolve())
+        folder = SweepFolder.of(spec, values, opts.out)
+        plan = SweepPlan(spec=spec, overrides=values, resources=resources, driver_partition=opts.driver_partition,
+                         evaluate=not opts.no_evaluate, split=opts.split)
+        log.info(describe_sweep(folder, plan, trials, verbose=opts.verbose))
+        return folder
+    for params in trials:  # weights: each distinct setting resolved once (fetched now, on the login node)
+        cfg = trial_config(spec, params, values)
+        if (cfg.model.weights, cfg.train.init_from) != (base.model.weights, base.train.init_from):
+            check_inputs(cfg, f"sweep {spec.name}", shards=False)
+    check_inputs(base, f"sweep {spec.name}")
+    driver_partition = check_slurm(opts, driver=True)
     # trial jobs and the evaluation may start in another directory: name the shards absolutely
     values["data.shards"] = str(Path(base.data.shards).resolve())
     folder = SweepFolder.of(spec, values, opts.out)
     plan = SweepPlan(spec=spec, overrides=values, resources=resources, driver_partition=driver_partition,
                      evaluate=not opts.no_evaluate, split=opts.split)
-    trials = planned_trials(spec)
-    if opts.dry_run:
-        log.info(describe_sweep(folder, plan, trials))
-        return folder
     refuse_if_running(folder)
     from salnet.train.loop import git_sha
 
@@ -166,44 +207,25 @@ def refuse_if_running(folder: SweepFolder) -> None:
                               f"`python jobs/cancel.py {folder.path}` stops it")
 
 
-def describe_sweep(folder: SweepFolder, plan: SweepPlan, trials: list[dict]) -> str:
-    """What --dry-run prints: the folder, the driver, the trial jobs, every trial's config, the evaluation."""
-    spec, r = plan.spec, plan.resources
-    where = f"Slurm partition {plan.driver_partition}" if r.backend == "slurm" else "this process"
-    lines = [f"sweep {spec.name} ({spec.path}) → {folder.path}",
-             f"driver: Ray Tune in {where}; {spec.search.algorithm} search, {spec.scheduler.name} "
-             f"(grace {spec.scheduler.grace_period} epochs), {spec.metric} {spec.mode}, "
-             f"{spec.budget.max_concurrent} at once, {spec.budget.retries} retries",
-             f"trial jobs ({r.backend}): {describe_job(r)}"]
-    for i, params in enumerate(trials):
-        cfg = trial_config(spec, params, plan.overrides)
-        lines += [f"\n--- trial {i}: {params}", yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip()]
-    if plan.evaluate:
-        lines.append(f"\nfinal evaluation job: every trial's best checkpoint on the {plan.split} split → "
-                     f"{folder.summary_md}, {folder.tb_dir}")
-    return "\n".join(lines)
-
-
-def describe_job(r: JobResources) -> str:
-    return (f"partition {r.partition}, {r.nodes} node(s) × {r.gpus_per_node} GPU(s), {r.cpus_per_task} CPUs/task, "
-            f"{r.time_min} min, mem {r.mem_gb or 'default'} GB")
-
-
 def launch_train(train: str, overrides: list[str], opts: LaunchOptions) -> Path:
     """One (DDP) training run of a preset or config YAML as a job; on Slurm this returns once it is submitted,
     otherwise once it ends. Returns the run folder."""
+    check_options(opts)
     cfg = run_config(train, overrides, debug=opts.tiny)
     resources = job_resources(opts)
-    check_slurm(opts, driver=False)
-    ensure_debug_data(cfg)
-    check_shards(cfg.data.shards, "--train")
+    check_gpus(resources, cfg)
     from salnet.train.loop import run_dir_for
 
     run_dir = (opts.out / run_dir_for(cfg).name).resolve()
     if opts.dry_run:
+        ensure_debug_data(cfg)
         log.info(f"training job ({opts.backend}): {describe_job(resources)} → {run_dir}")
-        log.info(yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip())
+        log.info("\n".join(["inputs:", *inputs(cfg)]))
+        if opts.verbose:
+            log.info(yaml.safe_dump(to_dict(cfg), sort_keys=False).rstrip())
         return run_dir
+    check_inputs(cfg, "--train")
+    check_slurm(opts, driver=False)
     job = submit(make_executor(opts.out / "jobs", resources, cfg.name), TrainJob(), to_dict(cfg), str(run_dir))
     log.info(f"job {job.job_id} ({opts.backend}) → {run_dir}")
     log.info(f"tensorboard --logdir {run_dir / 'tb'}")

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from salnet.config import DEBUG_OVERRIDES, PRESETS, Config, load_config, parse_overrides, set_values
+from salnet.config_checks import check_config, check_weights
 from salnet.logs import get_logger
 from salnet.run import LaunchError
 
@@ -27,7 +28,34 @@ def run_config(preset_or_file: str | Path, overrides: list[str] | dict, debug: b
     bad key or value, or a missing file."""
     name = str(preset_or_file)
     cfg = PRESETS[name]() if name in PRESETS else load_config(Path(name))
-    return set_values(cfg, override_values(overrides, debug))
+    return check_config(set_values(cfg, override_values(overrides, debug)))
+
+
+def check_inputs(cfg: Config, what: str, shards: bool = True) -> Path | None:
+    """Before anything is written or submitted: the config's values (:func:`check_config`), its shards (unless
+    ``shards`` is False) and its VGG-16 weights (:func:`check_weights`, which may fetch torchvision's file into its
+    cache). Says once when the encoder is random. Returns the weights file (None: random or not read)."""
+    check_config(cfg)
+    if shards:
+        ensure_debug_data(cfg)
+        check_shards(cfg.data.shards, what)
+    path = check_weights(cfg)
+    announce_random(cfg)
+    return path
+
+
+_announced: set[str] = set()
+
+
+def announce_random(cfg: Config) -> None:
+    """One console line per process when a run starts from a random VGG-16 (debug mode, the demo, the tests)."""
+    from salnet.config_checks import uses_vgg_weights
+    from salnet.models.weights import is_random
+
+    if uses_vgg_weights(cfg) and is_random(cfg.model.weights) and "random" not in _announced:
+        _announced.add("random")
+        log.warning("model.weights=random: the VGG-16 encoder starts from random weights (a debug, demo or test "
+                    "setting; the presets use model.weights=imagenet)")
 
 
 def ensure_debug_data(cfg: Config) -> None:
@@ -53,8 +81,7 @@ def train_run(cfg: Config, run_dir: Path | None = None, resume: bool = True,
     unless ``resume`` is False (then a previous run there is moved aside, not mixed in). With
     ``compare_center_bias`` the centre-bias baseline is scored on the same validation split and printed beside
     the model. Returns :meth:`salnet.train.loop.Trainer.fit`'s result (+ ``center_bias``)."""
-    ensure_debug_data(cfg)
-    check_shards(cfg.data.shards, "data.shards")
+    check_inputs(cfg, "data.shards")
     from salnet.train.distributed import init_for_run, naming_peer_failures
     from salnet.train.loop import Trainer, run_dir_for
 

@@ -32,7 +32,7 @@ from salnet.metrics import METRICS
 from salnet.run.jobs import TrainJob
 from salnet.run.slurm import ACTIVE, slurm_alive, slurm_runs, slurm_states
 from salnet.run.submission import attach, cancel_record, error_line, job_record, make_executor, submit
-from salnet.sweep import grid_size, search_space, trial_config
+from salnet.sweep import grid_size, search_space, trial_run_config
 from salnet.sweep_folder import OPEN_TRIAL_STATES, SweepFolder, SweepPlan
 
 log = get_logger(__name__)
@@ -63,10 +63,11 @@ class TrialRunner(tune.Trainable):
         self.folder = SweepFolder(sweep_dir)
         self.plan = self.folder.read_plan()
         self.params = dict(config)
-        self.cfg = trial_config(self.plan.spec, self.params, self.plan.overrides)
+        self.cfg = trial_run_config(self.plan.spec, self.params, self.plan.overrides, self.folder.stages_dir)
         self.name = self.trial_name
         self.epochs = self.cfg.train.epochs
-        self.reported = 0
+        self.start = first_epoch(self.cfg)  # Tune's iterations count the trial's own epochs (ASHA's rungs)
+        self.reported = self.start
         self.job: submitit.Job | None = None
         self.folder.update_trial(self.name, params=self.params, status="running")
         self.last_sacct = 0.0
@@ -196,7 +197,7 @@ class TrialRunner(tune.Trainable):
         return {"reported": self.reported}  # the training state itself lives in the run folder
 
     def load_checkpoint(self, checkpoint: dict | None) -> None:
-        self.reported = int(checkpoint["reported"]) if checkpoint else 0
+        self.reported = int(checkpoint["reported"]) if checkpoint else self.start
 
     def cleanup(self) -> None:
         if self.folder.read_trial(self.name).status == "running":  # stopped by the scheduler before its end
@@ -238,6 +239,15 @@ class TrialJobs(tune.Callback):
         self._close(trial, "failed")
 
 
+def first_epoch(cfg) -> int:
+    """The epoch a trial's own training starts at: after its shared first stage (``train.init_from`` naming one),
+    else 0."""
+    from salnet.train.stages import stage_of
+
+    stage = stage_of(cfg)
+    return stage.train.epochs if stage is not None else 0
+
+
 def tune_space(spec) -> dict:
     """The spec's distributions (:func:`salnet.sweep.search_space`) as Tune's search space."""
     make = {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": lambda lo, hi: tune.randint(lo, hi + 1),
@@ -271,7 +281,8 @@ def build_tuner(folder: SweepFolder, plan: SweepPlan) -> tune.Tuner:
         log.info(f"restoring the sweep from {folder.tune_dir}")
         return tune.Tuner.restore(str(folder.tune_dir), trainable, resume_unfinished=True, resume_errored=False,
                                   restart_errored=False)
-    epochs = trial_config(spec, {}, plan.overrides).train.epochs
+    first = trial_run_config(spec, planned_trials(spec)[0], plan.overrides, folder.stages_dir)
+    epochs = first.train.epochs - first_epoch(first)  # the trials' own epochs: a shared stage's are not theirs
     scheduler: TrialScheduler
     if spec.scheduler.name == "asha":
         scheduler = ASHAScheduler(time_attr="training_iteration", max_t=epochs,

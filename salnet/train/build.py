@@ -14,6 +14,9 @@ The two papers' procedures (docs/design.md):
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import torch
 from torch import nn
 
@@ -43,24 +46,50 @@ def output_activation(cfg: Config) -> str:
         else "linear"
 
 
+def encoder_weights(cfg: Config) -> str | None:
+    """The VGG-16 weights the network is built with: ``model.weights``, or "random" when ``train.init_from`` will
+    replace every weight of the network (the encoder file is then never read)."""
+    return "random" if cfg.train.init_from else cfg.model.weights
+
+
+def with_init_from_convention(cfg: Config) -> Config:
+    """``cfg`` with the input convention of the run that ``train.init_from`` names (e.g. ``caffe_bgr`` for the
+    released SalGAN weights converted by jobs/convert.py): a network keeps the normalisation it was trained with.
+    Unchanged without ``init_from`` or when the two agree; a missing run is left to the trainer's error."""
+    if not cfg.train.init_from:
+        return cfg
+    from salnet.config import load_config
+    from salnet.predict import resolve_checkpoint
+
+    try:
+        source = load_config(resolve_checkpoint(Path(cfg.train.init_from))[1])
+    except FileNotFoundError:
+        return cfg
+    convention = source.model.input_convention
+    if convention == cfg.model.input_convention:
+        return cfg
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, input_convention=convention))
+
+
 def build_generator(cfg: Config) -> nn.Module:
     """The saliency network: ``Generator`` (arch salgan) or ``ASPPNet`` (arch aspp)."""
     m = cfg.model
+    weights = encoder_weights(cfg)
     output = output_activation(cfg)
     if m.arch == "salgan":
         if output != "sigmoid":
             raise ValueError("model.arch=salgan ends in a sigmoid (released code): model.output must be auto or "
                              "sigmoid")
-        return Generator(width=m.width, weights=m.weights, freeze=m.freeze, input_convention=m.input_convention,
+        return Generator(width=m.width, weights=weights, freeze=m.freeze, input_convention=m.input_convention,
                          decoder_init=m.decoder_init)
     if m.arch == "aspp":
         from salnet.models.aspp import ASPPNet
 
-        return ASPPNet(width=m.width, weights=m.weights, output=output)
+        return ASPPNet(width=m.width, weights=weights, output=output)
     if m.arch == "readout":  # the baseline of salnet.baselines.fit_readout
         from salnet.baselines import ReadoutNet
 
-        return ReadoutNet(weights=m.weights, input_convention=m.input_convention, width=m.width)
+        return ReadoutNet(weights=weights, input_convention=m.input_convention, width=m.width)
     raise ValueError(f"unknown model.arch {m.arch!r}; choose one of {', '.join(ARCHS)}")
 
 

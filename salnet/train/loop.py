@@ -22,12 +22,19 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from salnet.config import Config, config_hash, save_config, shorter_run, to_dict
+from salnet.config import Config, config_hash, save_config, to_dict
+from salnet.config_checks import check_config
 from salnet.data.loader import LoaderConfig, TrainLoader, ValLoader
 from salnet.logs import get_logger
 from salnet.metrics import METRICS
 from salnet.train import steps
-from salnet.train.build import build_content_loss, build_discriminator, build_generator, build_optimizers
+from salnet.train.build import (
+    build_content_loss,
+    build_discriminator,
+    build_generator,
+    build_optimizers,
+    with_init_from_convention,
+)
 from salnet.train.checkpoint import BEST, CheckpointManager, rng_state, set_rng_state
 from salnet.train.distributed import (
     DistEnv,
@@ -38,6 +45,7 @@ from salnet.train.distributed import (
     init_distributed,
     seed_everything,
 )
+from salnet.train.stages import adopt_stage, continued_epochs, stage_to_adopt
 from salnet.train.tensorboard import Board, panel
 from salnet.train.validate import fixation_pool, validate
 
@@ -130,7 +138,7 @@ class Trainer:
     final-<E>-epochs.json); any other config's checkpoint is an error."""
 
     def __init__(self, cfg: Config, run_dir: Path | None = None, resume: bool = True, env: DistEnv | None = None):
-        self.cfg = cfg
+        self.cfg = cfg = check_config(with_init_from_convention(cfg))
         self.env = env or init_distributed()
         self.device = device_for(self.env)
         seed_everything(cfg.train.seed, self.env.rank)
@@ -195,10 +203,17 @@ class Trainer:
 
     def _resume(self) -> None:
         state = self.ckpt.load(map_location=self.device)
+        if state is None and (stage_dir := stage_to_adopt(self.cfg)) is not None:
+            if self.env.is_main:  # the shared first stage becomes this run's own first epochs
+                adopt_stage(stage_dir, self.run_dir)
+                log.info(f"{self.run_dir}: starting from the first stage {stage_dir} "
+                         f"({self.cfg.train.bootstrap_epochs} epochs)")
+            barrier()
+            state = self.ckpt.load(map_location=self.device)
         if state is None:
             return
         if state.get("run_id") != config_hash(self.cfg):
-            self.continued_from = shorter_run(self.cfg, state.get("run_id"))
+            self.continued_from = continued_epochs(self.cfg, state.get("run_id"))
             if self.continued_from is None:
                 raise ValueError(f"{self.ckpt.latest()}: checkpoint of run {state.get('run_id')}, this config is "
                                  f"{config_hash(self.cfg)} (only train.epochs may grow); use another run folder or "

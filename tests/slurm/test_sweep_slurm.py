@@ -1,7 +1,7 @@
 """Sweeps on the real local Slurm, driven the way a user does: ``jobs/launch.py`` submits the Ray Tune
 driver as a job, every trial is its own Slurm job, ``jobs/status.py`` / ``jobs/cancel.py`` read the folder.
 
-- a 3-trial grid: one good trial runs to the end, one (lr 0, no learning) is stopped early by ASHA and its
+- a 3-trial grid: one good trial runs to the end, one (lr 1e-12, no learning) is stopped early by ASHA and its
   Slurm job cancelled, one (lr 1e30, NaN loss) fails, is retried once and marked failed while the sweep goes
   on; the final evaluation job scores the trials with a checkpoint (summary.csv, TensorBoard).
 - the driver job is killed half-way; relaunching the same sweep restores it (Tuner.restore) without
@@ -27,14 +27,14 @@ def shards(tmp_path_factory):
 
 
 def test_sweep_early_stop_failure_and_final_evaluation(slurm, shards, tmp_path):
-    spec = sweep_file(tmp_path, "three", "[0.003, 0.0, 1.0e+30]", "{name: asha, grace_period: 1, reduction_factor: 2}",
+    spec = sweep_file(tmp_path, "three", "[0.003, 1.0e-12, 1.0e+30]", "{name: asha, grace_period: 1, reduction_factor: 2}",
                       "{trials: 1, max_concurrent: 1, retries: 1}")
     args = ["--sweep", str(spec), "--out", str(tmp_path / "runs"), *SLURM, *TINY, f"data.shards={shards}",
             "train.epochs=30"]  # enough epochs (~0.2 s each) that ASHA's cancel lands before the end
-    dry = launch(*args, "--dry-run").stdout
+    dry = launch(*args, "--dry-run", "--verbose").stdout
     planned = [json.loads(ln.split(": ", 1)[1].replace("'", '"')) for ln in dry.splitlines()
                if ln.startswith("--- trial")]
-    assert planned == [{"train.lr": 0.003}, {"train.lr": 0.0}, {"train.lr": 1e30}]
+    assert planned == [{"train.lr": 0.003}, {"train.lr": 1e-12}, {"train.lr": 1e30}]
     assert not (tmp_path / "runs" / "sweeps").exists()  # a dry run submits and writes nothing
 
     out = launch(*args).stdout
@@ -46,7 +46,7 @@ def test_sweep_early_stop_failure_and_final_evaluation(slurm, shards, tmp_path):
     assert [good["params"], stopped["params"], failed["params"]] == planned
     assert good["status"] == "done" and len(good["jobs"]) == 1
     assert (sweep / "trials/t00000/metrics.jsonl").read_text().count("\n") == 30
-    # ASHA stopped lr=0 at its first rung; its job was cancelled before the 30 epochs
+    # ASHA stopped lr=1e-12 at its first rung; its job was cancelled before the 30 epochs
     assert stopped["status"] == "stopped"
     assert (sweep / "trials/t00001/metrics.jsonl").read_text().count("\n") < 30
     # (a job's result file is read before Slurm has finished the job: wait for the accounting state)
