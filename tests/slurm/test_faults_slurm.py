@@ -26,7 +26,20 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import synthetic_shards
-from sweep_helpers import REPO, SLURM, TINY, launch, sacct_state, state, sweep_dir_of, sweep_file, trial, wait_for
+from sweep_helpers import (
+    REPO,
+    SLURM,
+    TINY,
+    job_log,
+    launch,
+    sacct_state,
+    start_steps,
+    state,
+    sweep_dir_of,
+    sweep_file,
+    trial,
+    wait_for,
+)
 
 from salnet.config import to_dict
 from salnet.run.slurm import slurm_runs
@@ -66,6 +79,16 @@ def epochs_of(run_dir: Path) -> list[int]:
     return sorted({json.loads(ln)["epoch"] for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if ln})
 
 
+def assert_resumed(run_dir: Path, epochs: int, logs: Path, retried_job: str) -> None:
+    """A retried run resumed, not restarted: every epoch reported, at most one of them twice (killed after its
+    metrics.jsonl line, before its checkpoint) — a restart from scratch writes every epoch before the fault
+    again — and the retried job's training started at a step > 0 (the step of the checkpoint it resumed)."""
+    assert epochs_of(run_dir) == list(range(epochs))
+    assert epochs <= epochs_written(run_dir) <= epochs + 1, f"{epochs_written(run_dir)} lines for {epochs} epochs"
+    steps = start_steps(job_log(logs, retried_job))
+    assert steps and steps[-1] > 0, f"job {retried_job} started its training at steps {steps}"
+
+
 def g_and_d(run_dir: Path) -> dict:
     state_ = load_checkpoint(run_dir / "latest.pt")
     return {f"{net}.{k}": v for net in ("G", "D") for k, v in state_[net].items()}
@@ -102,9 +125,10 @@ def test_a_killed_rank_ends_the_job_and_the_retry_resumes(ddp_sweep):
     rec = trial(sweep, "t00000")
     assert rec["status"] == "done" and rec["attempts"] == 2 and rec["jobs"][0]["id"] == killed_job
     assert rec["error"].startswith("salnet.train.distributed.LostPeerError: rank 0 of 2 (process group at "), rec
-    assert epochs_of(sweep / "trials" / "t00000") == list(range(8))
-    log = "".join(p.read_text() for p in (sweep / "jobs").glob(f"{killed_job}_0_log.*"))
+    assert_resumed(sweep / "trials" / "t00000", 8, sweep / "jobs", rec["jobs"][1]["id"])
+    log = job_log(sweep / "jobs", killed_job)
     assert "LostPeerError: rank 0 of 2 (process group at " in log, log[-3000:]
+    assert start_steps(log) == [0]
 
 
 def taken_ports(job_id: str) -> list[socket.socket]:
@@ -209,8 +233,8 @@ def test_sweep_survives_scancel_kill_and_a_node_failure(slurm, shards, tmp_path)
     assert b["attempts"] == 1 and b["jobs"][0]["id"] == downed and b["jobs"][0]["requeues"] == 1
     assert slurm_runs([downed])[downed] == ["NODE_FAIL", "COMPLETED"]
     assert slurm_runs([driver])[driver][0] == "NODE_FAIL"  # the driver was requeued too and resumed the sweep
-    for run in (first, second):  # every epoch reported; resumed from checkpoints, not restarted
-        assert epochs_of(run) == list(range(40))
+    assert_resumed(first, 40, sweep / "jobs", a["jobs"][1]["id"])  # retried after scancel
+    assert_resumed(second, 40, sweep / "jobs", downed)  # requeued by Slurm under the same id
     summary = (sweep / "summary.md").read_text()
     assert "Attempts per trial (jobs; + times Slurm requeued one): t00000 2, t00001 1+1." in summary
     status = subprocess.run([sys.executable, "jobs/status.py", str(sweep)], cwd=REPO, capture_output=True,

@@ -34,13 +34,25 @@ def config(shards, *extra):
 
 
 def test_two_task_ddp_job(slurm, shards, tmp_path):
-    ex = make_executor(tmp_path / "logs", cpu_job(), "ddp", tasks_per_node=2)
-    job = ex.submit(TrainJob(), config(shards), str(tmp_path / "run"))
-    results = job.results()  # one per task
+    """Each task's own G and D after its last step are bitwise equal: DDP averaged the gradients of both."""
+    import cloudpickle
+    import sweep_helpers
+
+    cloudpickle.register_pickle_by_value(sweep_helpers)
+    try:
+        ex = make_executor(tmp_path / "logs", cpu_job(), "ddp", tasks_per_node=2)
+        job = ex.submit(sweep_helpers.train_keeping_own_weights, config(shards), str(tmp_path / "run"))
+        results = job.results()  # one per task
+    finally:
+        cloudpickle.unregister_pickle_by_value(sweep_helpers)
     assert len(results) == 2 and all(r["status"] == "done" for r in results)
     assert results[0]["val"] == results[1]["val"] and results[0]["val"]["images"] == 6
     assert results[0]["step"] == 2 * 24 // (2 * 2)  # 2 epochs × 6 batches per rank
     assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") == 2  # rank 0 writes, once
+    own = [torch.load(tmp_path / "run" / f"own-rank{r}.pt") for r in range(2)]
+    assert own[0].keys() == own[1].keys() and any(k.startswith("D.") for k in own[0])
+    differ = [k for k in own[0] if not torch.equal(own[0][k], own[1][k])]
+    assert not differ, f"{len(differ)} of {len(own[0])} tensors differ between the tasks: {differ[:5]}"
 
 
 def test_preempted_job_is_requeued_and_resumes_exactly(slurm, shards, tmp_path):
