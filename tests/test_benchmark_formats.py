@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from interop_fixtures import tiny_run, write_images
 from PIL import Image
 
@@ -24,6 +25,7 @@ from salnet.benchmark_formats import (
     write_benchmark,
 )
 from salnet.config import config_hash, load_config
+from salnet.models.salgan import SaliencyOutput
 from salnet.predict import load_model, predict_maps
 
 PREDICT = Path(__file__).resolve().parents[1] / "jobs" / "predict.py"
@@ -181,3 +183,44 @@ def test_full_test_sets_pass_the_completeness_check(tmp_path):
     dup = mit[:-1] + [Stimulus(Path("i1.png"), tmp_path)]
     with pytest.raises(ValueError, match="would both write i1.jpg"):
         check_complete(dup, Format("mit300", "jpg", 8, False, 300), tmp_path)
+
+
+class KnownMap(torch.nn.Module):
+    """A "model" whose output is one fixed map whatever the image (B copies of ``prob`` (h, w))."""
+
+    def __init__(self, prob: np.ndarray):
+        super().__init__()
+        self.prob = torch.from_numpy(prob).float()[None, None]
+
+    def forward(self, x):
+        p = self.prob.expand(x.shape[0], 1, *self.prob.shape[-2:])
+        return SaliencyOutput(torch.logit(p), p)
+
+
+def gaussian_blur5_reflect101(a: np.ndarray) -> np.ndarray:
+    """cv2.GaussianBlur(a, (5, 5), 0): the separable kernel [1, 4, 6, 4, 1] / 16, borders reflected without
+    repeating the edge (numpy's "reflect" = OpenCV's BORDER_REFLECT_101)."""
+    k = np.array([1, 4, 6, 4, 1]) / 16
+    p = np.pad(a, 2, mode="reflect")
+    rows = sum(k[i] * p[i:i + a.shape[0], :] for i in range(5))
+    return sum(k[j] * rows[:, j:j + a.shape[1]] for j in range(5))
+
+
+def test_uploaded_maps_are_the_known_maps_resized_independently(tmp_path):
+    """A model with a known 6×8 output; each 16-bit map uploaded for the Tübingen benchmark equals that map resized
+    to its stimulus by a pixel-loop transcription of MATLAB's imresize (tests/test_imresize.py), blurred as the
+    released code does (cv2.GaussianBlur 5×5, written in numpy here), clipped and rounded to 65535 levels. The
+    predict path runs in float32: one level of difference is allowed."""
+    from test_imresize import matlab_imresize_loop
+
+    known = 0.1 + 0.8 * np.random.default_rng(3).random((6, 8))
+    paths = write_images(tmp_path / "stim", ["i1.jpg", "i2.jpg", "i3.jpg"], SIZES)
+    model = KnownMap(known)
+    write_benchmark(lambda images: [m[0].numpy() for m in predict_maps(model, images, (32, 48))], tmp_path / "stim",
+                    benchmark_format("tuebingen"), tmp_path / "up", "known", partial=True)
+    for p, (h, w) in zip(paths, SIZES):
+        want = np.clip(gaussian_blur5_reflect101(matlab_imresize_loop(known, (h, w))), 0, 1)
+        with Image.open(tmp_path / "up" / "known" / f"{p.stem}.png") as im:
+            got = np.asarray(im).astype(np.int64)
+        assert got.shape == (h, w) and want.std() > 0.05
+        assert np.abs(got - np.rint(want * 65535)).max() <= 1, p.name
