@@ -55,7 +55,7 @@ def build_step(args, device: torch.device, distributed: bool):
 
             G = ASPPNet(width=args.width).to(device, memory_format=fmt)
             out_size = G(batch["image"][:1]).logits.shape[-2:]
-            loss = build(LOSS_STUDY, center_bias=torch.rand(1, *out_size)).to(device)
+            loss = build(LOSS_STUDY, center_bias=torch.rand(1, *out_size), vgg_weights="random").to(device)
         else:
             G = Generator(width=args.width).to(device, memory_format=fmt)
             loss = build("bce_pool4")
@@ -110,7 +110,9 @@ def parse(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse(argv)
     env = init_distributed()
-    device = torch.device(args.device, env.local_rank) if args.device == "cuda" else torch.device(args.device)
+    # the loop's choice (salnet.train.distributed.device_for): a rank bound to its own GPU sees one device
+    device = (torch.device("cuda", env.local_rank % torch.cuda.device_count()) if args.device == "cuda"
+              else torch.device(args.device))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
     run, counted, plain = build_step(args, device, env.distributed)

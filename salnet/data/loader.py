@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import random
+import signal
 import tarfile
 import zlib
 from dataclasses import dataclass, field
@@ -92,6 +93,15 @@ def worker_slot() -> tuple[int, int]:
     """(worker id, number of workers) of the DataLoader worker running this, (0, 1) in the main process."""
     info = get_worker_info()
     return (info.id, info.num_workers) if info else (0, 1)
+
+
+def ignore_stop_signals(worker_id: int = 0) -> None:
+    """DataLoader ``worker_init_fn``: SIGTERM and SIGUSR2 ignored in a worker. Slurm signals every process of a step
+    on preemption or ``scancel``; a worker killed by a signal its parent did not send makes the main process raise
+    ("DataLoader worker ... killed by signal") before it reads its stop flag and checkpoints. The main process
+    owns shutdown: it stops its workers itself, and a worker still exits when its parent dies."""
+    for sig in (signal.SIGTERM, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def shard_list(folder: str | Path, split: str) -> list[tuple[str, int]]:
@@ -283,7 +293,8 @@ class _Loader:
 
     def _dataloader(self, dataset: IterableDataset) -> DataLoader:
         return DataLoader(dataset, batch_size=None, num_workers=self.cfg.workers,
-                          pin_memory=self.cfg.pin_memory, prefetch_factor=2 if self.cfg.workers else None)
+                          pin_memory=self.cfg.pin_memory, prefetch_factor=2 if self.cfg.workers else None,
+                          worker_init_fn=ignore_stop_signals if self.cfg.workers else None)
 
     def _account(self, batch: dict) -> dict:
         """Pop a batch's ``_good``/``_bad`` counts into the totals; check them once enough were seen."""

@@ -117,16 +117,25 @@ def mean_per_image(x: Tensor) -> Tensor:
 def fixation_mean(values: Tensor, fixations: Tensor, loss: str) -> Tensor:
     """Mean of ``values`` (B,1,H,W) at fixations (B,1,H,W) {0,1}, per image, then over images.
 
-    Images without any fixation are left out of the batch mean; a batch without any fixation is an
-    error (the fixation maps are missing or empty).
+    Images without any fixation are left out of the batch mean. A batch without any fixation is an error (the
+    fixation maps are missing or empty) where reading that costs nothing: on CPU tensors, and on the first batch
+    a process sees on an accelerator. Elsewhere the check would stop the step for a host synchronisation, so
+    such a batch adds 0 to the loss (and no gradient) instead.
     """
+    global _device_checked
     f = fixations.to(values.dtype)
     count = per_image(f)
-    has = count > 0
-    if not bool(has.any()):
-        raise ValueError(
-            f"loss {loss!r} needs fixations but target['fixations'] has none in this batch; "
-            "check that the data carries fixation points"
-        )
-    per = per_image(values * f)[has] / count[has]
-    return per.mean()
+    has = (count > 0).to(values.dtype)
+    if values.device.type == "cpu" or not _device_checked:
+        _device_checked = _device_checked or values.device.type != "cpu"
+        if not bool(has.any()):
+            raise ValueError(
+                f"loss {loss!r} needs fixations but target['fixations'] has none in this batch; "
+                "check that the data carries fixation points"
+            )
+    # masks instead of boolean indexing: indexing a CUDA tensor by a mask waits for the mask's count
+    per = per_image(values * f) / count.clamp_min(1)
+    return (per * has).sum() / has.sum().clamp_min(1)
+
+
+_device_checked = False  # whether fixation_mean has checked a batch on an accelerator in this process

@@ -33,18 +33,35 @@ def make_executor(folder: Path, resources: JobResources, name: str,
     ex = submitit.AutoExecutor(folder=str(folder), cluster=r.backend, slurm_max_num_timeout=r.max_num_timeout)
     params = {"timeout_min": r.time_min, "nodes": r.nodes, "tasks_per_node": tasks_per_node or max(r.gpus_per_node, 1),
               "cpus_per_task": r.cpus_per_task, "name": name}
-    if r.gpus_per_node:
+    if r.gpus_per_node and not (r.backend == "slurm" and gres_only()):
         params["gpus_per_node"] = r.gpus_per_node
     if r.mem_gb:
         params["mem_gb"] = r.mem_gb
     if r.backend == "slurm":
         # SIGUSR2 two minutes before a timeout: the training job checkpoints and asks to be requeued
-        # a task that dies ends the step's other tasks at once instead of leaving them waiting on it
         params.update(slurm_partition=r.partition, slurm_account=r.account, slurm_qos=r.qos,
                       slurm_constraint=r.constraint, slurm_signal_delay_s=120,
-                      slurm_srun_args=["--kill-on-bad-exit=1"])
+                      slurm_srun_args=srun_args(r))
+        if r.gpus_per_node and gres_only():
+            params["slurm_gres"] = f"gpu:{r.gpus_per_node}"
     ex.update_parameters(**{k: v for k, v in params.items() if v is not None})
     return ex
+
+
+def srun_args(resources: JobResources) -> list[str]:
+    """The arguments of the job's ``srun`` line. ``--cpus-per-task``: from Slurm 22.05 srun no longer takes it from
+    the allocation (submitit's srun line does not pass it), and a task bound to one CPU shares it with its loader
+    workers. ``--kill-on-bad-exit``: a task that dies ends the step's other tasks at once."""
+    return [f"--cpus-per-task={resources.cpus_per_task}", "--kill-on-bad-exit=1"]
+
+
+def gres_only() -> bool:
+    """Whether GPUs are asked for as ``--gres=gpu:N`` instead of ``--gpus-per-node=N`` (``SALNET_SLURM_GPUS=gres``
+    where the job is submitted: clusters that schedule GPUs as generic resources only)."""
+    choice = os.environ.get("SALNET_SLURM_GPUS", "gpus-per-node")
+    if choice not in ("gres", "gpus-per-node"):
+        raise ValueError(f"SALNET_SLURM_GPUS={choice!r}: choose gres or gpus-per-node")
+    return choice == "gres"
 
 
 # the client's configuration, not the enclosing job's allocation: kept when submitting from inside a job

@@ -94,19 +94,28 @@ def rng_state() -> dict:
                   "has_gauss": int(mt["has_gauss"]), "gauss": float(mt["gauss"])},
         "python": random.getstate(),
     }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if torch.cuda.is_available():  # this process's device only: a resume may see fewer devices (see set_rng_state)
+        state["cuda"] = {"device": torch.cuda.current_device(), "state": torch.cuda.get_rng_state()}
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    """Restore :func:`rng_state`'s states (loaded onto any device: a checkpoint read with map_location=cuda)."""
+    """Restore :func:`rng_state`'s states (loaded onto any device: a checkpoint read with map_location=cuda). The
+    CUDA state goes to this process's current device, whatever device saved it (under per-task GPU binding every
+    rank sees its GPU as device 0); a checkpoint of an older version holds a list with every visible device's
+    state, of which the current device's entry is restored when there is one. Without CUDA it is left out."""
     torch.set_rng_state(state["torch"].cpu())
     n = state["numpy"]
     np.random.set_state(("MT19937", n["keys"].cpu().numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
     random.setstate(_as_tuple(state["python"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    saved = state.get("cuda")
+    if saved is None or not torch.cuda.is_available():
+        return
+    current = torch.cuda.current_device()
+    if isinstance(saved, dict):
+        torch.cuda.set_rng_state(saved["state"].cpu(), current)
+    elif current < len(saved):
+        torch.cuda.set_rng_state(saved[current].cpu(), current)
 
 
 def _as_tuple(x):

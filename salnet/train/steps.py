@@ -23,12 +23,14 @@ def autocast(device: torch.device, bf16: bool):
 
 def targets_at(batch: dict, size: tuple[int, int]) -> dict[str, Tensor]:
     """The loss targets at the network's output ``size``: map (area resize), fixations (max-pooled, so a
-    fixation anywhere in a cell marks the cell), image (area resize). Identity when sizes match."""
-    out = {"map": batch["map"], "fixations": batch["fixations"], "image": batch["image"]}
+    fixation anywhere in a cell marks the cell), image (area resize). Identity when sizes match. Always float32,
+    computed with autocast off: the area resize is a matmul, which a bf16 autocast region would round to bf16."""
+    out = {"map": batch["map"].float(), "fixations": batch["fixations"].float(), "image": batch["image"].float()}
     if tuple(batch["map"].shape[-2:]) != tuple(size):
-        out["map"] = imresize(batch["map"], size, "area")
-        out["image"] = imresize(batch["image"], size, "area")
-        out["fixations"] = F.adaptive_max_pool2d(batch["fixations"], size)
+        with torch.autocast(batch["map"].device.type, enabled=False):
+            out["map"] = imresize(out["map"], size, "area")
+            out["image"] = imresize(out["image"], size, "area")
+            out["fixations"] = F.adaptive_max_pool2d(out["fixations"], size)
     return out
 
 
