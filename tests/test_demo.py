@@ -60,3 +60,32 @@ def test_demo_trains_models_that_beat_the_centre_bias(tmp_path):
         assert list((sweep / "tb" / t["trial"]).glob("events.out.tfevents.*"))  # TensorBoard: curves, hparams
     table = [ln for ln in out.stdout.splitlines() if ln.startswith("| centre bias | – | baseline |")]
     assert len(table) == 1 and f"tensorboard --logdir {sweep / 'tb'}" in out.stdout
+    # each GAN point against BCE/4: CC, NSS, AUC-J with their intervals, over the 40 test images (one seed)
+    assert evaluation["control"]["point"] == "BCE/4" and "one seed per point: each interval is over the 40 test " \
+        "images only" in out.stdout
+    compared = [ln for ln in out.stdout.splitlines() if ln.startswith("| GAN/4") and ln.count("[") == 3]
+    assert [ln.split("|")[1].strip() for ln in compared] == ["GAN/4 α=0.005", "GAN/4 α=0.05", "GAN/4 α=0.5"]
+    points = {p["point"]: p for p in evaluation["points"]}
+    for ln in compared:
+        c = points[ln.split("|")[1].strip()]["comparison"]
+        assert [x.strip() for x in ln.strip("|").split("|")[2:]] == [
+            f"{c[m]['delta']:+.3f} [{c[m]['low']:+.3f}, {c[m]['high']:+.3f}] {c[m]['mark']}"
+            for m in ("cc", "nss", "auc_judd")]
+
+
+def test_demo_comparison_note_says_what_its_intervals_cover():
+    from salnet.run.demo import comparison_note
+
+    c = {"delta": -0.1, "low": -0.15, "high": -0.05, "mark": "worse", "seed_sd": None}
+    gan = {"point": "GAN/4 α=0.05", "scored": ["t1"], "seeds": [None], "comparison": dict.fromkeys(["cc", "nss",
+                                                                                                   "auc_judd"], c)}
+    result = {"control": {"point": "BCE/4", "how": "the sweep file's control"},
+              "trials": [{"images": 40}, {"images": 40}],
+              "points": [{"point": "BCE/4", "scored": ["t0"], "seeds": [None], "comparison": None}, gan]}
+    lines = comparison_note(result).splitlines()
+    assert lines[0].startswith("Against the control BCE/4 (Δ = point − control; 95 % paired bootstrap interval")
+    assert "one seed per point: each interval is over the 40 test images only" in lines[0]
+    assert lines[2:] == ["| point | seeds | ΔCC ↑ | ΔNSS ↑ | ΔAUC-J ↑ |", "|---|---:|---:|---:|---:|",
+                         "| GAN/4 α=0.05 | 1 | " + " | ".join(["-0.100 [-0.150, -0.050] worse"] * 3) + " |"]
+    assert comparison_note({"control": {"point": None, "how": "no point was scored"}}) == \
+        "no comparison with a control (no point was scored)"

@@ -2,12 +2,14 @@
 
 ``baseline(args)`` scores the centre bias (the MIT benchmark sample in ../shared when it is there, else generated
 data); ``salgan(args)`` packs synthetic shards, runs the BCE/4 bootstrap (:func:`salnet.run.launch.launch_train`)
-and from it the ``salgan_gan`` sweep (:func:`salnet.run.launch.launch_sweep`), printing its summary.md.
+and from it the ``salgan_gan`` sweep (:func:`salnet.run.launch.launch_sweep`), printing its summary.md and each GAN
+point's CC, NSS and AUC-J difference to BCE/4 with its interval (:func:`comparison_note`).
 ``args``: jobs/demo.py's parsed flags (out, data, n, bootstrap_epochs, epochs).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +42,9 @@ def synthetic_ground_truth(root: Path, n: int, seed: int = 0) -> tuple[Path, Pat
 # lr 1e-3 for the bootstrap, AdaGrad lr 3e-4 after, a Glorot-initialised decoder) assumes a pretrained encoder and
 # thousands of steps; here it stays at chance. So the demo uses Adam and a He-initialised decoder; the presets
 # (`--train salgan`, every sweep file) keep the released recipe.
-DEMO_SETUP = ["model.width=0.125", "model.freeze=[]", "model.decoder_init=he", "data.input_size=[64, 96]",
-              "data.batch_size=4", "data.workers=0", "data.val_subset=40", "train.bf16=false",
+DEMO_SETUP = ["model.width=0.125", "model.weights=random", "model.freeze=[]", "model.decoder_init=he",
+              "data.input_size=[64, 96]", "data.batch_size=4", "data.workers=0", "data.val_subset=40",
+              "train.bf16=false",
               "train.bootstrap_optimizer=adam", "train.bootstrap_lr=1e-3", "train.optimizer=adam", "train.lr=1e-4",
               "train.lr_d=1e-4"]
 SETUP_NOTE = ("tiny network (1/8 width, 64×96) from random weights: Adam (lr 1e-3 bootstrap, 1e-4 adversarial) and a "
@@ -70,9 +73,31 @@ def salgan(args) -> int:
                           LaunchOptions(backend="local", out=args.out, cpus_per_task=1, gpus_per_node=0,
                                         max_concurrent=2))
     log.info(folder.summary_md.read_text())
+    log.info(comparison_note(json.loads(folder.evaluation_json.read_text())))
     log.info(f"sweep folder: {folder.path}\n  tensorboard --logdir {folder.tb_dir}   (trials side by side)\n"
              f"  python jobs/status.py {folder.path}")
     return 0
+
+
+DEMO_COMPARED = ["cc", "nss", "auc_judd"]
+
+
+def comparison_note(result: dict) -> str:
+    """The demo's comparison: each point's CC, NSS and AUC-J difference to the control (BCE/4) with its 95 % paired
+    bootstrap interval and mark (summarize_sweep's ``result``), and what the intervals cover."""
+    from salnet.summary_tables import comparison_table
+
+    control = (result.get("control") or {}).get("point")
+    table = comparison_table(result, DEMO_COMPARED)
+    if not table:
+        return f"no comparison with a control ({(result.get('control') or {}).get('how', 'no point scored')})"
+    seeds = max(len(p["scored"]) for p in result["points"])
+    images = max(t["images"] or 0 for t in result["trials"])
+    cover = (f"one seed per point: each interval is over the {images} test images only (images resampled), the "
+             "variation between training seeds is not in it" if seeds == 1 else
+             f"{seeds} seeds per point: each image's value averaged over them, ± the seed spread of Δ")
+    return "\n".join([f"Against the control {control} (Δ = point − control; 95 % paired bootstrap interval; marks "
+                      f"Holm-adjusted over the points; {cover}):", "", *table])
 
 
 def baseline(args) -> int:
