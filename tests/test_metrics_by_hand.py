@@ -22,10 +22,10 @@ GRID = np.array([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
 EPS = 2.220446049250313e-16  # MATLAB eps
 
 
-def stepped_auc(sth, curfix, n_neg=None):
-    """One split of AUC_Borji.m / AUC_shuffled.m: tp and fp at GRID descending, framed by (0,0) and (1,1);
+def stepped_auc(sth, curfix, n_neg=None, grid=GRID):
+    """One split of AUC_Borji.m / AUC_shuffled.m: tp and fp at ``grid`` descending, framed by (0,0) and (1,1);
     trapz. ``curfix``: the negatives' values, or (for an expectation) the fraction of negatives ≥ each θ."""
-    thr = GRID[::-1]
+    thr = grid[::-1]
     tp = [np.mean(sth >= t) for t in thr]
     fp = [np.mean(curfix >= t) for t in thr] if n_neg is None else list(n_neg)
     return np.trapezoid([0, *tp, 1], [0, *fp, 1])
@@ -64,6 +64,11 @@ def test_sauc_by_hand():
     assert stepped_auc(S[fix > 0], S[other > 0]) == pytest.approx(7 / 12, abs=1e-12)
     got = M.sauc(torch.from_numpy(S[None]), torch.from_numpy(fix[None]), torch.from_numpy(other[None])).item()
     assert got == pytest.approx(7 / 12, abs=1e-12)
+    # stepSize 0.5, grid 0:0.5:1: the point of θ = .5 becomes (1/2, 2/3) and the area 1/12 + 5/12 = 1/2
+    assert stepped_auc(S[fix > 0], S[other > 0], grid=np.array([0.0, 0.5, 1.0])) == pytest.approx(0.5, abs=1e-12)
+    coarse = M.sauc(torch.from_numpy(S[None]), torch.from_numpy(fix[None]), torch.from_numpy(other[None]),
+                    step=0.5, n_splits=3).item()
+    assert coarse == pytest.approx(0.5, abs=1e-12)
 
 
 # ---------------------------------------------------------------- the MIT benchmark's sample, MATLAB in numpy
