@@ -1,5 +1,6 @@
 """The released SalGAN recipe and the loss study as their paper describes it: optimisers step by step against
-the released formulas, weight decay per recipe, the D loss and the G/D order, no flip, the sigmoid only where
+the released formulas, weight decay per recipe, which network each adversarial batch trains (D first, then
+alternating; the D and G losses against numbers are in test_adversarial_step.py), no flip, the sigmoid only where
 Bruckert et al. §3.2.2 puts it, perceptual losses in fp32, early stopping, run identity."""
 
 import dataclasses
