@@ -9,6 +9,7 @@ from pathlib import Path
 
 from salnet.data.base import Reader
 from salnet.data.cat2000 import CAT2000
+from salnet.data.folder import Folder
 from salnet.data.mit300 import MIT300
 from salnet.data.mit1003 import MIT1003
 from salnet.data.osie import OSIE
@@ -18,12 +19,13 @@ from salnet.data.sample import Sample
 from salnet.data.synthetic import Synthetic, make_synthetic, true_density, write_synthetic
 
 READERS: dict[str, type[Reader]] = {
-    r.name: r for r in (Salicon, MIT1003, MIT300, CAT2000, OSIE, PysaliencyHDF5, Synthetic)
+    r.name: r for r in (Salicon, MIT1003, MIT300, CAT2000, OSIE, PysaliencyHDF5, Synthetic, Folder)
 }
 
 
-def get_reader(name: str, root: str | Path) -> Reader:
-    """The reader of dataset ``name`` on the raw release at ``root``.
+def get_reader(name: str, root: str | Path, **options) -> Reader:
+    """The reader of dataset ``name`` on the raw release at ``root``; ``options`` are the reader's own
+    keyword arguments (``folder``: sigma, val_fraction, test_fraction, seed).
 
     ValueError for an unknown name (listing the known ones); FileNotFoundError when root's layout
     is not the dataset's (naming what is missing).
@@ -31,7 +33,9 @@ def get_reader(name: str, root: str | Path) -> Reader:
     key = name.lower()
     if key not in READERS:
         raise ValueError(f"unknown dataset {name!r}; known datasets: {', '.join(sorted(READERS))}")
-    return READERS[key](root)
+    if options and key != "folder":
+        raise ValueError(f"dataset {name!r} takes no options ({', '.join(sorted(options))}); they apply to 'folder'")
+    return READERS[key](root, **options)
 
 
 __all__ = ["READERS", "Reader", "Sample", "get_reader", "make_synthetic", "true_density", "write_synthetic"]

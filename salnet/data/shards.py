@@ -16,9 +16,11 @@ import json
 import os
 import tarfile
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack, suppress
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from queue import Empty
 
 from salnet.data.base import Reader
 from salnet.data.records import MAP_CODECS, compare, decode_record, encode_sample, model_members, sample_key
@@ -83,22 +85,29 @@ def pending(out: str | Path, plans: list[ShardPlan]) -> list[ShardPlan]:
 
 
 def pack_one(reader: Reader, out: Path, plan: ShardPlan, input_size: list[int] | None = None,
-             map_codec: str = "png") -> dict:
+             map_codec: str = "png", progress=None) -> dict:
     """Pack one planned shard unless it is finished (full-size, or model-size at ``input_size`` (h, w)); returns
-    its record."""
+    its record, which counts the samples without fixations and without a map. ``progress``: called with 1 after
+    each sample (a progress bar's update, or a queue's put from a pool worker)."""
     done = finished_record(out, plan.name)
     if done is not None:
         return done
     rec_path, tar_path = out / STATE_DIR / f"{plan.name}.json", out / plan.name
     members = []
+    no_fix = no_map = 0
     for i in plan.ids:
         try:
-            members += encode_sample(reader.load(plan.split, i), input_size, map_codec)
+            sample = reader.load(plan.split, i)
+            members += encode_sample(sample, input_size, map_codec)
         except (OSError, ValueError) as exn:
             raise type(exn)(f"packing {reader.name}/{plan.split}/{i} into {plan.name}: {exn}") from exn
+        no_fix += len(sample.fixations) == 0
+        no_map += sample.map is None
+        if progress is not None:
+            progress(1)
     sha, nbytes = write_tar(tar_path, members)
     rec = {"name": plan.name, "split": plan.split, "count": len(plan.ids), "bytes": nbytes, "sha256": sha,
-           "first": plan.ids[0], "last": plan.ids[-1]}
+           "first": plan.ids[0], "last": plan.ids[-1], "without_fixations": no_fix, "without_map": no_map}
     tmp = rec_path.with_name(rec_path.name + ".tmp")
     tmp.write_text(json.dumps(rec, sort_keys=True) + "\n")
     os.replace(tmp, rec_path)  # atomic: a record exists only for a complete shard
@@ -106,8 +115,9 @@ def pack_one(reader: Reader, out: Path, plan: ShardPlan, input_size: list[int] |
 
 
 def _pack_task(args):
-    reader, out, plan, config = args
-    return pack_one(reader, out, plan, config.get("input_size"), config.get("map_codec", "png"))
+    reader, out, plan, config, queue = args
+    return pack_one(reader, out, plan, config.get("input_size"), config.get("map_codec", "png"),
+                    None if queue is None else queue.put)
 
 
 def prepare(reader: Reader, out: str | Path, splits: list[str] | None = None, shard_size_mb: float = 256.0,
@@ -132,6 +142,9 @@ def prepare(reader: Reader, out: str | Path, splits: list[str] | None = None, sh
     config = {"dataset": reader.name, "source_root": str(reader.root), "splits": splits,
               "shard_size_mb": shard_size_mb, "packer_version": PACKER_VERSION, "input_size": size,
               "map_codec": map_codec}
+    options: dict = getattr(reader, "options", dict)()
+    if options:  # a folder's sigma and split fractions: array tasks rebuild the same reader from the plan
+        config["reader_options"] = options
     plans = plan_shards(reader, splits, shard_size_mb)
     (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
     plan_path = out / STATE_DIR / "plan.json"
@@ -163,21 +176,29 @@ def pack_shards(reader: Reader, out: str | Path, plans: list[ShardPlan], workers
         bar = tqdm(total=sum(len(p.ids) for p in plans), unit="img", desc=f"pack {reader.name}")
     records = []
     config = load_plan(out)[0]  # how to encode: the plan's input size and map codec
-    tasks = [(reader, out, p, config) for p in plans]
     if workers <= 1:
-        results = map(_pack_task, tasks)
-        for rec in results:
-            records.append(rec)
-            if bar:
-                bar.update(rec["count"])
+        for p in plans:
+            done = finished_record(out, p.name)
+            records.append(done or pack_one(reader, out, p, config.get("input_size"), config.get("map_codec", "png"),
+                                            bar.update if bar else None))
+            if bar and done:
+                bar.update(done["count"])
     else:
         # spawn: safe after torch/threads in the parent; a worker that cannot start raises
         # BrokenProcessPool instead of being respawned forever (multiprocessing.Pool's behaviour)
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-            for rec in pool.map(_pack_task, tasks):
-                records.append(rec)
-                if bar:
-                    bar.update(rec["count"])
+        ctx = get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool, ExitStack() as stack:
+            queue = None
+            if bar is not None:  # workers put 1 per sample, so the bar counts samples, not shards
+                queue = stack.enter_context(ctx.Manager()).Queue()
+                bar.update(sum(r["count"] for p in plans if (r := finished_record(out, p.name))))
+            futures = [pool.submit(_pack_task, (reader, out, p, config, queue)) for p in plans]
+            while queue is not None and bar is not None and not all(f.done() for f in futures):
+                with suppress(Empty):
+                    bar.update(queue.get(timeout=0.2))
+            records = [f.result() for f in futures]
+            if bar is not None:
+                bar.update(bar.total - bar.n)  # what the queue still held when the last shard finished
     if bar:
         bar.close()
     return sorted(records, key=lambda r: r["name"])
@@ -189,8 +210,9 @@ def pack_named(dataset: str, root: str, out: str, names: list[str], workers: int
     from salnet.data import get_reader
 
     wanted = set(names)
-    plans = [p for p in load_plan(out)[1] if p.name in wanted]
-    return len(pack_shards(get_reader(dataset, root), out, plans, workers))
+    config, plans = load_plan(out)
+    plans = [p for p in plans if p.name in wanted]
+    return len(pack_shards(get_reader(dataset, root, **config.get("reader_options", {})), out, plans, workers))
 
 
 def finalize(out: str | Path) -> dict:
@@ -211,9 +233,15 @@ def finalize(out: str | Path) -> dict:
     for s in config["splits"]:
         mine = [r for r in shards if r["split"] == s]
         splits[s] = {"count": sum(r["count"] for r in mine), "shards": [r["name"] for r in mine]}
+        for key in ("without_fixations", "without_map"):
+            if all(key in r for r in mine):  # shards packed by an older packer do not count them
+                splits[s][key] = sum(r[key] for r in mine)
     manifest = {"dataset": config["dataset"], "source_root": config["source_root"],
                 "packer_version": PACKER_VERSION, "config": config, "splits": splits, "shards": shards,
                 "input_size": config.get("input_size"), "map_codec": config.get("map_codec", "png")}
+    manifest["lacks"] = {k: v for k, v in {"fixations": undefined_metrics("fixations"),
+                                           "map": undefined_metrics("map")}.items()
+                         if any(sp.get(f"without_{k}", 0) for sp in splits.values())}
     (out / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=1) + "\n")
     return manifest
 
@@ -226,6 +254,30 @@ def pack(reader: Reader, out: str | Path, splits: list[str] | None = None, shard
     plans = prepare(reader, out, splits, shard_size_mb, input_size, map_codec)
     pack_shards(reader, out, plans, workers, progress)
     return finalize(out)
+
+
+def undefined_metrics(lacking: str) -> list[str]:
+    """The metrics undefined on a sample without ``lacking`` ("fixations" or "map")."""
+    from salnet.metrics import METRICS
+
+    need = "fixations" if lacking == "fixations" else "gt_map"
+    return [n for n, m in METRICS.items() if need in m.needs.split("+")]
+
+
+def lacking(manifest: dict, splits: list[str] | None = None) -> list[str]:
+    """One sentence per split (all, or ``splits``) and thing its samples lack, e.g. "val: 100 of 100 samples have
+    no fixations: auc_judd, auc_borji, sauc, nss, ig are undefined on them"; empty when nothing is lacking or
+    the manifest does not count it (older packers)."""
+    out = []
+    for s, v in manifest.get("splits", {}).items():
+        if splits is not None and s not in splits:
+            continue
+        for what, word in (("fixations", "no fixations"), ("map", "no map")):
+            n = v.get(f"without_{what}", 0)
+            if n:
+                out.append(f"{s}: {n} of {v['count']} samples have {word}: {', '.join(undefined_metrics(what))} "
+                           "are undefined on them")
+    return out
 
 
 def read_manifest(out: str | Path) -> dict:

@@ -4,19 +4,20 @@ then the manifest once every task is done. Resumable: finished shards are neithe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from salnet.data import get_reader
 from salnet.data.base import Reader
 from salnet.data.records import parse_input_size
-from salnet.data.shards import finalize, pack, pack_named, pending, prepare, verify
+from salnet.data.shards import finalize, lacking, pack, pack_named, pending, prepare, verify
 from salnet.data.synthetic import write_synthetic
 from salnet.logs import get_logger
 from salnet.run.submission import make_executor
 from salnet.sweep_folder import JobResources
 
 log = get_logger(__name__)
+BACKENDS = ("debug", "inprocess", "local", "slurm")  # inprocess: the old name of debug
 
 
 @dataclass
@@ -29,7 +30,7 @@ class PackOptions:
     map_codec: str = "png"  # full-size maps as PNG or raw .npy
     workers: int = 4  # processes of the in-process backend
     progress: bool = True
-    backend: str = "inprocess"  # inprocess | local | slurm
+    backend: str = "debug"  # debug (this process and its pool; alias inprocess) | local | slurm
     array_tasks: int = 16
     partition: str | None = None
     time_min: int = 120  # per array task
@@ -38,6 +39,7 @@ class PackOptions:
     log_dir: Path | None = None  # submitit's logs (default OUT/.pack/submitit)
     synthetic: tuple[int, int] | None = None  # dataset "synthetic": write a raw release of (train, val) images first
     verify: bool = False  # re-read every shard and compare every sample with the raw release
+    reader_options: dict = field(default_factory=dict)  # dataset "folder": sigma, val_fraction, test_fraction, seed
 
 
 def pack_dataset(dataset: str, root: Path, out: Path, opts: PackOptions) -> tuple[dict, dict | None]:
@@ -47,9 +49,11 @@ def pack_dataset(dataset: str, root: Path, out: Path, opts: PackOptions) -> tupl
         if dataset != "synthetic":
             raise ValueError("--synthetic only applies to the dataset 'synthetic'")
         write_synthetic(root, {"train": opts.synthetic[0], "val": opts.synthetic[1]})
-    reader = get_reader(dataset, root)
+    reader = get_reader(dataset, root, **opts.reader_options)
     size = parse_input_size(opts.input_size) if opts.input_size else None
-    if opts.backend == "inprocess":
+    if opts.backend not in BACKENDS:
+        raise ValueError(f"--backend {opts.backend!r}: choose one of {', '.join(BACKENDS)}")
+    if opts.backend in ("debug", "inprocess"):
         manifest = pack(reader, out, opts.splits, opts.shard_size, opts.workers, opts.progress, size, opts.map_codec)
     else:
         plans = prepare(reader, out, opts.splits, opts.shard_size, size, opts.map_codec)
@@ -57,6 +61,8 @@ def pack_dataset(dataset: str, root: Path, out: Path, opts: PackOptions) -> tupl
         if names:
             pack_as_array(reader, out, names, opts)
         manifest = finalize(out)
+    for line in lacking(manifest):  # said once, here; training and evaluation say it again from the manifest
+        log.warning(f"{dataset}: {line}")
     return manifest, verify(out, reader) if opts.verify else None
 
 
