@@ -1,14 +1,17 @@
 """The GPU check's steps, each in its own process with a time cap, and its summary table (run by gpu_check.sh).
 
-    python benchmarks/gpu_check.py --out OUT [--budget 470] [--dry] [--osie-recipe jobs/osie_recipe.py]
+    python benchmarks/gpu_check.py --out OUT [--budget 470] [--dry] [--osie-recipe jobs/osie_recipe.py] [--shared DIR]
+    python benchmarks/gpu_check.py --plan --budget 480 --setup-worst 230   # the budget plan only (gpu_check.sh)
 
 Steps, in order (cheap and essential first; torch.compile and the OSIE recipe last, the recipe getting what
 is left of the budget): environment; adversarial step (bf16, channels_last, eager); loss-study step; real
 loader + step on synthetic model-size shards; GPU metrics against the CPU and a SALICON validation pass
 projected; ``pytest -m gpu``; the adversarial step under torch.compile; the SalGAN recipe on the shared
-OSIE images (``--osie-recipe``, skipped when missing). A step that fails, crashes or runs out of time is
-reported as such in the table; the others run regardless. ``--dry`` runs every step on the CPU at tiny
-sizes (seconds each; torch.compile with its "eager" backend): what CI tests. Writes OUT/summary.txt, OUT/
+OSIE images (``--osie-recipe``, skipped when missing; the default recipe is skipped with "skipped: no
+../shared" where its OSIE data or VGG-16 weights are absent, as on a lent machine). A step that fails, crashes
+or runs out of time is reported as such in the table; the others run regardless; the exit status is 1 when a
+step that ran did not end ok, so a skipped step never fails the check. ``--dry`` runs every step on the CPU at
+tiny sizes (seconds each; torch.compile with its "eager" backend): what CI tests. Writes OUT/summary.txt, OUT/
 summary.json (every step's figures) and OUT/steps/<step>.log|.json (the end of each log is printed too).
 """
 
@@ -29,6 +32,8 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
 ADV_TARGET = 2000.0  # img/s of the adversarial step on one H100/H200 (issue 16)
 MIN_LEFT = 20  # seconds each later step keeps when an earlier one is capped
+ARCHIVE_S = 10  # gpu_check.sh's share of the budget after the steps: the archive of their logs, the exit
+DEFAULT_RECIPE = REPO / "jobs" / "osie_recipe.py"
 LOG_TAIL = 30  # lines of each step's output repeated in the main log
 
 
@@ -41,8 +46,10 @@ class Step:
     skip: str = ""  # a reason to skip it
 
 
-def steps(dry: bool, out: Path, osie: Path | None) -> list[Step]:
-    """The steps with their arguments: GPU sizes, or tiny CPU ones when ``dry``."""
+def steps(dry: bool, out: Path, osie: Path | None, shared: Path | None = None) -> list[Step]:
+    """The steps with their arguments: GPU sizes, or tiny CPU ones when ``dry``. ``osie``: the recipe (None: none
+    in a dry run); ``shared``: where the recipe's data and weights are looked for (default the recipe's
+    ../shared)."""
     js = lambda step: ["--json", str(out / "steps" / f"{step}.json")]  # noqa: E731
     tiny = ["--device", "cpu", "--width", "0.0625", "--steps", "1", "--warmup", "1", "--matmul-n", "256"]
     adv = ([str(BENCH / "train_bench.py"), "--bf16", "--channels-last"]
@@ -64,7 +71,9 @@ def steps(dry: bool, out: Path, osie: Path | None) -> list[Step]:
     # OSIE's own epochs (--passes 1: 15 + 15 epochs, 675 steps) fit the check's budget; the SALICON-sized
     # default (21 passes, ~14,000 steps) is the recipe's own command
     recipe = ([str(osie), "--out", str(out / "osie"), "--passes", "1", "--device", "cpu" if dry else "cuda",
-               *in_checkout()] if osie else [])
+               *in_checkout(shared)] if osie else [])
+    # the default recipe needs ../shared; a dry run shows the row a real run would give here
+    osie_reason = (shared_skip(shared) if osie is None or osie == DEFAULT_RECIPE else "") or osie_skip(osie)
     compile_extra = ["--compile"] + (["--compile-backend", "eager"] if dry else [])
     return [
         Step("env", "environment", 60, [str(Path(__file__)), "--probe", str(out / "steps" / "env.json")]),
@@ -74,23 +83,39 @@ def steps(dry: bool, out: Path, osie: Path | None) -> list[Step]:
         Step("metrics", "GPU metrics vs CPU; validation pass", 150, metrics + js("metrics")),
         Step("pytest_gpu", "pytest -m gpu", 150, pytest, "" if gpu_tests else "no test marked gpu"),
         Step("compiled", "adversarial step + torch.compile", 240, adv + compile_extra + js("compiled")),
-        Step("osie", "SalGAN recipe on OSIE (BCE/4, GAN)", 100_000, recipe, osie_skip(osie)),
+        Step("osie", "SalGAN recipe on OSIE (BCE/4, GAN)", 100_000, recipe, osie_reason),
     ]
 
 
-def in_checkout() -> list[str]:
-    """--data/--weights for the recipe where its defaults (../shared beside the checkout) are absent but a copy
-    lies in the checkout's own shared/ (what a device machine receives: the checkout alone)."""
+def recipe_inputs(shared: Path | None = None) -> list[tuple[str, Path, Path]]:
+    """The recipe's inputs as (flag, where under ``shared`` (default its ../shared), copy in the checkout's
+    shared/); [] when the recipe cannot be imported."""
     try:
         from salnet.osie_recipe import DEFAULT_DATA, DEFAULT_WEIGHTS, SHARED
     except ImportError:
         return []
+    return [(flag, (shared or SHARED) / p.relative_to(SHARED), REPO / "shared" / p.relative_to(SHARED))
+            for flag, p in (("--data", DEFAULT_DATA), ("--weights", DEFAULT_WEIGHTS))]
+
+
+def in_checkout(shared: Path | None = None) -> list[str]:
+    """--data/--weights for the recipe where its defaults (``shared``, default ../shared beside the checkout) are
+    absent but a copy lies in the checkout's own shared/ (what a device machine receives: the checkout alone);
+    those under ``shared`` when it is not the recipe's default."""
     extra = []
-    for flag, default in (("--data", DEFAULT_DATA), ("--weights", DEFAULT_WEIGHTS)):
-        local = REPO / "shared" / default.relative_to(SHARED)
-        if not default.exists() and local.exists():
+    for flag, there, local in recipe_inputs(shared):
+        if there.exists() and shared is not None:
+            extra += [flag, str(there)]
+        elif not there.exists() and local.exists():
             extra += [flag, str(local)]
     return extra
+
+
+def shared_skip(shared: Path | None = None) -> str:
+    """"skipped: no ../shared (...)" when the recipe's OSIE data or VGG-16 weights are neither under ``shared`` nor
+    in the checkout's shared/ (a lent machine has neither); "" when both are there."""
+    gone = [there.name for _, there, local in recipe_inputs(shared) if not there.exists() and not local.exists()]
+    return f"skipped: no ../shared ({' and '.join(gone)} absent)" if gone else ""
 
 
 def osie_skip(recipe: Path | None) -> str:
@@ -202,6 +227,28 @@ def probe(path: Path) -> None:
     path.write_text(json.dumps(info, indent=1) + "\n")
 
 
+def plan(budget: float, setup_worst: float, plan_steps: list[Step]) -> tuple[bool, str]:
+    """The budget plan at worst: gpu_check.sh's setup (``setup_worst`` s: finding a CUDA Python, installing torch
+    and the missing packages, each at its cap), then each step as :func:`main` caps it, every step using its whole
+    cap, then the archive. Returns (whether it fits the budget with every step that runs getting at least
+    MIN_LEFT s, the plan as text)."""
+    left = budget - setup_worst - ARCHIVE_S
+    lines, fits = [f"budget plan, at worst: setup {setup_worst:.0f} s"], left >= 0
+    for i, step in enumerate(plan_steps):
+        if step.skip:
+            lines.append(f"  {step.id}: {step.skip}")
+            continue
+        later = sum(1 for s in plan_steps[i + 1:] if not s.skip)
+        cap = min(step.cap, left - MIN_LEFT * later)
+        fits = fits and cap >= MIN_LEFT
+        lines.append(f"  {step.id}: {max(cap, 0):.0f} s (cap {step.cap} s)")
+        left -= max(cap, 0)
+    total = budget - left
+    lines.append(f"archive {ARCHIVE_S} s; total {total:.0f} s of {budget:.0f} s: "
+                 + ("fits, every step gets at least its minimum" if fits and total <= budget else "DOES NOT FIT"))
+    return fits and total <= budget, "\n".join(lines)
+
+
 def table(rows: list[dict]) -> str:
     width = max(len(r["label"]) for r in rows)
     lines = [f"{'step':{width}s}  {'status':8s}  {'s':>6s}  result"]
@@ -216,18 +263,27 @@ def main(argv=None) -> int:
     p.add_argument("--budget", type=float, default=470.0, help="seconds for all steps together")
     p.add_argument("--dry", action="store_true", help="CPU, tiny sizes: the code paths in seconds")
     p.add_argument("--osie-recipe", type=Path, help="default jobs/osie_recipe.py (not in a dry run)")
+    p.add_argument("--shared", type=Path, help="where the recipe's data and weights lie (default ../shared)")
+    p.add_argument("--plan", action="store_true", help="print the budget plan (with --setup-worst) and exit: 1 "
+                   "when it does not fit")
+    p.add_argument("--setup-worst", type=float, default=0.0, help="gpu_check.sh's setup at worst, seconds")
     p.add_argument("--probe", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.probe:
         probe(args.probe)
         return 0
-    deadline = time.perf_counter() + args.budget
     out = args.out.resolve()
+    osie = args.osie_recipe or (None if args.dry else DEFAULT_RECIPE)
+    if args.plan:  # the GPU run's plan: GPU steps, the default recipe
+        fits, text = plan(args.budget, args.setup_worst, steps(False, out, args.osie_recipe or DEFAULT_RECIPE,
+                                                               args.shared))
+        print(text)
+        return 0 if fits else 1
+    deadline = time.perf_counter() + args.budget
     (out / "steps").mkdir(parents=True, exist_ok=True)
-    osie = args.osie_recipe or (None if args.dry else REPO / "jobs" / "osie_recipe.py")
-    plan, rows = steps(args.dry, out, osie), []
-    for i, step in enumerate(plan):
-        later = sum(1 for s in plan[i + 1:] if not s.skip)
+    plan_steps, rows = steps(args.dry, out, osie, args.shared), []
+    for i, step in enumerate(plan_steps):
+        later = sum(1 for s in plan_steps[i + 1:] if not s.skip)
         left = deadline - time.perf_counter()
         row = run_step(step, min(step.cap, left - MIN_LEFT * later), out)
         rows.append(row)
