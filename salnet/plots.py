@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from salnet.atomic import umask_mode
 from salnet.stats import SEED_KEY
 
 BEST_COLOUR, TRIAL_COLOUR, CONTROL_COLOUR = "#d62728", "#1f77b4", "0.15"
@@ -34,7 +35,7 @@ def atomic_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a picture is for whoever reads the sweep folder
+        os.chmod(tmp, umask_mode())  # mkstemp makes it private; a picture is for whoever reads the sweep folder
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

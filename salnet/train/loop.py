@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from salnet.config import Config, config_hash, save_config, to_dict
 from salnet.config_checks import check_config
 from salnet.data.loader import LoaderConfig, TrainLoader, ValLoader
+from salnet.data.shards import lacking, read_manifest
 from salnet.logs import get_logger
 from salnet.metrics import METRICS
 from salnet.train import steps
@@ -129,6 +130,16 @@ def epoch_line(epoch: int, epochs: int, stage: str, train: dict[str, float], val
     scores = " ".join(f"{k} {val[k]:.4f}" for k in METRICS if k in val)
     rate = f"{img_per_s:.0f}" if img_per_s >= 10 else f"{img_per_s:.2g}"  # a CPU run's 0.65, not 1
     return f"epoch {epoch + 1}/{epochs} ({stage}): train {losses}; val {scores}; {rate} img/s"
+
+
+def progress_line(epoch: int, epochs: int, step: int, steps: int, logged: dict[str, float], left_s: float) -> str:
+    """The log line every ``train.log_every`` steps (0-based ``epoch``, 1-based ``step`` of ``steps`` in the epoch),
+    e.g. ``epoch 2/15 step 120/600: 43.1 img/s, G 0.7012 content 0.2105; 5m12s left in the epoch``."""
+    losses = " ".join(f"{k.removeprefix('loss/')} {v:.4g}" for k, v in logged.items() if k.startswith("loss/"))
+    rate = logged["throughput/img_per_s"]
+    left = f"{int(left_s) // 60}m{int(left_s) % 60:02d}s" if left_s >= 60 else f"{left_s:.0f}s"
+    return (f"epoch {epoch + 1}/{epochs} step {step}/{steps}: {rate:.3g} img/s, {losses}; "
+            f"{left} left in the epoch")
 
 
 class Trainer:
@@ -279,6 +290,10 @@ class Trainer:
         status = "done"
         log.info(f"training {self.run_dir}: epoch {self.epoch + 1} of {t.epochs}, step {self.step}, "
                  f"{self.env.world_size} process(es) on {self.device.type}")
+        if self.env.is_main:  # once per run, not per epoch: what the metrics cannot score on this data
+            d = self.cfg.data
+            for line in lacking(read_manifest(d.shards), [d.train_split, d.val_split]):
+                log.warning(f"{d.shards}: {line}")
         try:
             while self.epoch < t.epochs and not self.converged():
                 status = self._epoch(board)
@@ -287,15 +302,16 @@ class Trainer:
             best = self.ckpt.load(BEST, map_location=self.device)  # the final numbers are the best model's
             if best is not None:
                 self.G.load_state_dict(best["G"])
+            val_epoch = best["epoch"] if best else self.epoch  # 1-based: the epoch the best checkpoint ended
             final, _ = validate(self.G, self.val_loader, self.device, shuffle_pool=self.pool, seed=t.seed,
                                 postprocess=self.cfg.model.postprocess)
             if self.env.is_main:
                 (self.run_dir / "final.json").write_text(json.dumps(
-                    {"val": final, "step": self.step, "checkpoint_step": best["step"] if best else self.step,
-                     "best_metric": t.best_metric}, indent=2))
+                    {"val": final, "val_epoch": val_epoch, "epochs": self.epoch, "step": self.step,
+                     "checkpoint_step": best["step"] if best else self.step, "best_metric": t.best_metric}, indent=2))
                 board.hparams({**to_dict(self.cfg.train), "arch": self.cfg.model.arch, "width": self.cfg.model.width},
                               {k: v for k, v in final.items() if k in METRICS})
-            return {"status": status, "val": final, "epoch": self.epoch, "step": self.step,
+            return {"status": status, "val": final, "val_epoch": val_epoch, "epoch": self.epoch, "step": self.step,
                     "run_dir": str(self.run_dir)}
         finally:
             board.close()
@@ -313,13 +329,14 @@ class Trainer:
         sums: dict[str, torch.Tensor] = {}  # epoch sums per key (SalGAN's D and G steps alternate)
         seen: dict[str, int] = {}
         window: dict[str, list] = {}  # since the last log
-        t0, imgs = time.perf_counter(), 0
+        t0, imgs, window_steps = time.perf_counter(), 0, 0
         epoch_t0, epoch_imgs = t0, 0  # the epoch line's img/s: training steps only
         for batch in it:
             out = self.train_step(batch, stage)
             self.batch_in_epoch += 1
             self.step += 1
             imgs += len(batch["id"]) * self.env.world_size
+            window_steps += 1
             epoch_imgs += len(batch["id"]) * self.env.world_size
             for k, v in out.items():
                 sums[k] = sums.get(k, 0) + v
@@ -336,7 +353,11 @@ class Trainer:
                 if self.device.type == "cuda":
                     logged["gpu/max_mem_GiB"] = torch.cuda.max_memory_allocated(self.device) / 2**30
                 board.scalars(logged, self.step)
-                window, t0, imgs = {}, time.perf_counter(), 0
+                if self.env.is_main:
+                    n = len(self.train_loader)
+                    log.info(progress_line(self.epoch, t.epochs, self.batch_in_epoch, n, logged,
+                                           (n - self.batch_in_epoch) * dt / window_steps))
+                window, t0, imgs, window_steps = {}, time.perf_counter(), 0, 0
             if self._should_stop(log_step=self.step % t.log_every == 0):
                 self.save()
                 return "preempted"
