@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n-other", type=int, default=10, help="other images whose fixations are sAUC's negatives")
     s.add_argument("--batch-size", type=int, default=16)
     s.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    s.add_argument("--only-matched", action="store_true", help="score only the files that have a partner in every "
+                   "folder and say how many were left out (default: a file without a partner is an error)")
     s.add_argument("--json", type=Path, help="write summary + per-image values as JSON")
     s.add_argument("--csv", type=Path, help="write per-image values as CSV")
     return p
@@ -41,11 +43,15 @@ def main(argv=None) -> int:
     try:
         result = score_folders(args.pred, args.fixations, args.maps, baseline=args.baseline, metrics=args.metrics,
                                variant=args.variant, seed=args.seed, n_splits=args.n_splits, step=args.step,
-                               n_other=args.n_other, batch_size=args.batch_size, device=args.device)
+                               n_other=args.n_other, batch_size=args.batch_size, device=args.device,
+                               only_matched=args.only_matched)
     except (ScoreInputError, ValueError, FileNotFoundError) as exn:
         print(f"error: {exn}", file=sys.stderr)
         return 2
     print(f"{len(result.values)} images scored ({args.variant} conventions)")
+    for what, stems in result.left_out.items():
+        print(f"left out: {len(stems)} {what} file(s) without a partner ({', '.join(stems[:5])}"
+              f"{' …' if len(stems) > 5 else ''})")
     print(result.table())
     if args.json:
         result.write_json(args.json)
