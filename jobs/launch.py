@@ -30,6 +30,7 @@ FLAGS = [  # (flag, type, help); None: the sweep's value (see LaunchOptions)
     ("--cpus-per-task", int, "CPUs per task"), ("--time", str, "time limit per job: minutes, H:M:S or D-H:M:S"),
     ("--mem", float, "memory per node in GB"), ("--account", str, ""), ("--qos", str, ""), ("--constraint", str, ""),
     ("--max-concurrent", int, "trials running at once"), ("--trials", int, "trials to sample (the budget)"),
+    ("--seeds", int, "run every point or sample with this many seeds (0 … N−1; default: the sweep file's)"),
     ("--max-num-timeout", int, "requeues of a job after a timeout or preemption"),
     ("--split", str, "split of the final evaluation (default test)"),
     ("--out", Path, "where sweep and run folders go (default runs)"),

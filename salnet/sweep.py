@@ -28,7 +28,6 @@ import yaml
 
 from salnet.config import PRESETS, Config, ConfigError, config_hash, from_dict, load_config, set_values, to_dict
 from salnet.config_checks import check_config
-from salnet.metrics import METRICS
 from salnet.train.stages import first_stage
 
 SWEEPS_DIR = Path(__file__).resolve().parents[1] / "sweeps"
@@ -94,6 +93,12 @@ class SweepSpec:
     # trials that share a first stage (SalGAN's bootstrap: the same config outside the adversarial stage's keys)
     # start from one run of it, trained once by the driver before the search (salnet.train.stages)
     share_stages: bool = True
+    # every point or sample repeated with these seeds (train.seed: initialisation, data order, dropout): N (the
+    # seeds 0 … N−1) or a list; one seed (the default) adds no parameter
+    seeds: int | list[int] = 1
+    # a random search's fixed trials, run first and besides its budget.trials samples: each gives every key of the
+    # space a value (e.g. the paper's α = 0.05, the control the samples are compared with)
+    fixed: list[dict[str, Any]] = field(default_factory=list)
     path: str = ""  # where it was read from (filled in by load_sweep)
 
 
@@ -160,140 +165,11 @@ def load_sweep(name_or_path: str | Path) -> SweepSpec:
     except ConfigError as exn:
         fail(exn.key, str(exn).replace("config key", "sweep key"))
     spec.path = str(path)
+    from salnet.sweep_checks import check_spec
+
     for key, msg in check_spec(spec, base_dir=path.parent):
         fail(key, msg)
     return spec
-
-
-# ---------------------------------------------------------------------------- checks
-
-
-def _check_dist(key: str, dist: Any) -> str | None:
-    if not isinstance(dist, dict) or len(dist) != 1 or next(iter(dist)) not in DISTRIBUTIONS:
-        return (f"space.{key}: expected one of {{{', '.join(DISTRIBUTIONS)}}} with its arguments, e.g. "
-                f"{{loguniform: [0.001, 1.0]}}, got {dist!r}")
-    kind, args = next(iter(dist.items()))
-    if not isinstance(args, list) or not args:
-        return f"space.{key}.{kind}: expected a non-empty list, got {args!r}"
-    if kind in ("uniform", "loguniform", "randint"):
-        if len(args) != 2 or not all(isinstance(a, int | float) and not isinstance(a, bool) for a in args):
-            return f"space.{key}.{kind}: expected [low, high] numbers, got {args!r}"
-        lo, hi = args
-        if not lo < hi:
-            return f"space.{key}.{kind}: low {lo} must be below high {hi}"
-        if kind == "loguniform" and lo <= 0:
-            return f"space.{key}.loguniform: bounds must be > 0, got {args!r}"
-        if kind == "randint" and not all(isinstance(a, int) for a in args):
-            return f"space.{key}.randint: bounds must be integers, got {args!r}"
-    return None
-
-
-def dist_values(dist: dict) -> list:
-    """Representative values of a distribution (its bounds, or every listed value), for type checks."""
-    kind, args = next(iter(dist.items()))
-    return list(args) if kind in ("choice", "grid") else [args[0], args[1] - (1 if kind == "randint" else 0)]
-
-
-def check_spec(spec: SweepSpec, base_dir: Path = SWEEPS_DIR) -> list[tuple[str, str]]:
-    """Problems of a parsed spec as (dotted key, message); empty when it is sound. The space's keys and
-    values are checked against the base config's fields by building the config at the space's bounds."""
-    errs: list[tuple[str, str]] = []
-    if spec.metric not in METRICS:
-        errs.append(("metric", f"metric {spec.metric!r} is not a metric; choose one of {', '.join(METRICS)}"))
-    if spec.mode not in ("max", "min"):
-        errs.append(("mode", f"mode {spec.mode!r}: choose max or min"))
-    elif spec.metric in METRICS and (spec.mode == "max") != METRICS[spec.metric].higher_is_better:
-        better = "higher" if METRICS[spec.metric].higher_is_better else "lower"
-        errs.append(("mode", f"mode {spec.mode!r} optimises {spec.metric} the wrong way ({better} is better)"))
-    if spec.search.algorithm not in ALGORITHMS:
-        errs.append(("search.algorithm", f"unknown search algorithm {spec.search.algorithm!r}; choose one of "
-                                         f"{', '.join(ALGORITHMS)}"))
-    if spec.scheduler.name not in SCHEDULERS:
-        errs.append(("scheduler.name", f"unknown scheduler {spec.scheduler.name!r}; choose one of "
-                                       f"{', '.join(SCHEDULERS)}"))
-    for key, v, low in (("scheduler.grace_period", spec.scheduler.grace_period, 1),
-                        ("scheduler.reduction_factor", spec.scheduler.reduction_factor, 2),
-                        ("budget.trials", spec.budget.trials, 1),
-                        ("budget.max_concurrent", spec.budget.max_concurrent, 1),
-                        ("budget.retries", spec.budget.retries, 0), ("resources.nodes", spec.resources.nodes, 1),
-                        ("resources.gpus_per_trial", spec.resources.gpus_per_trial, 0),
-                        ("resources.cpus_per_task", spec.resources.cpus_per_task, 1),
-                        ("resources.time_min", spec.resources.time_min, 1)):
-        if v < low:
-            errs.append((key, f"{key} must be ≥ {low}, got {v}"))
-    errs += _check_reference(spec.reference)
-    labels = [p.get("label") for p in spec.points if isinstance(p, dict)]
-    if spec.control not in (None, "best", *labels):
-        errs.append(("control", f"control {spec.control!r}: name a point's label ({', '.join(map(str, labels))}) or "
-                                "best" if labels else f"control {spec.control!r}: without points, only best"))
-    if spec.search.algorithm == "points":
-        if spec.space:
-            errs.append(("space", "a points sweep takes its trials from `points`; leave `space` out"))
-        errs += _check_points(spec.points)
-    elif spec.points:
-        errs.append(("points", "points are run by `search: {algorithm: points}`"))
-    elif not spec.space:
-        errs.append(("space", "the search space is empty: name at least one dotted config key"))
-    for key, dist in spec.space.items():
-        msg = _check_dist(key, dist)
-        if msg:
-            errs.append((f"space.{key}", msg))
-        elif spec.search.algorithm == "grid" and next(iter(dist)) != "grid":
-            errs.append((f"space.{key}", f"space.{key}: grid search takes only {{grid: [...]}} entries"))
-    if errs:
-        return errs
-    try:
-        base = base_config(spec, base_dir)
-    except ConfigError as exn:
-        return [("base", str(exn))]
-    try:
-        base = set_values(base, spec.overrides)
-    except ConfigError as exn:
-        return [(f"overrides.{exn.key}" if exn.key else "overrides", f"overrides: {exn}")]
-    for key, dist in spec.space.items():
-        for v in dist_values(dist):
-            try:
-                set_values(base, {key: v})
-            except ConfigError as exn:
-                return [(f"space.{key}", f"space: {exn}")]
-    for point in spec.points:
-        try:
-            set_values(base, point_values(point))
-        except ConfigError as exn:
-            return [("points", f"points: {point['label']!r}: {exn}")]
-    return []
-
-
-def _check_points(points: list) -> list[tuple[str, str]]:
-    if not points:
-        return [("points", "a points sweep needs a non-empty `points` list of {label: ..., <dotted key>: value}")]
-    labels = []
-    for i, point in enumerate(points):
-        if not isinstance(point, dict) or not isinstance(point.get("label"), str) or len(point) < 2:
-            return [("points", f"points[{i}]: expected {{label: <text>, <dotted key>: value, ...}}, got {point!r}")]
-        labels.append(point["label"])
-    dup = sorted({x for x in labels if labels.count(x) > 1})
-    return [("points", f"points: labels must be unique, repeated: {dup}")] if dup else []
-
-
-def _check_reference(rows: list) -> list[tuple[str, str]]:
-    errs = []
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict) or not isinstance(row.get("label"), str):
-            errs.append(("reference", f"reference[{i}]: expected {{label: <text>, source: <text>, <metric>: value}}, "
-                                      f"got {row!r}"))
-            continue
-        for k, v in row.items():
-            if k in ("label", "source", "dataset"):
-                if not isinstance(v, str):
-                    errs.append(("reference", f"reference[{i}]: {k} must be text, got {v!r}"))
-                continue
-            if k not in METRICS:
-                errs.append(("reference", f"reference[{i}] ({row['label']}): {k!r} is not a metric; choose from "
-                                          f"{', '.join(METRICS)}"))
-            elif isinstance(v, bool) or not isinstance(v, int | float):
-                errs.append(("reference", f"reference[{i}] ({row['label']}): {k} must be a number, got {v!r}"))
-    return errs
 
 
 def point_values(point: dict[str, Any]) -> dict[str, Any]:
@@ -368,17 +244,35 @@ def shared_stages(spec: SweepSpec, trials: list[dict[str, Any]], extra: dict[str
 
 def grid_size(spec: SweepSpec) -> int:
     """Trials a grid or points sweep runs: the grid's combinations (or the points) times ``budget.trials``."""
+    seeds = len(seed_values(spec))
     if spec.search.algorithm == "points":
-        return spec.budget.trials * len(spec.points)
-    return spec.budget.trials * math.prod(len(next(iter(d.values()))) for d in spec.space.values())
+        return spec.budget.trials * len(spec.points) * seeds
+    return spec.budget.trials * math.prod(len(next(iter(d.values()))) for d in spec.space.values()) * seeds
+
+
+def samples(spec: SweepSpec) -> int:
+    """The search's samples before the seeds: ``budget.trials``, plus a random search's fixed trials."""
+    return spec.budget.trials + len(spec.fixed)
+
+
+SEED = "train.seed"
+
+
+def seed_values(spec: SweepSpec) -> list[int]:
+    """The seeds every point or sample runs with: ``seeds: N`` → 0 … N−1, a list as it is."""
+    return list(range(spec.seeds)) if isinstance(spec.seeds, int) else list(spec.seeds)
 
 
 def search_space(spec: SweepSpec) -> dict[str, dict[str, list]]:
     """The distributions the search samples, ``{key: {kind: args}}``: the space, or for a points sweep one grid
-    over the points' labels (key ``point``)."""
-    if spec.search.algorithm == "points":
-        return {POINT: {"grid": [p["label"] for p in spec.points]}}
-    return dict(spec.space)
+    over the points' labels (key ``point``); with several seeds, a grid over ``train.seed`` too (the search keeps a
+    random sample's values the same for each seed)."""
+    space = {POINT: {"grid": [p["label"] for p in spec.points]}} if spec.search.algorithm == "points" \
+        else dict(spec.space)
+    seeds = seed_values(spec)
+    if len(seeds) > 1:
+        space[SEED] = {"grid": seeds}
+    return space
 
 
 def sweep_id(spec: SweepSpec, extra: dict[str, Any] | None = None) -> str:
@@ -402,6 +296,15 @@ def with_points(spec: SweepSpec, labels: list[str] | None) -> SweepSpec:
         raise SweepError(f"sweep {spec.name}: no point labelled {', '.join(map(repr, unknown))}; points: "
                          f"{', '.join(known)}")
     return dataclasses.replace(spec, points=[p for p in spec.points if p["label"] in labels])
+
+
+def with_seeds(spec: SweepSpec, seeds: int | None) -> SweepSpec:
+    """A copy running every point or sample with ``seeds`` seeds (0 … seeds−1); None keeps the file's."""
+    if seeds is None:
+        return spec
+    if seeds < 1:
+        raise SweepError(f"--seeds {seeds}: must be an integer ≥ 1")
+    return dataclasses.replace(spec, seeds=seeds)
 
 
 def with_budget(spec: SweepSpec, **changes: Any) -> SweepSpec:

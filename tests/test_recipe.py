@@ -213,7 +213,8 @@ def test_the_loss_study_network_gets_a_sigmoid_for_distribution_losses(spec, wan
     if want == "linear":  # scored min–max normalised, as written to an image
         assert float(pred.min()) == 0.0 and float(pred.max()) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="ends in a sigmoid"):
-        build_generator(apply_overrides(Config(), ["model.output=linear", "model.width=0.0625", "model.weights=random"]))
+        build_generator(apply_overrides(Config(), ["model.output=linear", "model.width=0.0625",
+                                                   "model.weights=random"]))
 
 
 def test_perceptual_losses_run_in_float32_under_bf16_autocast():

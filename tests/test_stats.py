@@ -144,7 +144,7 @@ def test_the_control_is_the_named_point_or_the_best():
 
 def test_a_sweep_file_names_a_point_or_best_as_its_control(tmp_path):
     assert load_sweep("salgan_gan").control == "BCE/4" and load_sweep("loss_study").control == "MSE"
-    assert load_sweep("alpha").control == "best" and load_sweep("lc1").control is None
+    assert load_sweep("alpha").control == "train.alpha=0.05" and load_sweep("lc1").control is None
     text = Path(load_sweep("salgan_gan").path).read_text()
     bad = tmp_path / "bad.yaml"
     bad.write_text(text.replace("control: BCE/4", "control: BCE/5"))
@@ -152,6 +152,12 @@ def test_a_sweep_file_names_a_point_or_best_as_its_control(tmp_path):
     with pytest.raises(SweepError, match=rf"bad.yaml:{line + 1}: control 'BCE/5': name a point's label \(BCE/4, "):
         load_sweep(bad)
     searched = tmp_path / "searched.yaml"
-    searched.write_text(Path(load_sweep("alpha").path).read_text().replace("control: best", "control: GAN/4"))
-    with pytest.raises(SweepError, match="control 'GAN/4': without points, only best"):
+    alpha = Path(load_sweep("alpha").path).read_text()
+    searched.write_text(alpha.replace('control: "train.alpha=0.05"', "control: GAN/4"))
+    with pytest.raises(SweepError, match=r"control 'GAN/4': name a point's label \(train.alpha=0.05\) or best"):
         load_sweep(searched)
+    plain = tmp_path / "plain.yaml"  # a random search without fixed trials: best only
+    plain.write_text(alpha.replace('control: "train.alpha=0.05"', "control: GAN/4").replace("fixed:", "")
+                     .replace("  - {train.alpha: 0.05}\n", ""))
+    with pytest.raises(SweepError, match="without points or fixed trials, only best"):
+        load_sweep(plain)

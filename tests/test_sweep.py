@@ -127,7 +127,7 @@ def test_dry_run_prints_the_trials_tune_will_run(tmp_path):
     assert res.returncode == 0, res.stderr
     trials = [ln for ln in res.stdout.splitlines() if ln.startswith("--- trial")]
     planned = planned_trials(with_budget(load_sweep("alpha"), trials=3))
-    assert len(trials) == 3 and [f"--- trial {i}: {p}" for i, p in enumerate(planned)] == trials
+    assert len(trials) == 4 and [f"--- trial {i}: {p}" for i, p in enumerate(planned)] == trials  # + α = 0.05
     assert all(0.005 <= p["train.alpha"] <= 0.5 for p in planned)
     assert "alpha:" in res.stdout and "width: 0.0625" in res.stdout  # --verbose: the full trial configs
     assert not (tmp_path / "runs" / "sweeps").exists()
@@ -168,7 +168,7 @@ def test_the_readme_cluster_commands_plan_without_slurm(tmp_path):
                              env={**os.environ, "SALNET_VGG16_WEIGHTS": str(weights), "SLURM_CONF": "/nonexistent"})
     assert env_res.returncode == 0, env_res.stderr
     assert f"weights  imagenet: {weights}" in env_res.stdout + env_res.stderr
-    assert "12 trial(s)" in env_res.stdout + env_res.stderr
+    assert "13 trial(s)" in env_res.stdout + env_res.stderr  # 12 samples and the paper's α
     for sweep in ("loss_study", "sigmse_lambda", "lc1", "lc2", "salgan_content"):
         res = plan_of("--partition", "gpu", "--sweep", sweep, "--dry-run", cwd=tmp_path)
         assert res.returncode == 0 and "weights  MISSING imagenet" in res.stdout + res.stderr, (sweep, res.stderr)
@@ -301,3 +301,91 @@ def test_ray_component_ports_avoid_the_worker_range(monkeypatch):
     monkeypatch.setattr(ray_head, "free_port", lambda: next(seq))
     ports = ray_head.component_ports(20000, 20199)
     assert list(ports) == list(ray_head.PORTS) and list(ports.values()) == [30001, *range(30002, 30009)]
+
+
+def test_seeds_repeat_every_point_and_every_sample(tmp_path):
+    """``seeds: N`` (or ``--seeds N``) runs each point, and each random sample with the same values, once per seed;
+    a shared first stage runs once per seed."""
+    import dataclasses
+
+    from salnet.run.tuner import planned_trials
+    from salnet.sweep import grid_size, shared_stages, with_seeds
+
+    gan = with_seeds(load_sweep("salgan_gan"), 2)
+    trials = planned_trials(gan)
+    assert len(trials) == grid_size(gan) == 8
+    assert sorted((t["point"], t["train.seed"]) for t in trials) == sorted(
+        (p["label"], s) for p in gan.points for s in (0, 1))
+    stages = shared_stages(gan, trials, {}, tmp_path)
+    assert sorted(cfg.train.seed for cfg, _ in stages.values()) == [0, 1]
+    assert all(len(users) == 4 for _, users in stages.values())
+    alpha = with_budget(dataclasses.replace(load_sweep("alpha"), seeds=[3, 7], fixed=[]), trials=3)
+    sampled = planned_trials(alpha)
+    assert len(sampled) == 6
+    by_alpha: dict[float, list[int]] = {}
+    for t in sampled:
+        by_alpha.setdefault(t["train.alpha"], []).append(t["train.seed"])
+    assert len(by_alpha) == 3 and all(sorted(s) == [3, 7] for s in by_alpha.values())
+    # one seed (the default) adds no parameter: the trials of a sweep without seeds are what they were
+    assert "train.seed" not in planned_trials(load_sweep("salgan_gan"))[0]
+
+
+@pytest.mark.parametrize("seeds, message", [("0", "give a count ≥ 1"), ("[1, 1]", "distinct seeds"),
+                                            ("[-1]", "distinct seeds ≥ 0")])
+def test_bad_seeds_name_the_line(tmp_path, seeds, message):
+    text = (REPO / "sweeps" / "salgan_gan.yaml").read_text() + f"seeds: {seeds}\n"
+    (tmp_path / "s.yaml").write_text(text)
+    with pytest.raises(SweepError, match=message):
+        load_sweep(tmp_path / "s.yaml")
+
+
+def test_a_failed_shared_bootstrap_fails_the_sweep_naming_its_log(tmp_path):
+    """The bootstrap diverges (NaN): its job fails (no retries here), the sweep stops before any trial with one error
+    naming the stage and its job's log; the state says failed."""
+    import json
+
+    from helpers import synthetic_shards
+
+    shards = synthetic_shards(tmp_path / "data", {"train": 8, "val": 4}, (32, 48), 0.05)
+    spec = write(tmp_path, """name: boot
+base: salgan
+overrides: {train.epochs: 2, train.bootstrap_epochs: 1, train.bootstrap_lr: 1.0e+30}
+search: {algorithm: points}
+points:
+  - {label: BCE/4, train.adversarial: false}
+  - {label: GAN/4, train.alpha: 0.05}
+metric: cc
+mode: max
+scheduler: {name: fifo}
+budget: {trials: 1, max_concurrent: 2, retries: 0}
+resources: {gpus_per_trial: 0, cpus_per_task: 1}
+""")
+    res = subprocess.run([sys.executable, str(REPO / "jobs" / "launch.py"), "--sweep", str(spec), "--backend",
+                          "local", "--tiny", "--out", str(tmp_path / "runs"), "--no-evaluate",
+                          f"data.shards={shards}", "data.input_size=[32, 48]"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600)
+    assert res.returncode == 2, res.stdout[-2000:] + res.stderr[-2000:]
+    (error,) = [ln for ln in res.stderr.splitlines() if ln.startswith("error:")]
+    assert "the shared first stage" in error and "failed 1 time(s)" in error and "non-finite" in error
+    log = error.rsplit("its log: ", 1)[1]
+    assert log.endswith(".err") and "FloatingPointError" in Path(log).read_text()
+    (sweep,) = (tmp_path / "runs" / "sweeps").glob("boot-*")
+    state = json.loads((sweep / "state.json").read_text())
+    assert state["status"] == "failed" and list(state["stages"].values()) == ["failed"]
+    assert not (sweep / "trials").exists() or not any((sweep / "trials").iterdir())
+
+
+def test_a_random_search_runs_its_fixed_trials_first_and_besides_its_samples():
+    """alpha.yaml's fixed α = 0.05 (the paper's, its control) runs first; the 12 samples are those drawn without it."""
+    import dataclasses
+
+    from salnet.run.tuner import planned_trials
+    from salnet.sweep import grid_size, with_seeds
+
+    alpha = load_sweep("alpha")
+    trials = planned_trials(alpha)
+    assert trials[0] == {"train.alpha": 0.05} and len(trials) == 13
+    assert trials[1:] == planned_trials(dataclasses.replace(alpha, fixed=[]))
+    seeded = planned_trials(with_seeds(alpha, 2))
+    assert seeded[:2] == [{"train.alpha": 0.05, "train.seed": 0}, {"train.alpha": 0.05, "train.seed": 1}]
+    assert grid_size(load_sweep("salgan_gan")) == 4

@@ -32,7 +32,7 @@ from salnet.run.plan import describe_job, describe_sweep, inputs
 from salnet.run.slurm import ACTIVE, check_partition, slurm_partitions, slurm_states
 from salnet.run.submission import job_record, make_executor, submit
 from salnet.run.train import check_inputs, ensure_debug_data, override_values, run_config
-from salnet.sweep import Resources, load_sweep, trial_config, with_budget, with_points
+from salnet.sweep import Resources, load_sweep, trial_config, with_budget, with_points, with_seeds
 from salnet.sweep_folder import JobRecord, JobResources, SweepFolder, SweepPlan
 
 log = get_logger(__name__)
@@ -56,6 +56,7 @@ class LaunchOptions:
     constraint: str | None = None
     max_concurrent: int | None = None
     trials: int | None = None
+    seeds: int | None = None  # every point or sample with this many seeds (None: the sweep file's)
     points: list[str] | None = None  # a points sweep: run only the points with these labels
     max_num_timeout: int | None = None
     split: str = "test"  # scored by the final evaluation
@@ -81,7 +82,8 @@ def parse_time(text: str) -> int:
 
 
 # (flag, LaunchOptions field, lowest allowed value)
-OPTION_RANGES = (("--trials", "trials", 1), ("--max-concurrent", "max_concurrent", 1), ("--nodes", "nodes", 1),
+OPTION_RANGES = (("--trials", "trials", 1), ("--seeds", "seeds", 1), ("--max-concurrent", "max_concurrent", 1),
+                 ("--nodes", "nodes", 1),
                  ("--gpus-per-node", "gpus_per_node", 0), ("--cpus-per-task", "cpus_per_task", 1),
                  ("--driver-cpus", "driver_cpus", 1), ("--max-num-timeout", "max_num_timeout", 0))
 
@@ -138,7 +140,7 @@ def launch_sweep(sweep: str, overrides: list[str], opts: LaunchOptions) -> Sweep
     """Check, plan and start a sweep: on Slurm its driver is submitted as a job (this returns at once), else the
     driver runs here until the sweep and its evaluation end. Returns the sweep's folder."""
     check_options(opts)
-    spec = with_budget(with_points(load_sweep(sweep), opts.points), trials=opts.trials,
+    spec = with_budget(with_seeds(with_points(load_sweep(sweep), opts.points), opts.seeds), trials=opts.trials,
                        max_concurrent=opts.max_concurrent)
     values = override_values(overrides, debug=opts.tiny)
     base = trial_config(spec, {}, values)  # unknown keys / bad values fail here

@@ -32,7 +32,7 @@ from salnet.metrics import METRICS
 from salnet.run.jobs import TrainJob
 from salnet.run.slurm import ACTIVE, slurm_alive, slurm_runs, slurm_states
 from salnet.run.submission import attach, cancel_record, error_line, job_record, make_executor, submit
-from salnet.sweep import grid_size, search_space, trial_run_config
+from salnet.sweep import grid_size, samples, search_space, trial_run_config
 from salnet.sweep_folder import OPEN_TRIAL_STATES, SweepFolder, SweepPlan
 
 log = get_logger(__name__)
@@ -256,7 +256,10 @@ def tune_space(spec) -> dict:
 
 
 def search_algorithm(spec, max_concurrent: int) -> BasicVariantGenerator:
-    return BasicVariantGenerator(random_state=spec.search.seed, max_concurrent=max_concurrent)
+    # constant_grid_search: a random sample keeps its values over the grid's values (the seeds repeat a sample)
+    # points_to_evaluate: a random search's fixed trials, first (they do not shift the samples drawn after them)
+    return BasicVariantGenerator(random_state=spec.search.seed, max_concurrent=max_concurrent,
+                                 constant_grid_search=True, points_to_evaluate=[dict(v) for v in spec.fixed] or None)
 
 
 def planned_trials(spec) -> list[dict]:
@@ -266,7 +269,7 @@ def planned_trials(spec) -> list[dict]:
 
     gen = search_algorithm(spec, 0)
     gen.add_configurations([Experiment(spec.name, run=TrialRunner, config=tune_space(spec),
-                                       num_samples=spec.budget.trials)])
+                                       num_samples=samples(spec))])
     out = []
     while (trial := gen.next_trial()) is not None:
         out.append(dict(trial.config))
@@ -294,7 +297,7 @@ def build_tuner(folder: SweepFolder, plan: SweepPlan) -> tune.Tuner:
     tune_config = tune.TuneConfig(
         metric=spec.metric, mode=spec.mode, scheduler=scheduler,
         search_alg=search_algorithm(spec, spec.budget.max_concurrent),
-        num_samples=spec.budget.trials, max_concurrent_trials=spec.budget.max_concurrent,
+        num_samples=samples(spec), max_concurrent_trials=spec.budget.max_concurrent,
         trial_name_creator=lambda t: f"t{t.trial_id.rsplit('_', 1)[-1]}",
         trial_dirname_creator=lambda t: f"t{t.trial_id.rsplit('_', 1)[-1]}")
     run_config = tune.RunConfig(
@@ -305,7 +308,7 @@ def build_tuner(folder: SweepFolder, plan: SweepPlan) -> tune.Tuner:
         # a driver killed in between is restored onto a deleted checkpoint and the trial errors.
         checkpoint_config=tune.CheckpointConfig(checkpoint_frequency=1, num_to_keep=None),
         failure_config=tune.FailureConfig(max_failures=0), callbacks=[TrialJobs(folder)])
-    log.info(f"sweep {spec.name}: {grid_size(spec) if grid else spec.budget.trials} trial(s), {spec.metric} "
+    log.info(f"sweep {spec.name}: {grid_size(spec) if grid else samples(spec)} trial(s), {spec.metric} "
              f"({spec.mode}), {spec.scheduler.name}")
     return tune.Tuner(trainable, param_space=tune_space(spec), tune_config=tune_config, run_config=run_config)
 

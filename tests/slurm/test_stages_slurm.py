@@ -1,9 +1,11 @@
 """One bootstrap per sweep on the real local Slurm: salgan_gan's shape (BCE/4 alone and GAN/4 at two α) at tiny
 scale. The driver trains the shared bootstrap once, as one Slurm job in one run folder; every trial starts from its
-checkpoint and ends equal to the same trial trained with a bootstrap of its own (same seed ⇒ same bootstrap)."""
+checkpoint and ends equal (to float32 rounding across processes) to the same trial trained with a bootstrap of its
+own (same seed ⇒ same bootstrap)."""
 
 import json
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -40,6 +42,14 @@ def job_names(sweep) -> list[str]:
     return out.stdout.split()
 
 
+def job_threads() -> int:
+    """torch's thread count inside a 1-CPU job on the cpu partition (what the trial jobs trained with)."""
+    out = subprocess.run(["srun", "-p", "cpu", "-c", "1", "-t", "2", sys.executable, "-c",
+                          "import torch; print(torch.get_num_threads())"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout.split()[-1])
+
+
 def test_the_trials_share_one_bootstrap_job_and_equal_trials_with_their_own(slurm, tmp_path):
     shards = synthetic_shards(tmp_path / "data", {"train": 16, "val": 6}, (32, 48), 0.05)
     spec = tmp_path / "stg.yaml"
@@ -64,14 +74,17 @@ def test_the_trials_share_one_bootstrap_job_and_equal_trials_with_their_own(slur
         cfg = from_dict(Config, doc["config"])
         own = from_dict(Config, {**doc["config"], "train": {**doc["config"]["train"], "init_from": None}})
         threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # as in the job (1 CPU): a float sum's order depends on the thread count
+        torch.set_num_threads(job_threads())  # as in the jobs: a float sum's order depends on the thread count
         try:
             alone = Trainer(own, run_dir=tmp_path / "alone" / name)  # the same trial, bootstrap included
             assert alone.fit()["status"] == "done"
         finally:
             torch.set_num_threads(threads)
-        shared = torch.load(run / "latest.pt", weights_only=True)
-        assert shared["step"] == alone.step and cfg.train.epochs == 3
-        for net in ("G", "D"):
-            mine = getattr(alone, net).state_dict()
-            assert all(torch.equal(shared[net][k], mine[k]) for k in mine), (name, net)
+        shared = torch.load(run / "latest.pt", weights_only=True)  # each run's last step (fit() ends on the best)
+        mine = torch.load(tmp_path / "alone" / name / "latest.pt", weights_only=True)
+        assert shared["step"] == mine["step"] == alone.step and cfg.train.epochs == 3
+        for net in ("G", "D"):  # equal up to float32 rounding: another process may take other CPU kernel paths,
+            # and 12 steps grow a last-bit difference to ~5e-6 (in one process the two are bit-equal:
+            # tests/test_stages.py); another α's trial from the same bootstrap differs by ~3e-3
+            worst = max((shared[net][k] - mine[net][k]).abs().max().item() for k in mine[net])
+            assert worst <= 1e-4, (name, net, worst)

@@ -27,7 +27,8 @@ def shards(tmp_path_factory):
 
 
 def test_sweep_early_stop_failure_and_final_evaluation(slurm, shards, tmp_path):
-    spec = sweep_file(tmp_path, "three", "[0.003, 1.0e-12, 1.0e+30]", "{name: asha, grace_period: 1, reduction_factor: 2}",
+    spec = sweep_file(tmp_path, "three", "[0.003, 1.0e-12, 1.0e+30]",
+                      "{name: asha, grace_period: 1, reduction_factor: 2}",
                       "{trials: 1, max_concurrent: 1, retries: 1}")
     args = ["--sweep", str(spec), "--out", str(tmp_path / "runs"), *SLURM, *TINY, f"data.shards={shards}",
             "train.epochs=30"]  # enough epochs (~0.2 s each) that ASHA's cancel lands before the end
