@@ -1,4 +1,4 @@
-"""The embedded default: the whole pipeline on this machine, in about three minutes on 2 CPU cores.
+"""The embedded default: the whole pipeline on this machine, in about 90 s on 2 CPU cores.
 
     python jobs/demo.py [--out runs/demo] [--n 160] [--bootstrap-epochs 6] [--epochs 3] [--baseline-only]
 

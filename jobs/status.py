@@ -3,7 +3,7 @@
     python jobs/status.py SWEEP            # a sweep folder (runs/sweeps/alpha-1a2b...) or a sweep name
     python jobs/status.py SWEEP --json     # the same as JSON
 
-A sweep name (``alpha``) picks the newest folder of that sweep under --out (default runs/sweeps).
+A sweep name (``alpha``) picks the newest folder of that sweep under OUT/sweeps (--out, default runs).
 """
 
 import argparse
@@ -19,7 +19,7 @@ from salnet.sweep_folder import SweepFolder
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("sweep", help="a sweep folder or a sweep name")
-    ap.add_argument("--out", type=Path, default=Path("runs"))
+    ap.add_argument("--out", type=Path, default=Path("runs"), help="where sweep folders are: OUT/sweeps (default runs)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     setup_logging()

@@ -117,7 +117,7 @@ def test_maps_only_split_says_once_what_it_lacks(lab, tmp_path):
     summary = json.loads((tmp_path / "ev" / "summary.json").read_text())
     assert sorted(summary["means"]) == sorted(set(NINE) - set(FIX_METRICS)) and summary["lacks"] == [lacks]
     md = (tmp_path / "ev" / "summary.md").read_text()
-    assert "Undefined on every image: auc_judd, auc_borji, sauc, nss, ig." in md
+    assert "Undefined on every image: AUC-J, sAUC, AUC-B, NSS, IG." in md and f"| {run.name} | – | – | – | – | " in md
     # training on the maps-only shards said it once for train and val, not per epoch
     warned = [msg for lvl, msg in trained if lvl == logging.WARNING and "have no fixations" in msg]
     assert warned == [f"{mapsonly}: train: 8 of 8 samples have no fixations: auc_judd, auc_borji, sauc, nss, ig are "

@@ -92,9 +92,9 @@ def evaluate_one_run(run_dir: str | Path, shards: str | Path | None = None, spli
     if per_image:
         rows = [{"trial": name, "point": None, "seed": cfg.train.seed, "per_image": ev["per_image"]},
                 {"trial": "centre bias", "point": None, "seed": None, "per_image": centre["per_image"]}]
-        from salnet.metrics import METRICS
+        from salnet.metrics import PAPER_COLUMNS
 
-        atomic_write(out / "per_image.csv", per_image_csv(rows, list(METRICS)))
+        atomic_write(out / "per_image.csv", per_image_csv(rows, list(PAPER_COLUMNS)))
     return {**summary, "table": table, "results": str(out)}
 
 
@@ -104,10 +104,10 @@ def run_table(name: str, summary: dict) -> str:
     from salnet.metrics import METRICS, PAPER_COLUMNS
     from salnet.summary_tables import MISSING
 
-    heads = [f"{PAPER_COLUMNS[m]} {'↑' if METRICS[m].higher_is_better else '↓'}" for m in METRICS]
+    heads = [f"{PAPER_COLUMNS[m]} {'↑' if METRICS[m].higher_is_better else '↓'}" for m in PAPER_COLUMNS]
 
     def cells(means: dict) -> list[str]:
-        return [MISSING if means.get(m) is None else f"{means[m]:.3f}" for m in METRICS]
+        return [MISSING if means.get(m) is None else f"{means[m]:.3f}" for m in PAPER_COLUMNS]
 
     epoch = f", epoch {summary['epoch']}" if summary.get("epoch") is not None else ""
     lines = [f"# Run {name}: {summary['split']} split", "", "| model | " + " | ".join(heads) + " |",
@@ -115,9 +115,9 @@ def run_table(name: str, summary: dict) -> str:
              "| centre bias | " + " | ".join(cells(summary["centre_bias"])) + " |", "",
              f"{summary['images']} {summary['split']} images of {summary['shards']}, {summary['bad_samples']} bad "
              f"samples skipped; checkpoint {Path(summary['checkpoint']).name}{epoch}."]
-    undefined = [m for m in METRICS if m not in summary["means"]]
+    undefined = [m for m in PAPER_COLUMNS if m not in summary["means"]]
     if undefined:
-        lines.append(f"Undefined on every image: {', '.join(undefined)}.")
+        lines.append(f"Undefined on every image: {', '.join(PAPER_COLUMNS[m] for m in undefined)}.")
     lines += [f"The split lacks data: {line}." for line in summary.get("lacks", [])]
     lines.append(f"{MISSING}: undefined on every image.")
     return "\n".join(lines) + "\n"

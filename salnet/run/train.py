@@ -71,8 +71,9 @@ def check_shards(shards: str | Path, what: str) -> None:
     """A LaunchError saying how to pack a dataset when ``shards`` has no manifest.json."""
     if not (Path(shards) / "manifest.json").is_file():
         raise LaunchError(f"{what}: no shards at {shards} (manifest.json missing); pack a dataset first, e.g. "
-                          f"`python jobs/pack.py salicon --root RAW --out {shards}`, or set data.shards=FOLDER "
-                          "(--debug / --tiny generate a synthetic dataset)")
+                          f"`python jobs/pack.py salicon --root RAW --out {shards}` (your own images: "
+                          f"`python jobs/pack.py folder --root DIR --out {shards}`), or set data.shards=FOLDER; "
+                          "generated data: jobs/train.py --debug, jobs/launch.py --tiny")
 
 
 def train_run(cfg: Config, run_dir: Path | None = None, resume: bool = True,
