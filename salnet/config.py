@@ -51,6 +51,9 @@ class DataConfig:
     # passes over the training split per epoch, each in a new order: a small split's epoch as long as the one a
     # recipe was made for (OSIE's 480 images × 21 ≈ SALICON's 10,000, so 15 epochs are the released ~4,700 steps)
     train_passes: int = 1
+    # The loss-study network's feature cache (jobs/pack.py features): a folder, "auto" (<shards>-vgg16-<W>x<H> when it
+    # holds one, else none), or null; a cache made for other shards, weights, input size or layers is refused
+    features: str | None = None
 
 
 @dataclass
@@ -294,7 +297,7 @@ OPERATIONAL_KEYS = ("out_dir", "data.workers", "train.log_every", "train.keep_la
 
 # Keys added after runs were made, with the value that reproduces what those runs did: left out of the identity
 # while they hold it, so a run started before a key existed keeps its id and resumes under a newer salnet.
-ADDED_KEYS: dict[str, Any] = {"data.train_passes": 1, "train.cpu_bf16": False}
+ADDED_KEYS: dict[str, Any] = {"data.train_passes": 1, "train.cpu_bf16": False, "data.features": None}
 
 
 def identity(cfg) -> dict:

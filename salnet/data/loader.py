@@ -40,6 +40,7 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from salnet.data.features import TapTransform, check_cache, read_cache_manifest, zip_stage
 from salnet.data.shards import read_manifest
 from salnet.data.tario import tar_records
 from salnet.data.transform import BatchPool, Transform, collate
@@ -61,8 +62,9 @@ class LoaderConfig:
     resize: about 2x faster, but no longer the exact full-resolution INTER_AREA of SalGAN's code;
     pin_memory: page-locked batches, so ``.to(device, non_blocking=True)`` overlaps the copy with
     compute (default: when CUDA is available); passes: training only, passes over the split per epoch (each in
-    a new shard and shuffle order). With model-size shards, size must be the shards' input size
-    and resize "area"; fast_decode does not apply (nothing is decoded)."""
+    a new shard and shuffle order); features: a feature cache of these shards (:mod:`salnet.data.features`):
+    batches add its taps as ``tap:<layer>``, and flip must be off. With model-size shards, size must be the
+    shards' input size and resize "area"; fast_decode does not apply (nothing is decoded)."""
 
     size: tuple[int, int] = (192, 256)
     batch_size: int = 32
@@ -76,6 +78,7 @@ class LoaderConfig:
     fast_decode: bool = False
     pin_memory: bool = field(default_factory=torch.cuda.is_available)
     passes: int = 1
+    features: str | None = None
 
 
 def dist_rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
@@ -238,6 +241,13 @@ class _Stream(IterableDataset):
         self.counts, self.epoch, self.skip = dict(shards), 0, skip  # skip: tar members left unread
         fast = cfg.fast_decode and not keep_original  # validation stays exact
         self.transform = Transform(cfg.size, cfg.resize, keep_original=keep_original, fast_decode=fast)
+        if cfg.features:  # the cache's taps join each batch (the source shards still give maps and fixations)
+            self.transform = TapTransform(read_cache_manifest(cfg.features)["shapes"], cfg.size, cfg.resize,
+                                          keep_original=keep_original)
+
+    def tar_stage(self, counter: _Counter):  # the shards' records, zipped with the cache's when there is one
+        stage = partial(zip_stage, self.cfg.features) if self.cfg.features else tar_records
+        return stage(counter.tar_error, self.skip)
 
 
 class TrainStream(_Stream):
@@ -267,7 +277,7 @@ class TrainStream(_Stream):
                 wds.SimpleShardList(urls, seed=epoch_seed(self.cfg.seed, self.epoch * 1000 + rep)),
                 [] if by_sample else [take_every(self.rank, self.world_size), take_every(wid, nw)],
                 counting.note,
-                tar_records(counter.tar_error, self.skip),
+                self.tar_stage(counter),
                 counting,
                 wds.shuffle(self.cfg.shuffle_buffer, initial=self.cfg.shuffle_buffer, rng=rng),
             )
@@ -290,6 +300,8 @@ class _Loader:
         self.rank, self.world_size = dist_rank_world(rank, world_size)
         self.shards, self.what, self.good, self.bad = shard_list(folder, split), f"{folder}/{split}", 0, 0
         self.model_size = check_input_size(folder, self.cfg)
+        if self.cfg.features:
+            check_cache(self.cfg.features, folder, self.cfg.size, flip=self.cfg.flip)
 
     def _dataloader(self, dataset: IterableDataset) -> DataLoader:
         return DataLoader(dataset, batch_size=None, num_workers=self.cfg.workers,
@@ -377,7 +389,7 @@ class ValStream(_Stream):
         return iter(wds.DataPipeline(
             partial(iter, mine),  # the overlapping shards in manifest order (a list would be taken as stages)
             counting.note,
-            tar_records(counter.tar_error, self.skip),
+            self.tar_stage(counter),
             counting,
             partial(counter.batches, self.transform, None, self.cfg.batch_size, True),
         ))

@@ -89,12 +89,23 @@ class ASPPNet(nn.Module):
         self.encoder.eval()  # frozen: no dropout/BN inside, but keep it explicit for future encoders
         return self
 
-    def forward(self, image: Tensor) -> SaliencyOutput:
-        if image.ndim != 4 or image.shape[1] != 3:
-            raise ValueError(f"ASPPNet expects images (B,3,H,W) in [0,1], got shape {tuple(image.shape)}")
-        if min(image.shape[-2:]) < 32:
-            raise ValueError(f"ASPPNet input {tuple(image.shape[-2:])} (H, W) must be at least 32×32")
-        taps = self.encoder.taps(image, TAPS)
+    def forward(self, x: Tensor | dict[str, Tensor]) -> SaliencyOutput:
+        """``x``: images (B,3,H,W) in [0,1], or the encoder's taps {layer: (B,C,h,w)} of :data:`TAPS` as
+        :meth:`VGG16Features.taps` gives them (a feature cache, :mod:`salnet.data.features`): the head alone."""
+        if isinstance(x, dict):
+            missing = [n for n in TAPS if n not in x]
+            if missing:
+                raise ValueError(f"ASPPNet's head needs the taps {', '.join(TAPS)}; missing {', '.join(missing)}")
+            return self.head(x)
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise ValueError(f"ASPPNet expects images (B,3,H,W) in [0,1], got shape {tuple(x.shape)}")
+        if min(x.shape[-2:]) < 32:
+            raise ValueError(f"ASPPNet input {tuple(x.shape[-2:])} (H, W) must be at least 32×32")
+        return self.head(self.encoder.taps(x, TAPS))
+
+    def head(self, taps: dict[str, Tensor]) -> SaliencyOutput:
+        """The trained part from the encoder's taps {layer: (B,C,h,w)}: the deep taps resized to pool3's size,
+        concatenated, dropout, the ASPP head and the fixed blur → ``SaliencyOutput``."""
         size = taps["pool3"].shape[-2:]
         deep = [F.interpolate(taps[n], size=size, mode="bilinear", align_corners=False) for n in TAPS[1:]]
         x = self.dropout(torch.cat([taps["pool3"], *deep], dim=1))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -73,13 +74,16 @@ class LayerFlops:
         return self.forward_flops + self.backward_flops
 
 
-def training_flops(cfg) -> dict[str, float]:
+def training_flops(cfg, cached: bool = False) -> dict[str, float]:
     """FLOPs per image of a training step of ``cfg`` (a :class:`salnet.config.Config`) by stage, counted on
     shape-only (meta) tensors: ``{"bootstrap"|"content": G forward + backward, "adversarial": the mean of a D step
     (G forward, D forward + backward on the real and the generated map) and a G step (G and D forward + backward),
-    "validate": G forward}``. The perceptual losses' VGG (DF, GM) is not counted."""
+    "validate": G forward}``. The perceptual losses' VGG (DF, GM) is not counted. ``cached``: the loss-study
+    network reads its encoder's taps from a feature cache (:mod:`salnet.data.features`): its head alone."""
     import dataclasses
 
+    from salnet.models.aspp import TAPS
+    from salnet.models.vgg import VGG16Features
     from salnet.train.build import build_discriminator, build_generator
 
     bare = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, weights="random"),
@@ -88,6 +92,8 @@ def training_flops(cfg) -> dict[str, float]:
         G = build_generator(bare)
         D = build_discriminator(bare) if cfg.train.procedure == "salgan" else None
         image = torch.zeros(1, 3, *cfg.data.input_size)
+        # the loss-study network's taps, computed outside the count (the cache holds them)
+        x = cast(VGG16Features, G.get_submodule("encoder")).taps(image, TAPS) if cached else image
 
     def count(fn) -> int:
         with LayerFlops(*[m for m in (G, D) if m is not None]) as fl:
@@ -96,7 +102,7 @@ def training_flops(cfg) -> dict[str, float]:
 
     def g_forward(grad: bool):
         with torch.set_grad_enabled(grad):
-            return G(image).prob
+            return G(x).prob
 
     out = {"validate": float(count(lambda: g_forward(False)))}
     g_step = float(count(lambda: g_forward(True)))

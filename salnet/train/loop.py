@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from salnet.config import Config, config_hash, save_config, to_dict
 from salnet.config_checks import check_config
+from salnet.data.features import run_features
 from salnet.data.loader import LoaderConfig, TrainLoader, ValLoader
 from salnet.data.shards import lacking, read_manifest
 from salnet.logs import get_logger
@@ -168,7 +169,8 @@ class Trainer:
         self.opts = build_optimizers(cfg, self.G, self.D)
         d = cfg.data
         lcfg = LoaderConfig(size=d.input_size, batch_size=d.batch_size, workers=d.workers, flip=d.flip,
-                            seed=cfg.train.seed, max_bad_fraction=d.max_bad_fraction, passes=d.train_passes)
+                            seed=cfg.train.seed, max_bad_fraction=d.max_bad_fraction, passes=d.train_passes,
+                            features=run_features(cfg, self.G))  # None, or a cache checked against G's encoder
         rw = {"rank": self.env.rank, "world_size": self.env.world_size}
         self.train_loader = TrainLoader(d.shards, d.train_split, lcfg, **rw)
         val_cfg = LoaderConfig(**{**lcfg.__dict__, "flip": False, "passes": 1})

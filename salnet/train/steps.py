@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from salnet.data.features import model_input
 from salnet.imresize import imresize
 from salnet.losses import discriminator_loss, generator_adversarial_loss
 
@@ -38,7 +39,7 @@ def content_step(G: nn.Module, opt: torch.optim.Optimizer, loss_fn: nn.Module, b
                  device: torch.device, bf16: bool) -> dict[str, Tensor]:
     """One step on the content loss; returns {"loss/content": total, "content/<term>": raw terms}."""
     with autocast(device, bf16):
-        out = G(batch["image"])
+        out = G(model_input(batch))  # the images, or a feature cache's taps (the loss-study head alone)
         total, terms = loss_fn(out.logits, targets_at(batch, out.logits.shape[-2:]), out.output)
     opt.zero_grad(set_to_none=True)
     total.backward()

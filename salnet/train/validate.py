@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from salnet.baselines import center_bias
+from salnet.data.features import model_input
 from salnet.metrics import METRICS, check_names, other_fixations, score_batch
 from salnet.models.salgan import SaliencyOutput
 from salnet.train.distributed import all_reduce_sum
@@ -28,7 +29,7 @@ class SaliencyModel(Protocol):
 
     training: bool
 
-    def __call__(self, image: torch.Tensor) -> SaliencyOutput: ...
+    def __call__(self, image: torch.Tensor | dict[str, torch.Tensor]) -> SaliencyOutput: ...
 
     def eval(self) -> Any: ...
 
@@ -101,7 +102,7 @@ def score_images(G: SaliencyModel, loader, device: torch.device, *, shuffle_pool
     try:
         for batch in loader:
             with torch.no_grad():  # not across the yields: the caller's code must keep its grad mode
-                pred = G(batch["image"].to(device)).prediction().float().cpu()
+                pred = G(model_input(batch, device)).prediction().float().cpu()  # images or cached taps
             take = len(batch["id"]) if max_images is None else min(len(batch["id"]), max_images - seen)
             # images of one original size are scored in one call (their values do not depend on the batch: every
             # random draw is seeded per image key)
