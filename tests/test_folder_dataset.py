@@ -235,3 +235,15 @@ def test_real_folder_from_the_shared_osie_sample_equals_the_osie_reader(tmp_path
         mine, theirs = got[("test", sid)], osie.load("val", sid)
         assert mine.image == theirs.image and (mine.height, mine.width) == (600, 800)
         assert np.array_equal(mine.fixations, theirs.fixations) and np.array_equal(mine.map, theirs.map)
+
+
+def test_shared_maps_only_mit1003_sample_says_what_it_lacks(tmp_path, capsys, warnings_seen):
+    root = shared_path("data", "mit1003-iccv100")
+    assert pack_job().main(["mit1003", "--root", str(root), "--out", str(tmp_path / "s"), "--splits", "val",
+                            "--workers", "1", "--no-progress"]) == 0
+    manifest = read_manifest(tmp_path / "s")
+    n = manifest["splits"]["val"]["count"]
+    assert n == 20 and manifest["splits"]["val"]["without_fixations"] == n and manifest["lacks"] == {
+        "fixations": FIX_METRICS}
+    assert [w for w in warnings_seen if "have no fixations" in w] == [
+        f"mit1003: val: {n} of {n} samples have no fixations: auc_judd, auc_borji, sauc, nss, ig are undefined on them"]
