@@ -37,6 +37,7 @@ def main(argv=None) -> int:
     ap.add_argument("--partition", help="Slurm partition (--backend slurm)")
     ap.add_argument("--gpus", type=int, default=1)
     ap.add_argument("--time", default="120", help="time limit of the job: minutes, H:M:S or D-H:M:S (default 120)")
+    ap.add_argument("--mem", type=float, help="memory of the job in GB (default: the partition's)")
     args = ap.parse_args(argv)
     setup_logging()
     if args.sweep and (Path(args.sweep) / "config.yaml").is_file() and not SweepFolder(Path(args.sweep)).is_sweep():
@@ -54,7 +55,7 @@ def main(argv=None) -> int:
             print(f"wrote {scored['results']}")
             return 0
         folder = SweepFolder.find(args.sweep, args.out)
-        result = evaluate_sweep(folder, args.split, args.backend, args.partition, args.gpus, time_min)
+        result = evaluate_sweep(folder, args.split, args.backend, args.partition, args.gpus, time_min, args.mem)
     except (FileNotFoundError, ValueError, RuntimeError, LaunchError) as exn:
         print(f"error: {exn}", file=sys.stderr)
         return 2

@@ -179,6 +179,7 @@ def test_missing_partners_are_skipped_counted_and_named(tmp_path, warnings_seen)
     ("map size", "im01.png: map is 10x10 (h x w) but its image is 40x60; maps must have their image's size"),
     ("fixation shape", "im00.npy: fixations must be (N, 2) (y, x) or (N, 3) (y, x, observer) points"),
     ("options elsewhere", "dataset 'synthetic' takes no options (sigma); they apply to 'folder'"),
+    ("bad time", "--time 'soon': use a positive time: minutes (90), HH:MM:SS or D-HH:MM:SS"),
 ])
 def test_bad_input_is_one_line_naming_it(tmp_path, capsys, case, message):
     raw = tmp_path / "raw"
@@ -209,6 +210,8 @@ def test_bad_input_is_one_line_naming_it(tmp_path, capsys, case, message):
         np.save(raw / "fixations" / "im00.npy", np.zeros((4, 5)))
     elif case == "options elsewhere":
         args[0] = "synthetic"
+    elif case == "bad time":
+        args += ["--backend", "slurm", "--time", "soon"]
     assert pack_job().main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
@@ -247,3 +250,21 @@ def test_shared_maps_only_mit1003_sample_says_what_it_lacks(tmp_path, capsys, wa
         "fixations": FIX_METRICS}
     assert [w for w in warnings_seen if "have no fixations" in w] == [
         f"mit1003: val: {n} of {n} samples have no fixations: auc_judd, auc_borji, sauc, nss, ig are undefined on them"]
+
+
+def test_pack_counts_samples_and_takes_launch_vocabulary(tmp_path, capsys):
+    from salnet.data.shards import pack_one, prepare
+
+    make_folder(tmp_path / "raw", n=5)
+    reader = get_reader("folder", tmp_path / "raw", sigma=3, val_fraction=0.0)
+    plan = prepare(reader, tmp_path / "s", shard_size_mb=1000)[0]
+    ticks: list[int] = []
+    rec = pack_one(reader, tmp_path / "s", plan, progress=ticks.append)  # the bar's update: once per sample
+    assert ticks == [1] * 5 and rec["count"] == 5 and rec["without_fixations"] == 0
+    # the old names stay aliases: --backend inprocess, --time-min, --mem-gb; --time takes launch's formats
+    args = ["folder", "--root", str(tmp_path / "raw"), "--sigma", "3", "--val-fraction", "0", "--workers", "1",
+            "--no-progress"]
+    for i, extra in enumerate((["--backend", "inprocess", "--time-min", "5", "--mem-gb", "2"],
+                               ["--backend", "debug", "--time", "1-02:00:00", "--mem", "2"])):
+        assert pack_job().main([*args, "--out", str(tmp_path / f"o{i}"), *extra]) == 0
+    assert capsys.readouterr().out.count("packed folder: train 5 in 1 shard(s)") == 2

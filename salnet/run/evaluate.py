@@ -30,9 +30,10 @@ IN_PROCESS = ("debug", "here")  # one name with launch (debug); "here" kept from
 
 
 def evaluate_sweep(folder: SweepFolder, split: str = "test", backend: str = "debug", partition: str | None = None,
-                   gpus: int = 1, time_min: int = 120) -> dict | None:
+                   gpus: int = 1, time_min: int = 120, mem_gb: float | None = None) -> dict | None:
     """Evaluate a sweep in this process (``debug``, alias ``here``) or as a ``local`` or ``slurm`` job (``gpus``,
-    ``time_min``). Returns the summary, or None for a Slurm job (submitted, not waited for)."""
+    ``time_min``, ``mem_gb``: None is Slurm's default). Returns the summary, or None for a Slurm job (submitted, not
+    waited for)."""
     folder = SweepFolder(folder.path.resolve())
     if backend in IN_PROCESS:
         from salnet.summary import summarize_sweep
@@ -40,7 +41,8 @@ def evaluate_sweep(folder: SweepFolder, split: str = "test", backend: str = "deb
         return summarize_sweep(folder.path, split=split)
     if backend == "slurm":
         check_partition(partition, slurm_partitions()[0], "--partition")
-    res = JobResources(backend=backend, partition=partition, gpus_per_node=gpus, cpus_per_task=4, time_min=time_min)
+    res = JobResources(backend=backend, partition=partition, gpus_per_node=gpus, cpus_per_task=4, time_min=time_min,
+                       mem_gb=mem_gb)
     job = submit_evaluation(folder, res, split)
     log.info(f"evaluation job {job.job_id} ({backend})")
     return None if backend == "slurm" else job.result()
