@@ -302,9 +302,7 @@ def test_combination_sign_convention(spec):
     good = 0.95 * _blob(h, w, 11, 13, 5) + 0.02  # close to the truth
     bad = 0.95 * _blob(h, w, 24, 30, 5) + 0.02  # salient in the wrong place
     bias = torch.from_numpy(_blob(h, w, h / 2, w / 2, 10)[None])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        loss = build(spec, center_bias=bias if "center_bias" in spec else None)
+    loss = build(spec, center_bias=bias if "center_bias" in spec else None, vgg_weights="random")
     target = {"map": torch.from_numpy(s[None, None]), "fixations": torch.from_numpy(f[None, None])}
     val = {k: loss(torch.from_numpy(np.log(p / (1 - p))[None, None]), target)[0].item() for k, p in
            {"good": good, "bad": bad}.items()}  # fmt: skip
