@@ -1,9 +1,9 @@
 """Comparisons of a sweep's points with its control: paired bootstrap intervals over test images, the spread
 over seeds, Holm's adjustment for comparing many points at once.
 
-    points = group_points(trials)                    # trials that differ only in train.seed → one point
+    groups = group_points(trials)                    # trials that differ only in train.seed → one point
     d = paired_difference(point_values, control_values, seed=0)   # {"delta", "low", "high", "p", "pairs", ...}
-    comparisons = compare_points(points, per_image, control, metrics)
+    found = compare_points(points, "BCE/4", ["cc", "kld"], {"cc": True, "kld": False})   # label → metric → d
 
 A point's value on an image is that image's value averaged over the point's seeds; the difference to the control
 is the mean over images of (point − control), both on the same images. Its interval resamples the images with
@@ -125,7 +125,8 @@ def paired_difference(point: dict[str, float], control: dict[str, float], n_boot
     either side or NaN on either side are dropped and counted. Returns ``{"delta", "low", "high", "p", "pairs",
     "dropped"}``: the mean difference, the percentile interval at ``level``, the two-sided bootstrap p-value of
     "no difference" (2 · the smaller share of resampled means on either side of 0, counting the observed sample
-    once, at most 1) and the numbers of images used and dropped. delta, low, high, p are None without a pair."""
+    once, at most 1) and the numbers of images used and dropped. delta, low, high, p are None without a pair;
+    low, high, p are None with a single pair (nothing to resample)."""
     ids = sorted(set(point) | set(control))
     diffs = [point[i] - control[i] for i in ids if i in point and i in control
              and not math.isnan(point[i]) and not math.isnan(control[i])]
@@ -133,6 +134,8 @@ def paired_difference(point: dict[str, float], control: dict[str, float], n_boot
     if not diffs:
         return {**out, "delta": None, "low": None, "high": None, "p": None}
     d = np.asarray(diffs, dtype=np.float64)
+    if len(d) == 1:
+        return {**out, "delta": float(d[0]), "low": None, "high": None, "p": None}
     means = bootstrap_means(d, n_boot, seed)
     tail = (1 - level) / 2
     low, high = np.quantile(means, [tail, 1 - tail])

@@ -196,7 +196,8 @@ def comparison_cell(c: dict | None) -> str:
     if not c or c["delta"] is None:
         return MISSING
     spread = "" if c.get("seed_sd") is None else f" ±{c['seed_sd']:.3f}"
-    return f"{c['delta']:+.3f}{spread} [{c['low']:+.3f}, {c['high']:+.3f}] {c['mark']}"
+    interval = MISSING if c["low"] is None else f"{c['low']:+.3f}, {c['high']:+.3f}"
+    return f"{c['delta']:+.3f}{spread} [{interval}] {c['mark']}"
 
 
 def _seeds(point: dict) -> str:

@@ -69,6 +69,8 @@ def test_undefined_values_are_dropped_pairwise_and_counted():
     d = stats.paired_difference(point, control)
     assert (d["pairs"], d["dropped"]) == (4, 3)
     assert d["delta"] == pytest.approx(np.mean([0.4, 0.6, 0.1, 0.2]), abs=1e-15)
+    one = stats.paired_difference(values([0.5, math.nan]), values([0.3, 0.2]))  # one pair: nothing to resample
+    assert one == {"pairs": 1, "dropped": 1, "delta": pytest.approx(0.2), "low": None, "high": None, "p": None}
     nothing = stats.paired_difference(values([math.nan]), values([0.3]))
     assert nothing == {"pairs": 0, "dropped": 1, "delta": None, "low": None, "high": None, "p": None}
 

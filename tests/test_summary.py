@@ -312,7 +312,7 @@ def test_points_with_seeds_show_the_mean_sd_over_seeds_and_the_seed_spread():
     seed average is 0.04 above (GAN: 0.545 with either seed): Δ +0.040, seed spread sd(0.05, 0.03) = 0.0141,
     better. KLD the same for both."""
     from salnet.summary import compare_to_control
-    from salnet.summary_tables import to_csv, to_markdown
+    from salnet.summary_tables import comparison_cell, to_csv, to_markdown
 
     def rows_of(shift, seed):
         return [{"id": f"i{j:02d}", "cc": 0.4 + 0.01 * j + 0.02 * seed + shift, "kld": 1.0 + 0.1 * j}
@@ -342,3 +342,5 @@ def test_points_with_seeds_show_the_mean_sd_over_seeds_and_the_seed_spread():
     table = list(csv.DictReader(to_csv(rows, ["point", "train.seed"], ["cc", "kld"], result).splitlines()))
     assert [r["cc_mean"] for r in table] == [repr(bce["mean"]["cc"]), repr(gan["mean"]["cc"])] * 2
     assert [r["cc_mark"] for r in table] == ["", "better"] * 2 and {r["control"] for r in table} == {"BCE/4"}
+    single = {"delta": 0.2, "low": None, "high": None, "mark": "not resolved"}  # one image pair: no interval
+    assert comparison_cell(single) == "+0.200 [–] not resolved" and comparison_cell(None) == "–"
