@@ -99,6 +99,11 @@ def test_trials_group_into_points_by_params_without_the_seed():
         {"trial": "t2", "params": {"train.alpha": 0.0123456, "train.lr": 0.1, "train.seed": 4}}])
     assert [(g["point"], g["trials"]) for g in searched] == [("train.alpha=0.01235", ["t0", "t2"]),
                                                              ("train.alpha=0.01235 (t1)", ["t1"])]
+    # a random search's fixed trial (alpha: the paper's α = 0.05, run first) is named as its sweep file's control
+    sampled = stats.group_points([{"trial": f"t{i}", "params": {"train.alpha": a, "train.seed": s}}
+                                  for i, (a, s) in enumerate([(0.05, 0), (0.05, 1), (0.0123, 0), (0.0123, 1)])])
+    assert [g["point"] for g in sampled] == [stats.point_label({"train.alpha": 0.05}), "train.alpha=0.0123"]
+    assert sampled[0]["point"] == "train.alpha=0.05" and sampled[0]["trials"] == ["t0", "t1"]
     assert stats.seed_summary([{"cc": 0.5}, {"cc": 0.7}], "cc") == pytest.approx((0.6, math.sqrt(0.02)))
     assert stats.seed_summary([{"cc": 0.5}], "cc") == (0.5, None) and stats.seed_summary([{}], "cc") == (None, None)
 
