@@ -226,3 +226,23 @@ def test_the_cached_step_counts_the_head_alone():
     assert full == {"content": 85_395_033_600.0, "validate": 78_847_040_000.0}
     assert head == {"content": 12_549_926_400.0, "validate": 6_001_932_800.0}
     assert round(full["content"] / head["content"], 2) == 6.80
+
+
+def test_a_sample_missing_from_the_cache_is_counted_bad_not_misaligned(shards, tmp_path):
+    """A cache tar without its first sample (cut by hand): that sample is skipped and counted bad, and every
+    other sample keeps its own taps (the zip goes by key, not position)."""
+    from salnet.data.tario import iter_members, write_tar
+
+    write(shards, tmp_path / "c")
+    cfg = LoaderConfig(size=SIZE, batch_size=2, workers=0, flip=False, max_bad_fraction=1.0,
+                       features=str(tmp_path / "c"))
+    whole = {sid: b[tap_key("pool3")][i].clone() for b in ValLoader(shards, "val", cfg)
+             for i, sid in enumerate(b["id"])}
+    tar = tmp_path / "c" / "val-000000.tar"
+    members = [(name, data) for name, _key, _suffix, data in iter_members(tar)]
+    first = members[0][0].split(".")[0]
+    write_tar(tar, [(n, d) for n, d in members if not n.startswith(first + ".")])
+    loader = ValLoader(shards, "val", cfg)
+    cut = {sid: b[tap_key("pool3")][i] for b in loader for i, sid in enumerate(b["id"])}
+    assert loader.stats == {"good": 5, "bad": 1} and len(whole) == 6
+    assert all(torch.equal(t, whole[sid]) for sid, t in cut.items())
