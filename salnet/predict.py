@@ -33,44 +33,13 @@ from torch import Tensor, nn
 from salnet.config import Config, ConfigError, config_hash, load_config
 from salnet.imresize import imresize, spatial_size
 from salnet.models.vgg import VGG16Features
-from salnet.train.checkpoint import BEST, LATEST, load_checkpoint
+from salnet.train.checkpoint import load_checkpoint, resolve_checkpoint
 
 # cv2.GaussianBlur(img, (5, 5), 0): OpenCV's fixed 5-tap table, C(4, k) / 16
 BLUR_KERNEL = (0.0625, 0.25, 0.375, 0.25, 0.0625)
 
 
 # ---------------------------------------------------------------- loading
-
-
-def resolve_checkpoint(path: str | Path, which: str = "best") -> tuple[Path, Path]:
-    """(checkpoint file, config.yaml) for a run folder or a checkpoint file inside one.
-
-    A run folder gives ``best.pt`` (``which="best"``, falling back to ``latest.pt``) or ``latest.pt``
-    (``which="latest"``); a ``.pt`` file uses its own ``<name>.yaml`` beside it when there is one (a standalone
-    checkpoint, e.g. the converted released SalGAN), else the ``config.yaml`` of its folder. Missing pieces
-    raise FileNotFoundError naming the path and what to pass instead.
-    """
-    path = Path(path)
-    if which not in ("best", "latest"):
-        raise ValueError(f"which={which!r}: choose 'best' or 'latest'")
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such run folder or checkpoint file")
-    if path.is_dir():
-        order = (BEST, LATEST) if which == "best" else (LATEST,)
-        found = [path / n for n in order if (path / n).exists()]
-        if not found:
-            raise FileNotFoundError(f"{path}: no {' or '.join(order)} in this run folder (has training saved "
-                                    "a checkpoint yet? pass a ckpt-*.pt file to use another one)")
-        ckpt, run = found[0], path
-    else:
-        ckpt, run = path, path.parent
-        if path.with_suffix(".yaml").is_file():  # a standalone checkpoint with its own config
-            return ckpt, path.with_suffix(".yaml")
-    config = run / "config.yaml"
-    if not config.is_file():
-        raise FileNotFoundError(f"{config}: missing; a checkpoint is read with the config.yaml of its run "
-                                f"folder, so keep {ckpt.name} inside the run folder it was trained in")
-    return ckpt, config
 
 
 def load_model(path: str | Path, which: str = "best",

@@ -178,7 +178,7 @@ def summarize_sweep(sweep_dir: str | Path, split: str = "test", metrics=DEFAULT_
     shards is a ValueError naming the shards folder and the splits they have.
     """
     from salnet.evaluate import evaluate_run
-    from salnet.predict import resolve_checkpoint
+    from salnet.train.checkpoint import resolve_checkpoint
 
     sweep_dir = Path(sweep_dir)
     names = check_names(metrics)

@@ -13,7 +13,7 @@ from typing import Any
 from salnet.config import ConfigError, set_values
 from salnet.metrics import METRICS
 from salnet.stats import point_label
-from salnet.sweep import (
+from salnet.sweep_spec import (
     ALGORITHMS,
     DISTRIBUTIONS,
     SCHEDULERS,

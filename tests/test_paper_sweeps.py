@@ -25,7 +25,7 @@ def launch(*args, cwd):
 
 @pytest.mark.parametrize("name", list(PAPER_SWEEPS))
 def test_dry_run_plans_every_point(name, tmp_path):
-    res = launch("--sweep", name, "--dry-run", "--backend", "local", cwd=tmp_path)
+    res = launch("--sweep", name, "--dry-run", "--verbose", "--backend", "local", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     spec = load_sweep(name)
     assert res.stdout.count("--- trial ") == PAPER_SWEEPS[name] == len(spec.points)

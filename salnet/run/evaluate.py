@@ -62,9 +62,8 @@ def evaluate_one_run(run_dir: str | Path, shards: str | Path | None = None, spli
     from salnet.config import load_config
     from salnet.data.shards import lacking, read_manifest
     from salnet.evaluate import evaluate_model, evaluate_run
-    from salnet.predict import resolve_checkpoint
     from salnet.summary_tables import per_image_csv
-    from salnet.train.checkpoint import load_checkpoint
+    from salnet.train.checkpoint import load_checkpoint, resolve_checkpoint
 
     run_dir = Path(run_dir)
     ckpt, config_file = resolve_checkpoint(run_dir, checkpoint)
@@ -87,7 +86,8 @@ def evaluate_one_run(run_dir: str | Path, shards: str | Path | None = None, spli
                "split": split, "images": ev["images"], "bad_samples": ev["bad_samples"], "means": ev["means"],
                "centre_bias": centre["means"], "lacks": lacks}
     table = run_table(name, summary)
-    out = Path(results) if results is not None else run_dir / f"evaluation-{split}"
+    folder = run_dir if run_dir.is_dir() else run_dir.parent  # a checkpoint file's results go beside it
+    out = Path(results) if results is not None else folder / f"evaluation-{split}"
     out.mkdir(parents=True, exist_ok=True)
     atomic_write(out / "summary.md", table)
     atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")

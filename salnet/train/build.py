@@ -59,7 +59,7 @@ def with_init_from_convention(cfg: Config) -> Config:
     if not cfg.train.init_from:
         return cfg
     from salnet.config import load_config
-    from salnet.predict import resolve_checkpoint
+    from salnet.train.checkpoint import resolve_checkpoint
 
     try:
         source = load_config(resolve_checkpoint(Path(cfg.train.init_from))[1])

@@ -98,8 +98,7 @@ class StopFlag:
 def initial_generator(path: str) -> dict:
     """The generator weights of ``train.init_from``: a run folder (its best.pt, else latest.pt) or a checkpoint
     file. A missing or foreign file is an error naming it."""
-    from salnet.predict import resolve_checkpoint
-    from salnet.train.checkpoint import load_checkpoint
+    from salnet.train.checkpoint import load_checkpoint, resolve_checkpoint
 
     p = Path(path)
     ckpt = resolve_checkpoint(p)[0] if p.is_dir() else p
