@@ -2,12 +2,13 @@
 readout baseline as rows.
 
 1. OSIE's seeded 480/120 split packed (:func:`salnet.osie_recipe.pack_osie`; or ``shards``), 2. the cache of the
-encoder's taps at 300×400 (:mod:`salnet.data.features`), 3. the readout baseline at 300×400
-(:func:`salnet.baselines.fit_readout`), 4. each chosen point of sweeps/loss_study.yaml with each seed: the
-``loss_study`` preset (plain SGD lr 1e-3, batch 60, no augmentation, the validation CC's patience) reading the cache,
-5. the sweep summary on the validation split (:func:`salnet.summary.summarize_sweep`): every point against the
-control MSE with paired bootstrap intervals over the 120 images (and over seeds), the centre bias and the readout
-as rows: ``OUT/sweep/summary.md``. Reruns resume: finished runs are kept, a run stopped midway continues.
+encoder's taps at 300×400 next to the shards (:mod:`salnet.data.features`; kept when written already), 3. the
+readout baseline at 300×400 (:func:`salnet.baselines.fit_readout`), 4. each chosen point of sweeps/loss_study.yaml
+with each seed: the ``loss_study`` preset (plain SGD lr 1e-3, batch 60, no augmentation, the validation CC's
+patience) reading the cache, 5. the sweep summary on the validation split (:func:`salnet.summary.summarize_sweep`):
+every point against the control MSE with paired bootstrap intervals over the 120 images (and over seeds), the centre
+bias and the readout as rows: ``OUT/sweep/summary.md``. Reruns resume: finished runs are kept, a run stopped midway
+continues.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def osie_loss_study(out: str | Path, *, shards: str | Path | None = None, data: 
     ``overrides``: dotted keys for every run (e.g. ``data.workers=1``). ``device``: of the final scoring."""
     from salnet.atomic import atomic_write
     from salnet.baselines import fit_readout
+    from salnet.data.features import default_folder
     from salnet.osie_recipe import DEFAULT_DATA, DEFAULT_WEIGHTS, pack_osie, run
     from salnet.run.features import FeatureOptions, write_cache
     from salnet.summary import summarize_sweep
@@ -72,9 +74,9 @@ def osie_loss_study(out: str | Path, *, shards: str | Path | None = None, data: 
     out.mkdir(parents=True, exist_ok=True)
     weights = str(weights or DEFAULT_WEIGHTS)
     shards = Path(shards) if shards else pack_osie(Path(data or DEFAULT_DATA), out / "shards")
-    size = f"{input_size[1]}x{input_size[0]}"  # W x H, as jobs/pack.py writes sizes
-    features = out / f"{shards.name}-vgg16-{size}"
+    features = default_folder(shards, input_size)  # next to the shards, where data.features=auto looks
     if not (features / "manifest.json").is_file():
+        size = f"{input_size[1]}x{input_size[0]}"  # W x H, as jobs/pack.py writes sizes
         write_cache(shards, features, FeatureOptions(input_size=size, weights=weights, progress=False))
     readout = out / "readout"
     if not (readout / "best.pt").exists():

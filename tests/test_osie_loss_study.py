@@ -27,7 +27,7 @@ def test_smoke_run_trains_each_point_from_the_cache_and_compares_it_with_mse(tmp
             "--epochs", "1", "--readout-epochs", "1", "--input-size", "96x64", "--device", "cpu",
             "data.batch_size=4", "data.workers=0"]
     assert job.main(argv) == 0
-    cache = json.loads((out / "shards-vgg16-96x64" / "manifest.json").read_text())
+    cache = json.loads((shards.parent / "shards-vgg16-96x64" / "manifest.json").read_text())
     assert cache["weights_sha256"] == HED_SHA256 and cache["input_size"] == [64, 96] and cache["dtype"] == "float16"
     summary = json.loads((out / "sweep" / "evaluation.json").read_text())
     points = {t["params"]["point"]: t for t in summary["trials"]}
