@@ -155,3 +155,11 @@ def test_bad_input_is_one_line(lab, tmp_path, capsys, argv, message):
     assert job("evaluate").main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+
+
+def test_a_run_folder_given_as_the_sweep_is_scored_as_a_run(lab, tmp_path, capsys):
+    run, shards, _, _, _ = lab
+    assert job("evaluate").main([str(run), "--shards", str(shards), "--results", str(tmp_path / "ev"),
+                                 "--device", "cpu"]) == 0
+    first = json.loads((tmp_path / "ev" / "summary.json").read_text())
+    assert first["split"] == "test" and first["images"] == 4 and sorted(first["means"]) == sorted(NINE)
