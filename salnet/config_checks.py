@@ -22,7 +22,7 @@ RANGES: tuple[tuple[str, float | None, float | None, bool], ...] = (
     ("train.epochs", 1, None, True), ("train.bootstrap_epochs", 0, None, True), ("train.alpha", 0, None, True),
     ("train.lr", 0, None, False), ("train.lr_d", 0, None, False), ("train.bootstrap_lr", 0, None, False),
     ("train.momentum", 0, 1, True), ("train.weight_decay", 0, None, True), ("train.patience", 1, None, True),
-    ("train.seed", 0, 2**32 - 1, True), ("train.keep_last", 0, None, True), ("train.max_steps", 1, None, True),
+    ("train.seed", 0, 2**32 - 1, True), ("train.keep_last", 1, None, True), ("train.max_steps", 1, None, True),
     ("train.log_every", 1, None, True),
 )
 MIN_SIDE = {"salgan": 32, "aspp": 32, "readout": 32}  # VGG-16's pools need at least 32 px per side
