@@ -10,6 +10,7 @@ task is done. Resumable: finished tars are neither recomputed nor resubmitted (:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +88,7 @@ def write_cache(shards: Path, out: Path, opts: FeatureOptions) -> dict:
         from salnet.data.tario import sha256_file
 
         manifest["weights_sha256"] = sha256_file(weights_file)
-        (out / "manifest.json").write_text(__import__("json").dumps(manifest, sort_keys=True, indent=1) + "\n")
+        (out / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=1) + "\n")
     return manifest
 
 
