@@ -75,12 +75,14 @@ def test_shorter_run_finds_the_same_config_with_fewer_epochs():
 
 def test_keys_added_later_keep_the_ids_of_earlier_runs():
     """Run ids as salnet computed them before data.train_passes and train.cpu_bf16 existed (commit 0291055): a run
-    started then resumes now. A new key at another value is part of the id."""
-    base = Config()
+    started then resumes now. A new key at another value is part of the id. Such a run saved model.weights: null
+    (the default then; "random" now, with the same id)."""
+    base = apply_overrides(Config(), ["model.weights=null"])
+    assert config_hash(base) == config_hash(apply_overrides(Config(), ["model.weights=random"]))
     assert config_hash(base) == "b5d9f87034ea"
     assert config_hash(apply_overrides(base, ["train.recipe=paper", "data.shards=shards/salicon"])) == "561bb7987386"
     for key, value in ADDED_KEYS.items():
-        other = 2 if isinstance(value, int) and not isinstance(value, bool) else not value
+        other = "x" if value is None else 2 if isinstance(value, int) and not isinstance(value, bool) else not value
         assert config_hash(apply_overrides(base, [f"{key}={str(other).lower()}"])) != config_hash(base), key
 
 

@@ -141,8 +141,9 @@ def test_bce_only_control_keeps_the_bootstrap_stage(shards, tmp_path):
 
 
 def test_patience_stops_when_validation_stops_improving(shards, tmp_path):
-    """lr 0: the model never changes, so the first epoch stays the best and patience 2 ends the run after 3."""
-    cfg = tiny(shards, "train.procedure=content", "train.optimizer=sgd", "train.lr=0.0", "train.momentum=0.0",
+    """lr 1e-30 (0 is refused): below float32's resolution of the weights, so the model never changes, the first
+    epoch stays the best and patience 2 ends the run after 3."""
+    cfg = tiny(shards, "train.procedure=content", "train.optimizer=sgd", "train.lr=1e-30", "train.momentum=0.0",
                "train.epochs=10", "train.patience=2")
     result = Trainer(cfg, run_dir=tmp_path / "run").fit()
     assert result["status"] == "done" and result["epoch"] == 3
