@@ -36,9 +36,16 @@ def test_recipe_on_synthetic_shards(tmp_path):
     assert result["split"] == "val" and all(set(t["means"]) == set(METRICS) for t in result["trials"])
     readout = evaluate_run(tmp_path / "osie" / "readout", split="val", device="cpu")
     assert result["baselines"][1]["means"] == readout["means"]
-    lines = [ln for ln in (sweep / "summary.md").read_text().splitlines() if ln.startswith("| ")]
-    assert [ln.split("|")[1].strip().removesuffix(" ★") for ln in lines[1:]] == ["bce4", "gan4", "centre bias",
-                                                                                "readout"]
+    text = (sweep / "summary.md").read_text().splitlines()
+    first = next(i for i, ln in enumerate(text) if ln.startswith("| "))
+    table = []  # the first table: the trials and the baselines (the comparison with the control comes later)
+    for ln in text[first:]:
+        if not ln.startswith("|"):
+            break
+        table.append(ln)
+    assert [ln.split("|")[1].strip().removesuffix(" ★") for ln in table[1:] if ln.startswith("| ")] == \
+        ["bce4", "gan4", "centre bias", "readout"]
+    assert "GAN/4 α=0.05" in (sweep / "summary.md").read_text().split("Against the control", 1)[-1]
     # an epoch is two passes over the 8 training images: 4 steps of 4; both trials start from the bootstrap's best
     # generator
     boot = load_checkpoint(tmp_path / "osie" / "bootstrap" / "best.pt")["step"]
