@@ -3,12 +3,12 @@ readout baseline as rows.
 
 1. OSIE's seeded 480/120 split packed (:func:`salnet.osie_recipe.pack_osie`; or ``shards``), 2. the cache of the
 encoder's taps at 300×400 next to the shards (:mod:`salnet.data.features`; kept when written already), 3. the
-readout baseline at 300×400 (:func:`salnet.baselines.fit_readout`), 4. each chosen point of sweeps/loss_study.yaml
-with each seed: the ``loss_study`` preset (plain SGD lr 1e-3, batch 60, no augmentation, the validation CC's
-patience) reading the cache, 5. the sweep summary on the validation split (:func:`salnet.summary.summarize_sweep`):
-every point against the control MSE with paired bootstrap intervals over the 120 images (and over seeds), the centre
-bias and the readout as rows: ``OUT/sweep/summary.md``. Reruns resume: finished runs are kept, a run stopped midway
-continues.
+readout baseline at 304×400 (:func:`salnet.baselines.fit_readout`; its sides must be multiples of 16), 4. each
+chosen point of sweeps/loss_study.yaml with each seed: the ``loss_study`` preset (plain SGD lr 1e-3, batch 60, no
+augmentation, the validation CC's patience) reading the cache, 5. the sweep summary on the validation split
+(:func:`salnet.summary.summarize_sweep`): every point against the control MSE with paired bootstrap intervals over
+the 120 images (and over seeds), the centre bias and the readout as rows: ``OUT/sweep/summary.md``. Reruns resume:
+finished runs are kept, a run stopped midway continues.
 """
 
 from __future__ import annotations
@@ -78,9 +78,11 @@ def osie_loss_study(out: str | Path, *, shards: str | Path | None = None, data: 
     if not (features / "manifest.json").is_file():
         size = f"{input_size[1]}x{input_size[0]}"  # W x H, as jobs/pack.py writes sizes
         write_cache(shards, features, FeatureOptions(input_size=size, weights=weights, progress=False))
-    readout = out / "readout"
+    # the readout's decoder needs sides that are multiples of 16: 300×400 becomes 304×400
+    readout_size = (-(-input_size[0] // 16) * 16, -(-input_size[1] // 16) * 16)
+    readout = out / f"readout-{readout_size[1]}x{readout_size[0]}-{readout_epochs}"
     if not (readout / "best.pt").exists():
-        fit_readout(shards, readout, weights=weights, input_size=input_size, epochs=readout_epochs,
+        fit_readout(shards, readout, weights=weights, input_size=readout_size, epochs=readout_epochs,
                     device=device or "cpu")
     chosen = sweep_points(["MSE", *[p for p in points if p != "MSE"]])
     sweep = out / "sweep"
