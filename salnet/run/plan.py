@@ -91,6 +91,25 @@ def inputs(cfg: Config) -> list[str]:
     return lines
 
 
+def feature_cache(cfg: Config) -> Path | None:
+    """The loss-study network's feature cache a run of ``cfg`` reads (``data.features``), or None: the encoder then
+    runs every step."""
+    if cfg.model.arch != "aspp":
+        return None
+    from salnet.data.features import resolve
+
+    return resolve(cfg.data.features, cfg.data.shards, cfg.data.input_size)
+
+
+def inputs_cache(cfg: Config, cache: Path | None) -> list[str]:
+    if cfg.model.arch != "aspp":
+        return []
+    if cache is None:
+        return [f"  features none (data.features={cfg.data.features}: the frozen encoder runs every step; "
+                "`python jobs/pack.py features --shards SHARDS` makes the cache, 6.8× fewer FLOPs a step)"]
+    return [f"  features {cache} (the head alone trains: the encoder's taps are read from it)"]
+
+
 def describe_sweep(folder: SweepFolder, plan: SweepPlan, trials: list[dict], verbose: bool = False) -> str:
     """The dry run's plan of a sweep (see the module docstring)."""
     spec, r = plan.spec, plan.resources
@@ -101,10 +120,11 @@ def describe_sweep(folder: SweepFolder, plan: SweepPlan, trials: list[dict], ver
              f"search: {spec.search.algorithm}, {len(trials)} trial(s), {spec.metric} {spec.mode}, "
              f"{spec.scheduler.name} scheduler, {spec.budget.max_concurrent} at once, {spec.budget.retries} retries",
              "inputs:", *inputs(base)]
-    flops: dict[str, float] = {}
     from salnet.models.flops import training_flops
 
-    flops = training_flops(base)
+    cache = feature_cache(base)
+    lines += inputs_cache(base, cache)
+    flops = training_flops(base, cached=cache is not None)
     total, epochs = 0.0, 0
     if stages:
         lines.append("shared first stages (each trained once, its trials start from its last checkpoint):")
@@ -129,8 +149,9 @@ def describe_sweep(folder: SweepFolder, plan: SweepPlan, trials: list[dict], ver
                  + (f"; the final evaluation on the {plan.split} split (1 GPU)" if plan.evaluate else ""))
     n_train, _, source = split_sizes(base)
     hours = total / (TARGET_TFLOPS * 1e12) / 3600
+    pflop = f"{total / 1e15:,.{0 if total >= 1e17 else 2}f}"
     lines.append(f"compute: {epochs} epochs of {n_train} training images ({source}); "
-                 f"{total / 1e15:,.0f} PFLOP ≈ {hours:,.1f} GPU-hours at {TARGET_TFLOPS:.0f} TFLOP/s per GPU (the "
+                 f"{pflop} PFLOP ≈ {hours:,.1f} GPU-hours at {TARGET_TFLOPS:.0f} TFLOP/s per GPU (the "
                  "2,000 img/s target of the adversarial step; no GPU rate measured yet), "
                  + ("an upper bound: ASHA stops trials early" if spec.scheduler.name == "asha" else
                     "every trial to its last epoch"))
