@@ -1,4 +1,4 @@
-"""Bruckert et al.'s loss study on OSIE's real eye tracking, from the feature cache (salnet/osie_loss_study.py).
+"""Bruckert et al.'s loss study on OSIE's real eye tracking, from the feature cache (salnet/run/osie_loss_study.py).
 
     python jobs/osie_loss_study.py --out runs/osie-loss-study                  # 8 points x 2 seeds, to convergence
     python jobs/osie_loss_study.py --out runs/osie-smoke --points MSE KLD --seeds 1 --epochs 1 --readout-epochs 1 \
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from salnet.data.records import parse_input_size
 from salnet.logs import setup_logging
-from salnet.osie_loss_study import POINTS, osie_loss_study
+from salnet.run.osie_loss_study import POINTS, osie_loss_study
 
 
 def main(argv=None) -> int:

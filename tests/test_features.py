@@ -179,7 +179,7 @@ def test_auto_reads_the_cache_next_to_the_shards_when_there_is_one(shards, tmp_p
 def test_writing_resumes_and_array_chunks_give_the_same_cache(shards, tmp_path, capsys):
     """An array task's chunk first (salnet.run.features.write_named), then the command: the other tars are
     written, the finished ones left alone, and the cache equals one written in one go."""
-    from salnet.data.features import load_plan, prepare
+    from salnet.data.features_writer import load_plan, prepare
     from salnet.run.features import build_encoder, write_named
 
     whole = write(shards, tmp_path / "whole")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from salnet.data import features
+from salnet.data import features, features_writer
 from salnet.data.records import parse_input_size
 from salnet.logs import get_logger, setup_logging
 from salnet.models.vgg import VGG16Features
@@ -68,7 +68,7 @@ def write_named(out: str, names: list[str], weights: str, width: float, seed: in
                 batch_size: int) -> int:
     """One array task: the planned cache tars ``names`` of ``out`` (picklable by reference); returns how many."""
     encoder = build_encoder(weights, width, seed)
-    return len(features.write_shards(out, encoder, names, batch_size, device_of(device)))
+    return len(features_writer.write_shards(out, encoder, names, batch_size, device_of(device)))
 
 
 def write_cache(shards: Path, out: Path, opts: FeatureOptions) -> dict:
@@ -76,13 +76,13 @@ def write_cache(shards: Path, out: Path, opts: FeatureOptions) -> dict:
     FileNotFoundError on a bad option, absent shards, or a folder holding another cache."""
     size = parse_input_size(opts.input_size)
     encoder = build_encoder(opts.weights, opts.width, opts.seed)
-    plan = features.prepare(shards, out, encoder, size, opts.dtype, opts.weights, opts.splits)
-    todo = [s["name"] for s in plan["shards"] if features.finished(out, s["name"]) is None]
+    plan = features_writer.prepare(shards, out, encoder, size, opts.dtype, opts.weights, opts.splits)
+    todo = [s["name"] for s in plan["shards"] if features_writer.finished(out, s["name"]) is None]
     if opts.backend in ("inprocess", "debug"):
-        features.write_shards(out, encoder, todo, opts.batch_size, device_of(opts.device), opts.progress)
+        features_writer.write_shards(out, encoder, todo, opts.batch_size, device_of(opts.device), opts.progress)
     elif todo:
         write_as_array(out, todo, opts)
-    manifest = features.finalize(out, encoder)
+    manifest = features_writer.finalize(out, encoder)
     weights_file = resolve_weights(opts.weights) if not is_random(opts.weights) else None
     if weights_file is not None:  # the file's sha256 beside the encoder's: the weights a person can look up
         from salnet.data.tario import sha256_file

@@ -119,9 +119,10 @@ def test_cancel_stops_every_job(slurm, shards, tmp_path):
 
 
 def test_alpha_sweep_on_the_gpu_partition_as_documented(slurm, shards, tmp_path):
-    """`jobs/launch.py --partition gpu --sweep alpha` (tiny, 2 trials): --dry-run prints and submits nothing;
-    an unknown partition is refused before anything is submitted; the real launch returns at once and its
-    trials run on the gpu partition with one (fake) GPU each, then the final evaluation."""
+    """`jobs/launch.py --partition gpu --sweep alpha` (tiny, 2 samples and the fixed α = 0.05): --dry-run prints and
+    submits nothing; an unknown partition is refused before anything is submitted; the real launch returns at once,
+    the shared bootstrap and the trials run on the gpu partition with one (fake) GPU each, then the final
+    evaluation."""
     out_dir = tmp_path / "runs"
     common = ["--sweep", "alpha", "--out", str(out_dir), "--tiny", "--trials", "2", "--driver-cpus", "1",
               "--cpus-per-task", "1", "--mem", "2", f"data.shards={shards}", "data.input_size=[32, 48]",
@@ -131,19 +132,20 @@ def test_alpha_sweep_on_the_gpu_partition_as_documented(slurm, shards, tmp_path)
     assert bad.returncode == 2 and "'gpux' is not a partition" in bad.stderr and "cpu, gpu" in bad.stderr
     assert not out_dir.exists()
 
-    dry = launch("--partition", "gpu", *common, "--dry-run").stdout
-    assert "partition gpu, 1 node(s) × 1 GPU(s)" in dry and dry.count("--- trial") == 2
-    assert "Slurm partition cpu" in dry and not (out_dir / "sweeps").exists()
+    res = launch("--partition", "gpu", *common, "--dry-run", "--verbose")
+    dry = res.stdout + res.stderr
+    assert "partition gpu, 1 node(s) × 1 GPU(s)" in dry and dry.count("--- trial") == 3
+    assert "1 stage job(s) then 3 trial job(s)" in dry and not (out_dir / "sweeps").exists()
 
     t0 = time.time()
     out = launch("--partition", "gpu", *common).stdout
     assert time.time() - t0 < 60  # it submits and returns
     sweep = sweep_dir_of(out)
     wait_for(lambda: state(sweep).get("status") == "done", 600, "the alpha sweep", sweep)
-    for t in ("t00000", "t00001"):
+    for t in ("t00000", "t00001", "t00002"):
         rec = trial(sweep, t)
         assert rec["status"] == "done"
         acct = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "Partition,AllocTRES", "-j", rec["jobs"][-1]["id"]],
                               capture_output=True, text=True, timeout=60).stdout
         assert acct.startswith("gpu|") and "gres/gpu=1" in acct, acct
-    assert (sweep / "summary.md").read_text().count("| done |") == 2
+    assert (sweep / "summary.md").read_text().count("| done |") == 3

@@ -20,10 +20,11 @@ import yaml
 
 from salnet.config import PRESETS, Config, apply_overrides
 from salnet.logs import get_logger
+from salnet.sweep_spec import SWEEPS_DIR
 
 log = get_logger(__name__)
 
-SWEEP_FILE = Path(__file__).resolve().parents[1] / "sweeps" / "loss_study.yaml"
+SWEEP_FILE = SWEEPS_DIR / "loss_study.yaml"
 # the points: the single losses of each family, SIG-MSE at the paper's λ, LC1 with and without R
 POINTS = ("MSE", "BCE", "KLD", "CC", "NSS", "SIG-MSE λ=0.55", "LC1 (KLD + CC + NSS)", "LC1 + R")
 
