@@ -132,7 +132,7 @@ def test_training_logs_progress_and_names_the_epoch_of_its_values(lab):
     assert all(" img/s, content " in p for p in progress) and progress[-1].endswith("; 0s left in the epoch")
     final = json.loads((run / "final.json").read_text())
     assert result["val_epoch"] == final["val_epoch"] == 1 and final["epochs"] == 1
-    assert torch.load(run / "best.pt", weights_only=False)["epoch"] == final["val_epoch"]
+    assert torch.load(run / "best.pt", weights_only=True)["epoch"] == final["val_epoch"]
     assert all(not math.isnan(v) for v in final["val"].values())
 
 

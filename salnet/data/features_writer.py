@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from salnet.atomic import atomic_write
 from salnet.data.features import (
     DTYPES,
     FEATURES_VERSION,
@@ -21,7 +22,7 @@ from salnet.data.features import (
     identity,
 )
 from salnet.data.records import npy_bytes, sample_key
-from salnet.data.shards import read_manifest
+from salnet.data.shards import finished_record, read_manifest
 from salnet.data.tario import write_tar
 from salnet.models.aspp import TAPS
 from salnet.models.vgg import VGG16Features
@@ -57,15 +58,7 @@ def compute_shard(encoder: VGG16Features, source: Path, name: str, split: str, c
 
 def finished(out: Path, name: str) -> dict | None:
     """The record of a finished cache tar (present with the recorded size), else None."""
-    rec_path, tar_path = out / STATE_DIR / f"{name}.json", out / name
-    if rec_path.is_file() and tar_path.is_file():
-        try:
-            rec = json.loads(rec_path.read_text())
-        except ValueError:
-            return None
-        if rec.get("bytes") == tar_path.stat().st_size:
-            return rec
-    return None
+    return finished_record(out, name, STATE_DIR)
 
 
 def prepare(source: str | Path, out: str | Path, encoder: nn.Module, input_size: tuple[int, int], dtype: str,
@@ -95,7 +88,7 @@ def prepare(source: str | Path, out: str | Path, encoder: nn.Module, input_size:
                              "fresh --out folder or delete it")
         return old
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(plan, sort_keys=True, indent=1) + "\n")
+    atomic_write(path, json.dumps(plan, sort_keys=True, indent=1) + "\n")
     return plan
 
 
@@ -125,9 +118,8 @@ def write_shards(out: str | Path, encoder: VGG16Features, names: list[str] | Non
             sha, nbytes = write_tar(out / s["name"], members)
             rec = {"name": s["name"], "split": s["split"], "count": len(members) // len(TAPS), "bad": bad,
                    "bytes": nbytes, "sha256": sha}
-            tmp = out / STATE_DIR / f"{s['name']}.json.tmp"
-            tmp.write_text(json.dumps(rec, sort_keys=True) + "\n")
-            os.replace(tmp, out / STATE_DIR / f"{s['name']}.json")  # a record exists only for a complete tar
+            # a record exists only for a complete tar
+            atomic_write(out / STATE_DIR / f"{s['name']}.json", json.dumps(rec, sort_keys=True) + "\n")
         records.append(rec)
         if bar:
             bar.update(s["count"])
@@ -153,5 +145,5 @@ def finalize(out: str | Path, encoder: VGG16Features) -> dict:
     manifest = {**{k: v for k, v in plan.items() if k != "shards"}, "kind": "features", "shards": recs,
                 "shapes": {k: list(v.shape[1:]) for k, v in probe.items()},
                 "bytes": sum(r["bytes"] for r in recs if r is not None)}
-    (out / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=1) + "\n")
+    atomic_write(out / "manifest.json", json.dumps(manifest, sort_keys=True, indent=1) + "\n")
     return manifest

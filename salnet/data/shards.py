@@ -66,9 +66,10 @@ def plan_shards(reader: Reader, splits: list[str], shard_size_mb: float) -> list
     return plans
 
 
-def finished_record(out: Path, name: str) -> dict | None:
-    """The record of a finished shard (its tar present with the recorded size), else None."""
-    rec_path, tar_path = out / STATE_DIR / f"{name}.json", out / name
+def finished_record(out: Path, name: str, state_dir: str = STATE_DIR) -> dict | None:
+    """The record of a finished shard (its tar present with the recorded size; records in ``out/state_dir``), else
+    None."""
+    rec_path, tar_path = out / state_dir / f"{name}.json", out / name
     if rec_path.is_file() and tar_path.is_file():
         try:
             rec = json.loads(rec_path.read_text())

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from salnet.atomic import atomic_write
 from salnet.data import features, features_writer
 from salnet.data.records import parse_input_size
 from salnet.logs import get_logger, setup_logging
@@ -88,7 +89,7 @@ def write_cache(shards: Path, out: Path, opts: FeatureOptions) -> dict:
         from salnet.data.tario import sha256_file
 
         manifest["weights_sha256"] = sha256_file(weights_file)
-        (out / "manifest.json").write_text(json.dumps(manifest, sort_keys=True, indent=1) + "\n")
+        atomic_write(out / "manifest.json", json.dumps(manifest, sort_keys=True, indent=1) + "\n")
     return manifest
 
 

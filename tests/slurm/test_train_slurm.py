@@ -49,7 +49,7 @@ def test_two_task_ddp_job(slurm, shards, tmp_path):
     assert results[0]["val"] == results[1]["val"] and results[0]["val"]["images"] == 6
     assert results[0]["step"] == 2 * 24 // (2 * 2)  # 2 epochs × 6 batches per rank
     assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") == 2  # rank 0 writes, once
-    own = [torch.load(tmp_path / "run" / f"own-rank{r}.pt") for r in range(2)]
+    own = [torch.load(tmp_path / "run" / f"own-rank{r}.pt", weights_only=True) for r in range(2)]
     assert own[0].keys() == own[1].keys() and any(k.startswith("D.") for k in own[0])
     differ = [k for k in own[0] if not torch.equal(own[0][k], own[1][k])]
     assert not differ, f"{len(differ)} of {len(own[0])} tensors differ between the tasks: {differ[:5]}"
