@@ -64,7 +64,7 @@ def hparam_values(rows: list[dict]) -> tuple[list[dict], dict[str, list]]:
 
 def write_board(sweep_dir: Path, rows: list[dict], metrics: list[str], split: str, best: dict | None,
                 best_panel: torch.Tensor | None, result: dict | None = None) -> None:
-    """``SWEEP/tb/<trial>/``: ``val/<metric>`` per epoch (step = epoch + 1), an hparams row for scored trials,
+    """``SWEEP/tb/<trial>/``: ``val/<metric>`` per epoch (step = epoch, from 1), an hparams row for scored trials,
     the best trial's panel and, given summarize_sweep's ``result`` with its points, a text page (tag
     :data:`COMPARISON_TAG`) with the trial's point against the control. Each trial's folder is rewritten, so
     summarising twice leaves no duplicates."""
@@ -88,7 +88,7 @@ def write_board(sweep_dir: Path, rows: list[dict], metrics: list[str], split: st
             for rec in records:
                 for m in metrics:
                     if m in (rec.get("val") or {}):
-                        w.add_scalar(f"val/{m}", float(rec["val"][m]), int(rec["epoch"]) + 1)
+                        w.add_scalar(f"val/{m}", float(rec["val"][m]), int(rec["epoch"]))
             if best is not None and best_panel is not None and r["trial"] == best["trial"]:
                 w.add_image(PANEL_TAG.format(r["trial"]), best_panel, 0, dataformats="CHW")
             text = comparison_text(result, r["trial"], metrics) if result and r["means"] is not None else None

@@ -115,7 +115,9 @@ class SweepState:
 
 
 def read_metrics(run_dir: str | Path) -> dict[int, dict]:
-    """A run folder's metrics.jsonl as ``{epoch: record}`` in epoch order ({} before the first epoch).
+    """A run folder's metrics.jsonl as ``{epoch: record}`` in epoch order ({} before the first epoch). Epochs
+    count from 1, as on the console and in final.json's ``val_epoch``; a file from before that counted from 0 (its
+    first record is epoch 0) is read with every epoch one higher.
 
     A job killed between an epoch's line and its checkpoint repeats that epoch when it resumes: the later line
     wins. A last line without its newline is being written (or its writer was killed): ignored. Any other line
@@ -138,6 +140,8 @@ def read_metrics(run_dir: str | Path) -> dict[int, dict]:
             warnings.warn(f"{path}:{i + 1}: not an epoch record, skipped", UserWarning, stacklevel=2)
             continue
         rows[epoch] = row
+    if 0 in rows:  # written when records counted epochs from 0
+        rows = {e + 1: {**row, "epoch": e + 1} for e, row in rows.items()}
     return {e: rows[e] for e in sorted(rows)}
 
 

@@ -52,7 +52,8 @@ def pytest_collection_modifyitems(config, items):
             message = (f"pytest-xdist did not group {len(ungrouped)} tests (first: {ungrouped[0]}): with pytest "
                        f"{pytest.__version__}, --dist loadgroup would run Slurm tests side by side. Install the "
                        "pytest that pyproject.toml allows (./setup.sh), or run the tests with -n 0.")
-            print(f"\nERROR {message}", file=sys.__stderr__, flush=True)  # the controller shows a worker's error only as its crash
+            # the controller shows a worker's error only as its crash
+            print(f"\nERROR {message}", file=sys.__stderr__, flush=True)
             raise pytest.UsageError(message)
     return result
 

@@ -24,7 +24,7 @@ from salnet.config import ConfigError, load_config
 from salnet.sweep_folder import JobRecord, SweepFolder, SweepPlan, read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
-ROW = {"epoch": 0, "step": 3, "stage": "content", "train": {"loss": 1.0}, "val": {"cc": 0.25}, "time": 1.0}
+ROW = {"epoch": 1, "step": 3, "stage": "content", "train": {"loss": 1.0}, "val": {"cc": 0.25}, "time": 1.0}
 
 
 def digest(folder: Path) -> dict[str, str]:
@@ -47,9 +47,9 @@ def test_a_cut_off_metrics_line_is_ignored_and_nothing_changes(tmp_path):
 
     folder = sweep(tmp_path)
     with open(folder.trial_dir("t1") / "metrics.jsonl", "a") as f:
-        f.write(json.dumps({**ROW, "epoch": 1})[:40])  # the writer was killed mid-line
+        f.write(json.dumps({**ROW, "epoch": 2})[:40])  # the writer was killed mid-line
     before = digest(folder.path)
-    assert read_metrics(folder.trial_dir("t1")) == {0: ROW}
+    assert read_metrics(folder.trial_dir("t1")) == {1: ROW}
     assert [t["epochs"] for t in sweep_status(folder)["trials"]] == [1, 1, 1]
     assert digest(folder.path) == before
 

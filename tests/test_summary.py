@@ -176,7 +176,7 @@ def test_tensorboard_curves_hparams_and_best_panel(sweep):
         for m in ORDER:
             if lines:
                 got = ev.Scalars(f"val/{m}")
-                assert [e.step for e in got] == [x["epoch"] + 1 for x in lines] == [1, 2]
+                assert [e.step for e in got] == [x["epoch"] for x in lines] == [1, 2]
                 assert [e.value for e in got] == pytest.approx([x["val"][m] for x in lines], rel=1e-6, abs=1e-7)
             else:
                 assert f"val/{m}" not in ev.Tags()["scalars"]

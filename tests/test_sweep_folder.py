@@ -14,12 +14,12 @@ from salnet.sweep import load_sweep, sweep_id, with_budget
 from salnet.sweep_folder import JobRecord, JobResources, SweepFolder, SweepPlan, read_metrics
 
 LINES = [
-    {"epoch": 0, "step": 2, "stage": "content", "val": {"cc": 0.25, "kld": 2.0}},
-    {"epoch": 1, "step": 4, "stage": "content", "val": {"cc": 0.5, "kld": 1.5}},
-    # a job killed after epoch 1's line, before its checkpoint, repeats epoch 1 when it resumes
-    {"epoch": 1, "step": 4, "stage": "content", "val": {"cc": 0.375, "kld": 1.75}},
+    {"epoch": 1, "step": 2, "stage": "content", "val": {"cc": 0.25, "kld": 2.0}},
+    {"epoch": 2, "step": 4, "stage": "content", "val": {"cc": 0.5, "kld": 1.5}},
+    # a job killed after epoch 2's line, before its checkpoint, repeats epoch 2 when it resumes
+    {"epoch": 2, "step": 4, "stage": "content", "val": {"cc": 0.375, "kld": 1.75}},
 ]
-TORN = '{"epoch": 2, "step": 6, "stage": "content", "val": {"cc": 0.6'  # the writer was killed mid-line
+TORN = '{"epoch": 3, "step": 6, "stage": "content", "val": {"cc": 0.6'  # the writer was killed mid-line
 
 
 def plan(tmp_path: Path) -> tuple[SweepFolder, SweepPlan]:
@@ -81,7 +81,7 @@ def test_a_torn_last_line_is_ignored_the_same_way_everywhere(tmp_path):
     folder.write_plan(p)
     folder.update_trial("t0", status="running")
     write_metrics(folder.trial_dir("t0"), "".join(json.dumps(r) + "\n" for r in LINES) + TORN)
-    expect = {0: LINES[0], 1: LINES[2]}
+    expect = {1: LINES[0], 2: LINES[2]}
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a line being written is no reason to warn
         assert read_metrics(folder.trial_dir("t0")) == expect
@@ -96,7 +96,16 @@ def test_a_torn_last_line_is_ignored_the_same_way_everywhere(tmp_path):
 def test_a_bad_complete_line_is_skipped_with_a_warning(tmp_path, bad):
     write_metrics(tmp_path, json.dumps(LINES[0]) + "\n" + bad + "\n" + json.dumps(LINES[1]) + "\n")
     with pytest.warns(UserWarning, match=rf"{tmp_path / 'metrics.jsonl'}:2: not an epoch record"):
-        assert read_metrics(tmp_path) == {0: LINES[0], 1: LINES[1]}
+        assert read_metrics(tmp_path) == {1: LINES[0], 2: LINES[1]}
+
+
+def test_epochs_count_from_one_and_a_file_that_counted_from_zero_is_read_shifted(tmp_path):
+    from salnet.run.tuner import result_of
+
+    old = [{**row, "epoch": row["epoch"] - 1} for row in LINES]  # as written before epochs counted from 1
+    write_metrics(tmp_path, "".join(json.dumps(r) + "\n" for r in old))
+    assert read_metrics(tmp_path) == {1: LINES[0], 2: LINES[2]}
+    assert result_of(LINES[2])["epoch"] == 2  # Tune's epoch is the record's
 
 
 def test_cancel_marks_open_trials_and_the_sweep(tmp_path):

@@ -48,7 +48,7 @@ def result_of(row: dict, final: bool = False) -> dict:
     """A metrics.jsonl row → a Tune result: every metric (NaN where undefined), the epoch, the stage."""
     val = row.get("val", {})
     out = {m: float(val.get(m, math.nan)) for m in METRICS}
-    out.update(epoch=row["epoch"] + 1, stage=row.get("stage", ""), images=val.get("images", 0))
+    out.update(epoch=row["epoch"], stage=row.get("stage", ""), images=val.get("images", 0))
     if final:  # "final" marks a trial that ran to its end (Tune also sets "done" on trials it stops)
         out.update(done=True, final=1)
     return out
@@ -151,8 +151,8 @@ class TrialRunner(tune.Trainable):
         self._ensure_job()
         while True:
             rows = self.folder.epochs(self.name)
-            if self.reported in rows:
-                row = rows[self.reported]
+            if self.reported + 1 in rows:  # epochs count from 1: ``reported`` is the last one reported
+                row = rows[self.reported + 1]
                 self.reported += 1
                 if self.reported < self.epochs:
                     return result_of(row)
@@ -161,7 +161,7 @@ class TrialRunner(tune.Trainable):
             finished, error = self._job_outcome()
             if finished:
                 rows = self.folder.epochs(self.name)
-                if self.reported in rows:
+                if self.reported + 1 in rows:
                     continue
                 if error is None:  # ended cleanly with no new epoch: a max_steps run, nothing more to come
                     self.folder.update_trial(self.name, status="done")

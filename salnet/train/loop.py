@@ -379,7 +379,7 @@ class Trainer:
         log.info(epoch_line(self.epoch, t.epochs, stage, train_means, val, img_per_s))
         if self.env.is_main:
             with open(self.run_dir / "metrics.jsonl", "a") as f:
-                f.write(json.dumps({"epoch": self.epoch, "step": self.step, "stage": stage, "train": train_means,
+                f.write(json.dumps({"epoch": self.epoch + 1, "step": self.step, "stage": stage, "train": train_means,
                                     "val": val, "time": time.time()}) + "\n")
         self.epoch += 1
         self.batch_in_epoch = 0

@@ -83,7 +83,7 @@ def assert_resumed(run_dir: Path, epochs: int, logs: Path, retried_job: str) -> 
     """A retried run resumed, not restarted: every epoch reported, at most one of them twice (killed after its
     metrics.jsonl line, before its checkpoint) — a restart from scratch writes every epoch before the fault
     again — and the retried job's training started at a step > 0 (the step of the checkpoint it resumed)."""
-    assert epochs_of(run_dir) == list(range(epochs))
+    assert epochs_of(run_dir) == list(range(1, epochs + 1))
     assert epochs <= epochs_written(run_dir) <= epochs + 1, f"{epochs_written(run_dir)} lines for {epochs} epochs"
     steps = start_steps(job_log(logs, retried_job))
     assert steps and steps[-1] > 0, f"job {retried_job} started its training at steps {steps}"

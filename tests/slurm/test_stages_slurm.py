@@ -64,7 +64,7 @@ def test_the_trials_share_one_bootstrap_job_and_equal_trials_with_their_own(slur
     assert state(sweep)["stages"] == {stage.name: "done"}
     names = job_names(sweep)
     assert names.count("stg-salgan-bootstrap") == 1 and len(names) == 5, names  # driver, 1 bootstrap, 3 trials
-    assert [json.loads(r)["epoch"] for r in (stage / "metrics.jsonl").read_text().splitlines()] == [0, 1]
+    assert [json.loads(r)["epoch"] for r in (stage / "metrics.jsonl").read_text().splitlines()] == [1, 2]
     for name in ("t00000", "t00001", "t00002"):
         assert trial(sweep, name)["status"] == "done"
         run = sweep / "trials" / name
