@@ -24,11 +24,11 @@ mutants:  # the planted-bug check: each bug of tests/mutants/run.py caught by th
 	$(PY) tests/mutants/run.py
 
 bench:  # the CPU benchmarks with the arguments of docs/benchmarks.md (several minutes)
-	$(PY) benchmarks/loader_bench.py
-	$(PY) benchmarks/metrics_bench.py --n 1000 --ref-n 200
-	$(PY) benchmarks/train_bench.py --device cpu --batch 4 --steps 1 --warmup 1
-	$(PY) benchmarks/model_bench.py --device cpu --batch 32 --steps 1 --warmup 0
-	$(PY) benchmarks/ddp_scaling.py
+	$(PY) -m benchmarks.loader_bench
+	$(PY) -m benchmarks.metrics_bench --n 1000 --ref-n 200
+	$(PY) -m benchmarks.train_bench --device cpu --batch 4 --steps 1 --warmup 1
+	$(PY) -m benchmarks.model_bench --device cpu --batch 32 --steps 1 --warmup 0
+	$(PY) -m benchmarks.ddp_scaling
 
 gpu-check-dry:  # every step of the GPU check at tiny sizes, on any CPU (about a minute)
 	benchmarks/gpu_check.sh --dry

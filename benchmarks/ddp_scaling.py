@@ -1,12 +1,12 @@
 """DDP scaling on paper: gradient all-reduce volume per training step, its time over NVLink and InfiniBand, and
 the resulting 1 -> 8 and 8 -> 64 GPU efficiency next to the single-GPU step.
 
-    python benchmarks/ddp_scaling.py                         # SalGAN's adversarial step, 2,000 img/s assumed
-    python benchmarks/ddp_scaling.py --measured OUT/summary.json   # the single-GPU step a GPU check measured
-    python benchmarks/ddp_scaling.py --step loss_study --img-s 1000
+    python -m benchmarks.ddp_scaling                         # SalGAN's adversarial step, 2,000 img/s assumed
+    python -m benchmarks.ddp_scaling --measured OUT/summary.json   # the single-GPU step a GPU check measured
+    python -m benchmarks.ddp_scaling --step loss_study --img-s 1000
 
 Counts, not timings: the trainable parameters of the step's networks (what DDP all-reduces: frozen VGG layers
-are not), and the step's FLOPs from the layer shapes (benchmarks/flops.py) of one step of the training loop's own
+are not), and the step's FLOPs from the layer shapes (salnet/models/flops.py) of one step of the training loop's own
 functions run on the meta device (no memory, no arithmetic). Model (stated in the output):
 - per step each trainable gradient is all-reduced once (SalGAN: D's in the D update, G's in the G update), in
   fp32 (DDP's default; a bf16 compression hook halves it);
@@ -22,14 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import train_bench  # noqa: E402
-from flops import LayerFlops  # noqa: E402
+from benchmarks import train_bench
+from salnet.models.flops import LayerFlops
 
 BUCKET = 25e6  # bytes: DDP's default bucket_cap_mb
 

@@ -1,7 +1,7 @@
 """The GPU check's steps, each in its own process with a time cap, and its summary table (run by gpu_check.sh).
 
-    python benchmarks/gpu_check.py --out OUT [--budget 470] [--dry] [--osie-recipe jobs/osie_recipe.py] [--shared DIR]
-    python benchmarks/gpu_check.py --plan --budget 480 --setup-worst 230   # the budget plan only (gpu_check.sh)
+    python -m benchmarks.gpu_check --out OUT [--budget 470] [--dry] [--osie-recipe jobs/osie_recipe.py] [--shared DIR]
+    python -m benchmarks.gpu_check --plan --budget 480 --setup-worst 230   # the budget plan only (gpu_check.sh)
 
 Steps, in order (cheap and essential first; torch.compile and the OSIE recipe last, the recipe getting what
 is left of the budget): environment; adversarial step (bf16, channels_last, eager); loss-study step; real
@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-BENCH = REPO / "benchmarks"
 ADV_TARGET = 2000.0  # img/s of the adversarial step on one H100/H200 (issue 16)
 MIN_LEFT = 20  # seconds each later step keeps when an earlier one is capped
 ARCHIVE_S = 10  # gpu_check.sh's share of the budget after the steps: the archive of their logs, the exit
@@ -52,16 +51,16 @@ def steps(dry: bool, out: Path, osie: Path | None, shared: Path | None = None) -
     ../shared)."""
     js = lambda step: ["--json", str(out / "steps" / f"{step}.json")]  # noqa: E731
     tiny = ["--device", "cpu", "--width", "0.0625", "--steps", "1", "--warmup", "1", "--matmul-n", "256"]
-    adv = ([str(BENCH / "train_bench.py"), "--bf16", "--channels-last"]
+    adv = (["-m", "benchmarks.train_bench", "--bf16", "--channels-last"]
            + (tiny + ["--batch", "2", "--size", "64", "96"] if dry else ["--device", "cuda", "--steps", "20",
                                                                            "--warmup", "3"]))
-    loss = ([str(BENCH / "train_bench.py"), "--step", "loss_study", "--bf16", "--channels-last"]
+    loss = (["-m", "benchmarks.train_bench", "--step", "loss_study", "--bf16", "--channels-last"]
             + (tiny + ["--batch", "2", "--size", "256", "256"] if dry else ["--device", "cuda", "--steps", "10"]))
-    loader = [str(BENCH / "loader_step_bench.py")] + (
+    loader = ["-m", "benchmarks.loader_step_bench"] + (
         ["--device", "cpu", "--n", "64", "--distinct", "8", "--size", "64", "96", "--model-size", "32", "48",
          "--width", "0.0625", "--batch", "4", "--steps", "3", "--warmup", "1", "--workers", "1", "--pack-workers", "1"]
         if dry else ["--device", "cuda", "--workers", "2", "--steps", "100", "--pack-workers", "8"])
-    metrics = [str(BENCH / "metrics_bench.py"), "--no-reference", "--agree"] + (
+    metrics = ["-m", "benchmarks.metrics_bench", "--no-reference", "--agree"] + (
         ["--device", "cpu", "--n", "4", "--batch", "4", "--repeats", "1", "--val-n", "4"] if dry
         else ["--device", "cuda", "--n", "256", "--repeats", "2", "--val-n", "64"])
     gpu_tests = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_*.py")
@@ -76,7 +75,7 @@ def steps(dry: bool, out: Path, osie: Path | None, shared: Path | None = None) -
     osie_reason = (shared_skip(shared) if osie is None or osie == DEFAULT_RECIPE else "") or osie_skip(osie)
     compile_extra = ["--compile"] + (["--compile-backend", "eager"] if dry else [])
     return [
-        Step("env", "environment", 60, [str(Path(__file__)), "--probe", str(out / "steps" / "env.json")]),
+        Step("env", "environment", 60, ["-m", "benchmarks.gpu_check", "--probe", str(out / "steps" / "env.json")]),
         Step("adversarial", "adversarial step, bf16, channels_last", 120, adv + js("adversarial")),
         Step("loss_study", "loss-study step (ASPPNet, LC2 + R)", 120, loss + js("loss_study")),
         Step("loader_step", "real loader + step (model-size shards)", 150, loader + js("loader_step")),
@@ -91,7 +90,7 @@ def recipe_inputs(shared: Path | None = None) -> list[tuple[str, Path, Path]]:
     """The recipe's inputs as (flag, where under ``shared`` (default its ../shared), copy in the checkout's
     shared/); [] when the recipe cannot be imported."""
     try:
-        from salnet.osie_recipe import DEFAULT_DATA, DEFAULT_WEIGHTS, SHARED
+        from salnet.recipes.osie import DEFAULT_DATA, DEFAULT_WEIGHTS, SHARED
     except ImportError:
         return []
     return [(flag, (shared or SHARED) / p.relative_to(SHARED), REPO / "shared" / p.relative_to(SHARED))

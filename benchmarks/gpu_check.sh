@@ -59,7 +59,7 @@ SHARED_ARGS=()
 [ -n "${GPU_CHECK_SHARED:-}" ] && SHARED_ARGS=(--shared "$GPU_CHECK_SHARED")
 # the plan of a GPU run at worst (a dry run stops here when it does not fit), and whether .whl holds the wheels a
 # machine without a registry needs (benchmarks/gpu_check.sh --fetch-wheels)
-"$PY" benchmarks/gpu_check.py --plan --budget "$BUDGET" --setup-worst "$GPU_ENV_WORST_S" "${SHARED_ARGS[@]}"
+"$PY" -m benchmarks.gpu_check --plan --budget "$BUDGET" --setup-worst "$GPU_ENV_WORST_S" "${SHARED_ARGS[@]}"
 plan_rc=$?
 lacking=""
 for dep in $DEPS; do
@@ -75,7 +75,7 @@ LEFT=$(( BUDGET - ($(date +%s) - START) - 10 ))
 ARGS=(--out "$OUT" --budget "$LEFT" "${SHARED_ARGS[@]}")
 [ $DRY = 1 ] && ARGS+=(--dry)
 [ -n "${OSIE_RECIPE:-}" ] && ARGS+=(--osie-recipe "$OSIE_RECIPE")
-"$PY" benchmarks/gpu_check.py "${ARGS[@]}"
+"$PY" -m benchmarks.gpu_check "${ARGS[@]}"
 rc=$?
 # few files back from a device machine: the step logs and figures as one archive (summary.json has the figures)
 tar czf "$OUT/steps.tar.gz" -C "$OUT" steps && rm -rf "$OUT/steps"

@@ -57,7 +57,7 @@ source benchmarks/gpu_env.sh
 probe() {  # the recipe's steps/s from 10 timed adversarial steps, and the PASSES that fit train calls
   local batch=32 bench=(--device cuda --steps 10 --warmup 3)
   [ $DRY = 1 ] && batch=2 bench=(--device cpu --size 64 96 --width 0.0625 --steps 1 --warmup 1 --matmul-n 256)
-  "$PY" benchmarks/train_bench.py --bf16 --channels-last --batch $batch "${bench[@]}" --json "$STATE/speed.json" \
+  "$PY" -m benchmarks.train_bench --bf16 --channels-last --batch $batch "${bench[@]}" --json "$STATE/speed.json" \
     >/dev/null || return 1
   "$PY" - "$STATE/speed.json" $batch <<'PYEOF'
 import json

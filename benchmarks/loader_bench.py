@@ -1,6 +1,6 @@
 """Training-loader throughput per core, from each kind of shard, against today's exact path: one run, one thread.
 
-    python benchmarks/loader_bench.py [--n 256] [--size 480 640] [--model-size 192 256] [--batches 96]
+    python -m benchmarks.loader_bench [--n 256] [--size 480 640] [--model-size 192 256] [--batches 96]
 
 Builds SALICON-like samples (synthetic scenes at 640x480 re-encoded as JPEG, 16-bit maps) and packs them three
 ways: full-size as released (JPEG + 16-bit PNG map: today's shards), full-size with the map as raw .npy

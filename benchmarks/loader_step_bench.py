@@ -1,7 +1,7 @@
 """The real loader feeding the real SalGAN training step: img/s and the fraction of the time the GPU idles.
 
-    python benchmarks/loader_step_bench.py --device cuda --workers 2          # the GPU check's figure
-    python benchmarks/loader_step_bench.py --device cpu --n 16 --size 64 96 --model-size 32 48 --width 0.0625 \\
+    python -m benchmarks.loader_step_bench --device cuda --workers 2          # the GPU check's figure
+    python -m benchmarks.loader_step_bench --device cpu --n 16 --size 64 96 --model-size 32 48 --width 0.0625 \\
         --batch 4 --steps 3 --workers 1                                        # a dry run of the code path
 
 Packs ``--distinct`` synthetic 640x480 JPEG samples into model-size shards (``--input-size``, the fast path)
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -29,15 +28,13 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from loader_bench import JpegSynthetic  # noqa: E402
-
-from salnet.data.loader import LoaderConfig, TrainLoader  # noqa: E402
-from salnet.data.shards import pack, read_manifest  # noqa: E402
-from salnet.data.synthetic import write_synthetic  # noqa: E402
-from salnet.losses import build  # noqa: E402
-from salnet.models import Discriminator, Generator  # noqa: E402
-from salnet.train import steps  # noqa: E402
+from benchmarks.loader_bench import JpegSynthetic
+from salnet.data.loader import LoaderConfig, TrainLoader
+from salnet.data.shards import pack, read_manifest
+from salnet.data.synthetic import write_synthetic
+from salnet.losses import build
+from salnet.models import Discriminator, Generator
+from salnet.train import steps
 
 
 def replicate(folder: Path, total: int) -> int:

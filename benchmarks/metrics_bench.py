@@ -1,8 +1,8 @@
 """Metric throughput: salnet.metrics vs pysaliency on the same maps, in the same run, and a SALICON
 validation pass projected from it.
 
-    python benchmarks/metrics_bench.py [--n 1000] [--ref-n 200] [--device cpu|cuda] [--batch 32] [--repeats 3]
-    python benchmarks/metrics_bench.py --device cuda --n 256 --no-reference --agree --json out.json   # GPU
+    python -m benchmarks.metrics_bench [--n 1000] [--ref-n 200] [--device cpu|cuda] [--batch 32] [--repeats 3]
+    python -m benchmarks.metrics_bench --device cuda --n 256 --no-reference --agree --json out.json   # GPU
 
 N maps of 480×640 with ``--fixations`` fixations each (smooth random ground truth, fixations drawn from it,
 a shifted copy as prediction). Prints img/s per metric for salnet and for the reference on the first
@@ -31,9 +31,9 @@ import torch
 
 from salnet import metrics as M
 from salnet import native
-from salnet.baselines import center_bias
 from salnet.imresize import imresize
 from salnet.metrics.emd import DOWNSIZE, _ground_distance, transport_cost
+from salnet.models.baselines import center_bias
 
 H, W = 480, 640
 NFIX = 100  # fixations per image (--fixations)

@@ -1,11 +1,11 @@
 """SalGAN training-step throughput: generator forward+backward and the full adversarial step (D + G).
 
-Prints img/s, achieved TFLOP/s (FLOPs counted from the layer shapes, benchmarks/flops.py) and the
+Prints img/s, achieved TFLOP/s (FLOPs counted from the layer shapes, salnet/models/flops.py) and the
 ratio against a reference measured in the same run: the FLOP/s of a plain square matmul on the same
 device in the same dtype (an achievable "peak"). Random weights (speed does not depend on them).
 
-    python benchmarks/model_bench.py --device cpu --batch 4 --steps 2          # CPU smoke figures
-    python benchmarks/model_bench.py --device cuda --bf16 --channels-last      # GPU: batch 32, 256×192
+    python -m benchmarks.model_bench --device cpu --batch 4 --steps 2          # CPU smoke figures
+    python -m benchmarks.model_bench --device cuda --bf16 --channels-last      # GPU: batch 32, 256×192
 
 The adversarial step runs G once: D is updated on (S, Ŝ.detach()) and then G on α·BCE/4 + BCE(D(I,Ŝ),1)
 with D's parameters not requiring grad — the same updates as the released code's two G passes, since
@@ -15,19 +15,15 @@ G has not changed between them.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 import warnings
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flops import LayerFlops  # noqa: E402
-
-from salnet.losses import build, discriminator_loss, generator_adversarial_loss  # noqa: E402
-from salnet.models import SALGAN_INPUT_SIZE, Discriminator, Generator  # noqa: E402
+from salnet.losses import build, discriminator_loss, generator_adversarial_loss
+from salnet.models import SALGAN_INPUT_SIZE, Discriminator, Generator
+from salnet.models.flops import LayerFlops
 
 ALPHA = 0.05
 

@@ -6,16 +6,16 @@ training loop alternates them over consecutive batches, as the released code doe
 rate from its loader ("loop img/s"). The "loss_study" step
 is one content step of the loss study's network (ASPPNet, 400×300, batch 60, SGD) on LC2 + R, its most
 expensive loss (KLD, CC, NSS, SIG-MSE, and DF and GM through a frozen VGG-16). Prints img/s, achieved
-TFLOP/s (FLOPs from the layer shapes, benchmarks/flops.py, the losses' VGG included) and the ratio to a
+TFLOP/s (FLOPs from the layer shapes, salnet/models/flops.py, the losses' VGG included) and the ratio to a
 plain matmul's FLOP/s measured in the same run on the same device and dtype. ``--cached`` times the loss-study
 step on LC1 (no DF or GM: the points a feature cache serves) twice in one run, from the images and from the
 encoder's taps as a feature cache gives them (salnet.data.features), and prints both and their ratios.
 
-    python benchmarks/train_bench.py --device cpu --batch 4 --steps 2            # CPU smoke figures
-    python benchmarks/train_bench.py --device cuda --bf16 --channels-last        # one GPU, batch 32
-    python benchmarks/train_bench.py --device cuda --bf16 --channels-last --step loss_study
-    python benchmarks/train_bench.py --device cpu --step loss_study --cached --batch 8 --steps 2  # cache vs not
-    torchrun --nproc-per-node 8 benchmarks/train_bench.py --device cuda --bf16   # DDP scaling
+    python -m benchmarks.train_bench --device cpu --batch 4 --steps 2            # CPU smoke figures
+    python -m benchmarks.train_bench --device cuda --bf16 --channels-last        # one GPU, batch 32
+    python -m benchmarks.train_bench --device cuda --bf16 --channels-last --step loss_study
+    python -m benchmarks.train_bench --device cpu --step loss_study --cached --batch 8 --steps 2  # cache vs not
+    torchrun --nproc-per-node 8 -m benchmarks.train_bench --device cuda --bf16   # DDP scaling
 
 Under torchrun it reports the per-GPU and total img/s of DDP-wrapped G and D (gradients all-reduced).
 """
@@ -24,22 +24,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import warnings
 from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from flops import LayerFlops  # noqa: E402
-from model_bench import matmul_reference, timed  # noqa: E402
-
-from salnet.data.features import tap_key  # noqa: E402
-from salnet.losses import LC1, LC2, build  # noqa: E402
-from salnet.models import SALGAN_INPUT_SIZE, Discriminator, Generator  # noqa: E402
-from salnet.train import steps  # noqa: E402
-from salnet.train.distributed import all_reduce_sum, cleanup, init_distributed  # noqa: E402
+from benchmarks.model_bench import matmul_reference, timed
+from salnet.data.features import tap_key
+from salnet.losses import LC1, LC2, build
+from salnet.models import SALGAN_INPUT_SIZE, Discriminator, Generator
+from salnet.models.flops import LayerFlops
+from salnet.train import steps
+from salnet.train.distributed import all_reduce_sum, cleanup, init_distributed
 
 LOSS_STUDY = {**LC2, "center_bias": 0.1}  # LC2 + R (docs/design.md, "The loss study")
 DEFAULTS = {"adversarial": (32, SALGAN_INPUT_SIZE), "loss_study": (60, (300, 400))}  # (batch, (H, W)) of the papers

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from salnet.logs import setup_logging
 from salnet.run.cancel import cancel_sweep
-from salnet.sweep_folder import SweepFolder
+from salnet.sweeps.folder import SweepFolder
 
 
 def main(argv=None) -> int:

@@ -30,7 +30,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging()
-    from salnet.released_salgan import convert_released
+    from salnet.interop.released_salgan import convert_released
 
     try:
         ckpt = convert_released(args.files, args.out)

@@ -18,7 +18,7 @@ from salnet.logs import setup_logging
 from salnet.run import LaunchError
 from salnet.run.evaluate import evaluate_one_run, evaluate_sweep
 from salnet.run.launch import parse_time
-from salnet.sweep_folder import SweepFolder
+from salnet.sweeps.folder import SweepFolder
 
 
 def main(argv=None) -> int:

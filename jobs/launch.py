@@ -20,7 +20,7 @@ from salnet.logs import setup_logging
 from salnet.models.weights import WeightsError
 from salnet.run import LaunchError
 from salnet.run.launch import LaunchOptions, launch_sweep, launch_train
-from salnet.sweep import SweepError
+from salnet.sweeps.load import SweepError
 
 FLAGS = [  # (flag, type, help); None: the sweep's value (see LaunchOptions)
     ("--partition", str, "Slurm partition of the training jobs"),

@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from salnet.logs import setup_logging
-from salnet.osie_recipe import DEFAULT_DATA, DEFAULT_WEIGHTS, PASSES, Stopped, osie_recipe
+from salnet.recipes.osie import DEFAULT_DATA, DEFAULT_WEIGHTS, PASSES, Stopped, osie_recipe
 
 
 def main(argv=None) -> int:

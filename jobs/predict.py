@@ -21,8 +21,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from salnet.inference.predict_files import UsageError, expand_inputs
 from salnet.logs import setup_logging
-from salnet.predict_files import UsageError, expand_inputs
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -57,8 +57,8 @@ def main(argv=None) -> int:
             raise UsageError(f"no images matched {' '.join(args.inputs)}")
         import torch
 
-        from salnet.predict import load_model
-        from salnet.predict_files import predict_benchmark, predict_files
+        from salnet.inference.predict import load_model
+        from salnet.inference.predict_files import predict_benchmark, predict_files
 
         device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if device.type == "cuda" and not torch.cuda.is_available():

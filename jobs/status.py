@@ -13,7 +13,7 @@ from pathlib import Path
 
 from salnet.logs import setup_logging
 from salnet.run.status import sweep_status, table
-from salnet.sweep_folder import SweepFolder
+from salnet.sweeps.folder import SweepFolder
 
 
 def main(argv=None) -> int:

@@ -7,10 +7,11 @@ import torch
 import torch.nn.functional as F
 from helpers import synthetic_shards
 
-from salnet.baselines import ReadoutNet, fit_readout
-from salnet.evaluate import evaluate_run
+from salnet.inference.evaluate import evaluate_run
+from salnet.inference.predict import load_model
 from salnet.logs import captured
-from salnet.predict import load_model
+from salnet.models.baselines import ReadoutNet
+from salnet.recipes.baselines import fit_readout
 
 pytestmark = pytest.mark.filterwarnings("ignore:VGG-16 has RANDOM weights")
 
@@ -49,7 +50,7 @@ def test_fit_readout_learns_and_saves_a_run_the_evaluation_reads(tmp_path):
     """The head's last-epoch training BCE (0.106) is below that of the best image-independent map (0.111): it reads
     the image, not only where fixations usually are."""
     shards = synthetic_shards(tmp_path, {"train": 16, "val": 4}, (32, 48), 0.05)
-    with captured("salnet.baselines") as lines:
+    with captured("salnet.recipes.baselines") as lines:
         run = fit_readout(shards, tmp_path / "readout", input_size=(32, 48), epochs=100, lr=1e-2, batch_size=8,
                           width=0.125)
     assert "features of 16 images computed once" in lines[0]

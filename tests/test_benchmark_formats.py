@@ -15,7 +15,8 @@ import torch
 from interop_fixtures import tiny_run, write_images
 from PIL import Image
 
-from salnet.benchmark_formats import (
+from salnet.config import config_hash, load_config
+from salnet.inference.benchmark_formats import (
     FORMATS,
     Format,
     benchmark_format,
@@ -24,9 +25,8 @@ from salnet.benchmark_formats import (
     find_stimuli,
     write_benchmark,
 )
-from salnet.config import config_hash, load_config
+from salnet.inference.predict import load_model, predict_maps
 from salnet.models.salgan import SaliencyOutput
-from salnet.predict import load_model, predict_maps
 
 PREDICT = Path(__file__).resolve().parents[1] / "jobs" / "predict.py"
 pytestmark = pytest.mark.filterwarnings("ignore:VGG-16 has RANDOM weights")
@@ -172,7 +172,7 @@ def test_check_maps_names_missing_extra_and_mismatched_sizes(tmp_path):
 
 
 def test_full_test_sets_pass_the_completeness_check(tmp_path):
-    from salnet.benchmark_formats import Stimulus
+    from salnet.inference.benchmark_formats import Stimulus
 
     mit = [Stimulus(Path(f"i{i}.jpg"), tmp_path) for i in range(1, 301)]
     check_complete(mit, FORMATS["mit300"], tmp_path)

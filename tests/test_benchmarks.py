@@ -15,12 +15,9 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
+from benchmarks import ddp_scaling, gpu_check, loader_bench
 
-import ddp_scaling  # noqa: E402
-import gpu_check  # noqa: E402
-import loader_bench  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_loader_bench_reports_every_path_per_core(monkeypatch, capsys):
@@ -132,7 +129,7 @@ def test_ddp_scaling_arithmetic(tmp_path):
 
 def test_recipe_reads_the_shared_copy_inside_the_checkout(tmp_path, monkeypatch):
     """On a device machine ../shared is absent; a copy in the checkout's shared/ is passed to the recipe."""
-    import salnet.osie_recipe as recipe
+    import salnet.recipes.osie as recipe
 
     away = tmp_path / "nowhere"
     monkeypatch.setattr(recipe, "SHARED", away)

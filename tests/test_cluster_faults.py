@@ -17,7 +17,7 @@ import salnet.losses.base as loss_base
 from salnet.config import DEBUG_OVERRIDES, apply_overrides, loss_study
 from salnet.data.loader import LoaderConfig, TrainLoader
 from salnet.run.submission import make_executor
-from salnet.sweep_folder import JobResources
+from salnet.sweeps.folder import JobResources
 from salnet.train import checkpoint, steps
 from salnet.train.build import build_content_loss, build_generator
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from salnet import metrics as M
-from salnet.baselines import center_bias
+from salnet.models.baselines import center_bias
 
 DEMO = Path(__file__).resolve().parents[1] / "jobs" / "demo.py"
 

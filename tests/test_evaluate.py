@@ -15,9 +15,9 @@ from PIL import Image
 from salnet.config import DEBUG_OVERRIDES, Config, apply_overrides
 from salnet.data import get_reader
 from salnet.data.loader import LoaderConfig, ValLoader
-from salnet.evaluate import evaluate_run, mean_rows
+from salnet.inference.evaluate import evaluate_run, mean_rows
+from salnet.inference.predict import load_model
 from salnet.metrics import METRICS
-from salnet.predict import load_model
 from salnet.train.loop import Trainer
 from salnet.train.validate import fixation_pool, validate
 

@@ -17,10 +17,10 @@ import pytest
 import torch
 from test_folder_dataset import make_folder
 
-from salnet.baselines import CenterBiasModel
 from salnet.config import DEBUG_OVERRIDES, Config, apply_overrides
-from salnet.evaluate import evaluate_model, evaluate_run
+from salnet.inference.evaluate import evaluate_model, evaluate_run
 from salnet.metrics import METRICS
+from salnet.models.baselines import CenterBiasModel
 from salnet.train.loop import Trainer
 
 pytestmark = pytest.mark.filterwarnings("ignore:VGG-16 has RANDOM weights")

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from salnet.config import ConfigError, load_config
-from salnet.sweep_folder import JobRecord, SweepFolder, SweepPlan, read_metrics
+from salnet.sweeps.folder import JobRecord, SweepFolder, SweepPlan, read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 ROW = {"epoch": 1, "step": 3, "stage": "content", "train": {"loss": 1.0}, "val": {"cc": 0.25}, "time": 1.0}

@@ -219,7 +219,7 @@ def test_the_cached_step_counts_the_head_alone():
     """The loss-study network at 300×400 (counted from layer shapes): the step from images 85.4 GFLOP per image,
     from cached taps 12.5 (6.8× less); validation 78.8 and 6.0."""
     from salnet.config import PRESETS
-    from salnet.models.flops import training_flops
+    from salnet.train.flops import training_flops
 
     cfg = PRESETS["loss_study"]()
     full, head = training_flops(cfg), training_flops(cfg, cached=True)

@@ -15,7 +15,7 @@ from test_folder_dataset import make_folder
 
 from salnet.atomic import atomic_write, current_umask, umask_mode
 from salnet.config import DEBUG_OVERRIDES, Config, apply_overrides
-from salnet.plots import atomic_bytes
+from salnet.sweeps.plots import atomic_bytes
 from salnet.train.loop import Trainer
 
 pytestmark = pytest.mark.filterwarnings("ignore:VGG-16 has RANDOM weights")

@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
+from benchmarks import gpu_check
 
-import gpu_check  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_the_default_recipe_is_skipped_without_shared_and_runs_with_it(tmp_path):

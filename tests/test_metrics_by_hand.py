@@ -13,8 +13,8 @@ from PIL import Image
 from scipy.optimize import linprog
 
 from salnet import metrics as M
-from salnet.baselines import center_bias
 from salnet.metrics.__main__ import main
+from salnet.models.baselines import center_bias
 
 # MATLAB's 0:0.1:max for max = 1 (AUC_Borji.m, AUC_shuffled.m: `fliplr([0:stepSize:max([Sth; curfix])])`); max is
 # included. The maps below keep their values off the grid, so how MATLAB rounds 0.3 or 0.7 does not matter.

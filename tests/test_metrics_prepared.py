@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from salnet import metrics as M
-from salnet.baselines import center_bias
 from salnet.metrics import prepared
 from salnet.metrics.prepared import PreparedMaps
+from salnet.models.baselines import center_bias
 
 
 def batch(B=3, H=30, W=40, seed=0):

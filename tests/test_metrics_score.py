@@ -11,8 +11,8 @@ from helpers import shared_path
 from PIL import Image
 
 from salnet import metrics as M
-from salnet.baselines import center_bias
 from salnet.metrics.__main__ import main
+from salnet.models.baselines import center_bias
 
 
 def make_folders(tmp_path, n=4, H=48, W=64):

@@ -8,8 +8,8 @@ import torch
 from scipy.optimize import linprog
 
 from salnet import metrics as M
-from salnet.baselines import center_bias
 from salnet.metrics.emd import _ground_distance, transport_cost
+from salnet.models.baselines import center_bias
 
 G = torch.Generator().manual_seed(0)
 

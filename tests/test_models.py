@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import warnings
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from salnet.models.aspp import gaussian_kernel, output_size
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 HED = SHARED / "weights" / "vgg16_features_hed_bsds500_fp16.pth"
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 # Hand counts: 3×3 conv in→out has in·out·9 + out parameters.
 VGG_CONVS = {  # features index: parameters
@@ -231,8 +229,9 @@ def test_aspp_dropout_only_in_training_and_encoder_stays_eval():
 
 
 def test_layer_flops_match_torch_flop_counter():
-    from flops import LayerFlops
     from torch.utils.flop_counter import FlopCounterMode
+
+    from salnet.models.flops import LayerFlops
 
     g, d = quiet(Generator, width=0.125), Discriminator(width=0.25, input_size=(32, 48))
     x, s = torch.rand(2, 3, 32, 48), torch.rand(2, 1, 32, 48)

@@ -252,7 +252,7 @@ def test_area_shrink_equals_torch_path(monkeypatch, src, dst, dtype, full, chann
 
 def test_metrics_equal_with_and_without_the_kernels(monkeypatch):
     from salnet import metrics as M
-    from salnet.baselines import center_bias
+    from salnet.models.baselines import center_bias
 
     gen = torch.Generator().manual_seed(9)
     B, H, W = 3, 48, 64

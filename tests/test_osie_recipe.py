@@ -10,7 +10,7 @@ import pytest
 from helpers import synthetic_shards
 
 from salnet.config import Config, apply_overrides, save_config
-from salnet.evaluate import evaluate_run
+from salnet.inference.evaluate import evaluate_run
 from salnet.metrics import METRICS
 from salnet.train.checkpoint import load_checkpoint
 
@@ -98,7 +98,7 @@ def test_bad_input_is_a_clear_error_before_any_training(tmp_path, args, named):
 
 def test_a_stop_before_a_stage_starts_no_training(tmp_path):
     """The recipe's stop flag set (a signal between two stages): the next stage raises Stopped, writes nothing."""
-    from salnet.osie_recipe import Stopped, run
+    from salnet.recipes.osie import Stopped, run
     from salnet.train.loop import StopFlag
 
     stop = StopFlag()

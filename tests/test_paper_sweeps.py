@@ -11,7 +11,7 @@ import pytest
 from helpers import synthetic_shards
 
 from salnet.losses import LC1, LC2
-from salnet.sweep import load_sweep, trial_config
+from salnet.sweeps.load import load_sweep, trial_config
 from salnet.train.loop import Trainer
 
 LAUNCH = Path(__file__).resolve().parents[1] / "jobs" / "launch.py"

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from salnet.plots import sweep_figure, write_sweep_plots
+from salnet.sweeps.plots import sweep_figure, write_sweep_plots
 
 METRICS = ["auc_judd", "cc", "kld"]
 

@@ -20,16 +20,8 @@ from scipy import ndimage
 
 from salnet.config import DEBUG_OVERRIDES, Config, apply_overrides
 from salnet.imresize import imresize
-from salnet.predict import (
-    BLUR_KERNEL,
-    blur5,
-    load_model,
-    map_png,
-    overlay_png,
-    overlay_rgb,
-    postprocess,
-    predict_maps,
-)
+from salnet.inference.predict import load_model, map_png, overlay_png, overlay_rgb, predict_maps
+from salnet.models.postprocess import BLUR_KERNEL, blur5, postprocess
 from salnet.train.loop import Trainer
 
 REPO = Path(__file__).resolve().parents[1]

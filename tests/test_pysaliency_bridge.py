@@ -12,8 +12,8 @@ from PIL import Image
 from salnet.data import get_reader
 from salnet.data.maps import blur_fixations, quantize16
 from salnet.data.shards import decode_record, iter_tar, pack, read_manifest
-from salnet.predict import load_model, predict_maps
-from salnet.pysaliency_model import saliency_map_model
+from salnet.inference.predict import load_model, predict_maps
+from salnet.interop.pysaliency_model import saliency_map_model
 
 pytestmark = pytest.mark.filterwarnings("ignore:VGG-16 has RANDOM weights", "ignore::DeprecationWarning")
 SIZES = [(40, 56), (33, 70), (64, 48)]

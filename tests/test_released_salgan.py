@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
+from salnet.inference.predict import load_model, predict_maps, resolve_checkpoint
+from salnet.interop.released_salgan import convert_released, discriminator_params, generator_params
 from salnet.models.salgan import DECODER_CFG
-from salnet.predict import load_model, predict_maps, resolve_checkpoint
-from salnet.released_salgan import convert_released, discriminator_params, generator_params
 
 CONVERT = Path(__file__).resolve().parents[1] / "jobs" / "convert.py"
 CAFFE_MEAN = np.array([103.939, 116.779, 123.68])  # B, G, R
@@ -197,7 +197,7 @@ def test_full_size_discriminator_equals_the_numpy_reference(full_size):
 def test_jobs_convert_writes_a_run_folder_that_predict_loads(tmp_path, monkeypatch, capsys):
     """A narrow network (same layout, width 1/8) through the command line into a run folder; predict_maps on it
     equals the released post-processing applied to the numpy reference's map."""
-    from salnet.predict import postprocess
+    from salnet.models.postprocess import postprocess
 
     rng = np.random.default_rng(3)
     g = generator_arrays(0.125, rng)

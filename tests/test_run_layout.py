@@ -1,6 +1,6 @@
-"""The job layer's shape, read from the source: only salnet.run imports submitit or Ray, the library never
-imports salnet.run, no import circle (lazy imports included), no sys.path edits, no pickling by value, and
-importing any of it leaves the environment alone."""
+"""salnet's shape, read from the source: its parts stacked in layers that import only downwards (lazy imports
+included), its root holding only the shared utilities, only salnet.run importing submitit or Ray, no import
+circle, no sys.path edits, no pickling by value, and importing the job layer leaving the environment alone."""
 
 import ast
 import subprocess
@@ -10,11 +10,23 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_PACKAGES = ("submitit", "ray", "cloudpickle")
 # files that still edit sys.path, with why; not part of the job layer
-SYS_PATH_EXCEPTIONS = {"tests/test_models.py": "imports the scripts in benchmarks/, which are not a package",
-                       "tests/test_benchmarks.py": "imports the scripts in benchmarks/",
-                       "tests/test_gpu_check_plan.py": "imports benchmarks/gpu_check.py",
-                       # a test-only function run as a 2-task Slurm job: the job cannot import tests/slurm by name
-                       "tests/slurm/test_train_slurm.py": "pickles tests/slurm/sweep_helpers.py by value"}
+SYS_PATH_EXCEPTIONS = {  # a test-only function run as a 2-task Slurm job: the job cannot import tests/slurm by name
+    "tests/slurm/test_train_slurm.py": "pickles tests/slurm/sweep_helpers.py by value"}
+# salnet's parts, lowest first: a module may import its own layer and the layers above it in this table, never
+# one below it (lazy imports included). A module belongs to the longest package named here that holds it, so
+# "salnet" stands for the root's own modules; the root holds nothing else (test_the_root_holds_only_utilities).
+LAYERS = (
+    ("utilities", ("salnet", "salnet.atomic", "salnet.config", "salnet.logs", "salnet.native", "salnet.imresize")),
+    ("building blocks", ("salnet.data", "salnet.losses", "salnet.metrics", "salnet.models")),
+    ("training", ("salnet.train",)),
+    ("inference", ("salnet.inference",)),
+    ("interop", ("salnet.interop",)),
+    ("sweeps", ("salnet.sweeps",)),
+    ("recipes", ("salnet.recipes",)),
+    ("job layer", ("salnet.run",)),  # the only part that drives Slurm and Ray
+    ("scripts", ("jobs",)),
+)
+ROOT_FILES = {"__init__.py", "atomic.py", "config.py", "logs.py", "native.py", "imresize.py", "csrc"}
 
 
 def module_name(path: Path) -> str:
@@ -96,8 +108,50 @@ def test_no_import_circle():
     mods = sources()
     graph = {name: {m for m in imported(p) if m in mods and m != name} for name, p in mods.items()}
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]  # the walk finds one
-    assert "salnet.summary" in graph["salnet.run.evaluate"]  # the walk sees lazy imports
+    assert "salnet.sweeps.summary" in graph["salnet.run.evaluate"]  # the walk sees lazy imports
     assert not cycles(graph), cycles(graph)
+
+
+def layer_of(name: str) -> int | None:
+    """The index in LAYERS of module ``name`` (the longest package of the table that holds it); None outside."""
+    found = [(len(pkg), i) for i, (_, pkgs) in enumerate(LAYERS) for pkg in pkgs if is_in(name, pkg)]
+    return max(found)[1] if found else None
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """Every import of ``graph`` (module → the modules it imports) from a lower layer to a higher one."""
+    out = []
+    for name, mods in sorted(graph.items()):
+        low = layer_of(name)
+        for mod in sorted(mods):
+            high = layer_of(mod)
+            if low is not None and high is not None and high > low:
+                out.append(f"{name} ({LAYERS[low][0]}) imports {mod} ({LAYERS[high][0]})")
+    return out
+
+
+def test_layers_import_only_downwards():
+    """Utilities < data, losses, metrics, models < train < inference < interop < sweeps < recipes < run < jobs/:
+    no module imports a layer above its own, lazy imports included."""
+    assert upward_imports({"salnet.metrics.score": {"salnet.models.baselines", "torch"},
+                           "salnet.train.validate": {"salnet.inference.predict"},
+                           "salnet.config": {"salnet.atomic", "salnet.data.sample"}}) == [
+        "salnet.config (utilities) imports salnet.data.sample (building blocks)",
+        "salnet.train.validate (training) imports salnet.inference.predict (inference)"]  # the check sees one
+    assert layer_of("salnet") == layer_of("salnet.native") == 0 and layer_of("salnet.sweeps.summary") == 5
+    graph = {name: imported(p) for name, p in sources().items()}
+    assert "salnet.models.baselines" in graph["salnet.run.train"]  # the walk sees lazy imports
+    assert not upward_imports(graph), "\n".join(upward_imports(graph))
+
+
+def test_the_root_holds_only_utilities():
+    """salnet/ itself holds the shared utilities and the packages of LAYERS, nothing else."""
+    packages = {pkg.split(".")[1] for _, pkgs in LAYERS[1:] for pkg in pkgs if pkg.startswith("salnet.")}
+    assert {f"{m.split('.')[1]}.py" for m in LAYERS[0][1][1:]} | {"__init__.py", "csrc"} == ROOT_FILES
+    found = {p.name for p in (REPO / "salnet").iterdir() if p.name != "__pycache__"}
+    assert found - ROOT_FILES - packages == set(), "move these into a package of LAYERS"
+    assert packages <= found and all((REPO / "salnet" / p / "__init__.py").is_file() for p in packages)
+    assert all(layer_of(name) is not None for name in sources())
 
 
 def edits(node: ast.AST) -> str | None:

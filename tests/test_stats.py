@@ -1,5 +1,5 @@
-"""salnet.stats on values whose answers are known: paired bootstrap intervals, Holm's adjustment, the marks, trials
-grouped into points by their params without train.seed, the control's resolution and the sweep file's check."""
+"""salnet.sweeps.stats on values whose answers are known: paired bootstrap intervals, Holm's adjustment, the marks,
+trials grouped into points by their params without train.seed, the control's resolution and the sweep file's check."""
 
 import math
 from pathlib import Path
@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from salnet import stats
-from salnet.sweep import SweepError, load_sweep
+from salnet.sweeps import stats
+from salnet.sweeps.load import SweepError, load_sweep
 
 HIGHER = {"cc": True, "kld": False}
 

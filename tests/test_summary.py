@@ -11,12 +11,12 @@ import yaml
 from helpers import synthetic_shards
 
 from salnet.config import DEBUG_OVERRIDES, Config, apply_overrides
-from salnet.evaluate import evaluate_run
+from salnet.inference.evaluate import evaluate_run
 from salnet.metrics import METRICS
-from salnet.stats import paired_difference
-from salnet.summary import PANEL_TAG, PAPER_COLUMNS, best_trial, hparam_values, read_spec, summarize_sweep
-from salnet.summary_board import COMPARISON_TAG
-from salnet.summary_tables import STAT_COLUMNS
+from salnet.sweeps.board import COMPARISON_TAG
+from salnet.sweeps.stats import paired_difference
+from salnet.sweeps.summary import PANEL_TAG, PAPER_COLUMNS, best_trial, hparam_values, read_spec, summarize_sweep
+from salnet.sweeps.tables import STAT_COLUMNS
 from salnet.train.loop import Trainer
 
 pytestmark = pytest.mark.filterwarnings("ignore:VGG-16 has RANDOM weights")
@@ -151,8 +151,8 @@ def test_markdown_table(sweep):
 def test_the_centre_bias_row_is_the_baseline_model_scored_like_the_trials(sweep):
     import torch
 
-    from salnet.baselines import CenterBiasModel
-    from salnet.evaluate import evaluate_model
+    from salnet.inference.evaluate import evaluate_model
+    from salnet.models.baselines import CenterBiasModel
 
     folder, result, expect = sweep
     (centre,) = result["baselines"]
@@ -293,7 +293,7 @@ def test_summarizing_again_rewrites_the_board(sweep):
 
 
 def test_paper_rows_of_another_dataset_are_listed_without_a_delta(sweep):
-    from salnet.summary import references_for, to_markdown
+    from salnet.sweeps.summary import references_for, to_markdown
 
     folder, result, _ = sweep
     rows = result["trials"]
@@ -311,8 +311,8 @@ def test_points_with_seeds_show_the_mean_sd_over_seeds_and_the_seed_spread():
     (means 0.495, 0.515: 0.505 ± 0.0141); GAN: BCE/4's values + 0.05 (seed 0) and + 0.03 (seed 1), so each image's
     seed average is 0.04 above (GAN: 0.545 with either seed): Δ +0.040, seed spread sd(0.05, 0.03) = 0.0141,
     better. KLD the same for both."""
-    from salnet.summary import compare_to_control
-    from salnet.summary_tables import comparison_cell, to_csv, to_markdown
+    from salnet.sweeps.summary import compare_to_control
+    from salnet.sweeps.tables import comparison_cell, to_csv, to_markdown
 
     def rows_of(shift, seed):
         return [{"id": f"i{j:02d}", "cc": 0.4 + 0.01 * j + 0.02 * seed + shift, "kld": 1.0 + 0.1 * j}

@@ -10,7 +10,7 @@ import pytest
 
 from salnet.config import Config, ConfigError, set_values
 from salnet.losses import LC2
-from salnet.sweep import SweepError, load_sweep, sweep_id, trial_config, with_budget
+from salnet.sweeps.load import SweepError, load_sweep, sweep_id, trial_config, with_budget
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -309,7 +309,7 @@ def test_seeds_repeat_every_point_and_every_sample(tmp_path):
     import dataclasses
 
     from salnet.run.tuner import planned_trials
-    from salnet.sweep import grid_size, shared_stages, with_seeds
+    from salnet.sweeps.load import grid_size, shared_stages, with_seeds
 
     gan = with_seeds(load_sweep("salgan_gan"), 2)
     trials = planned_trials(gan)
@@ -380,7 +380,7 @@ def test_a_random_search_runs_its_fixed_trials_first_and_besides_its_samples():
     import dataclasses
 
     from salnet.run.tuner import planned_trials
-    from salnet.sweep import grid_size, with_seeds
+    from salnet.sweeps.load import grid_size, with_seeds
 
     alpha = load_sweep("alpha")
     trials = planned_trials(alpha)

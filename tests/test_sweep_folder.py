@@ -1,4 +1,4 @@
-"""The sweep folder (salnet.sweep_folder): the plan and the records read back typed and equal, metrics.jsonl
+"""The sweep folder (salnet.sweeps.folder): the plan and the records read back typed and equal, metrics.jsonl
 read the same way by the driver, status and the summary (a torn last line ignored, a bad line skipped with a
 warning), cancel marks what it stops."""
 
@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from salnet.config import ConfigError
-from salnet.sweep import load_sweep, sweep_id, with_budget
-from salnet.sweep_folder import JobRecord, JobResources, SweepFolder, SweepPlan, read_metrics
+from salnet.sweeps.folder import JobRecord, JobResources, SweepFolder, SweepPlan, read_metrics
+from salnet.sweeps.load import load_sweep, sweep_id, with_budget
 
 LINES = [
     {"epoch": 1, "step": 2, "stage": "content", "val": {"cc": 0.25, "kld": 2.0}},
@@ -75,7 +75,7 @@ def write_metrics(run_dir: Path, text: str) -> None:
 
 def test_a_torn_last_line_is_ignored_the_same_way_everywhere(tmp_path):
     from salnet.run.status import sweep_status
-    from salnet.summary import read_epochs
+    from salnet.sweeps.summary import read_epochs
 
     folder, p = plan(tmp_path)
     folder.write_plan(p)

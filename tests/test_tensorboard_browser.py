@@ -25,7 +25,7 @@ from helpers import synthetic_shards
 from PIL import Image
 
 from salnet.config import DEBUG_OVERRIDES, Config, apply_overrides
-from salnet.summary import PANEL_TAG
+from salnet.sweeps.summary import PANEL_TAG
 from salnet.train.loop import Trainer
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:VGG-16 has RANDOM weights")]
@@ -65,7 +65,7 @@ def webdriver_module():
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory, webdriver_module):
     """(sweep folder, summarize_sweep's result): two trials of EPOCHS epochs, trained and summarised here."""
-    from salnet.summary import summarize_sweep
+    from salnet.sweeps.summary import summarize_sweep
 
     root = tmp_path_factory.mktemp("board")
     shards = synthetic_shards(root, {"train": 8, "val": 4, SPLIT: 4}, (32, 48), 0.05)

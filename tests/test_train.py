@@ -153,8 +153,8 @@ def test_learns_to_beat_the_centre_bias(tmp_path):
     """Content training at tiny width on synthetic data beats the centre bias on CC and NSS (val split).
     lr 1e-3: at 3e-3 the run from random VGG weights (no ../shared) fell into a poor minimum with 1 or 4
     threads (CC 0.22 against the centre bias's 0.18) and passed only with 2; now CC 0.48-0.55 with 1, 2 and 4."""
-    from salnet.baselines import CenterBiasModel
     from salnet.data.loader import LoaderConfig, ValLoader
+    from salnet.models.baselines import CenterBiasModel
     from salnet.train.validate import fixation_pool, validate
 
     synthetic_shards(tmp_path, {"train": 160, "val": 40}, (64, 96), 0.5)

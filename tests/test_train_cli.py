@@ -54,7 +54,7 @@ def test_impossible_values_stop_before_a_run_folder(monkeypatch, capsys, tmp_pat
 
 
 def test_retries_out_of_range_name_the_sweep_line(tmp_path):
-    from salnet.sweep import SweepError, load_sweep
+    from salnet.sweeps.load import SweepError, load_sweep
 
     text = (TRAIN.parents[1] / "sweeps" / "alpha.yaml").read_text().replace("retries: 2", "retries: -1")
     (tmp_path / "a.yaml").write_text(text)

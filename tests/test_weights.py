@@ -8,12 +8,12 @@ import torch
 
 from salnet import losses
 from salnet.config import DEBUG_OVERRIDES, PRESETS, Config, apply_overrides, config_hash, save_config
-from salnet.config_checks import check_weights
 from salnet.losses.perceptual import VGGPools
 from salnet.models import VGG16Features
 from salnet.models.weights import ENV_FILE, WeightsError, resolve_weights, torchvision_cache_file
-from salnet.sweep import SWEEPS_DIR, load_sweep, trial_config
+from salnet.sweeps.load import SWEEPS_DIR, load_sweep, trial_config
 from salnet.train.build import with_init_from_convention
+from salnet.train.checks import check_weights
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def test_the_released_weights_keep_their_input_convention_as_init_from(tmp_path)
     released network expects, and its config says so."""
     from helpers import synthetic_shards
 
-    from salnet.released_salgan import released_config
+    from salnet.interop.released_salgan import released_config
     from salnet.train.checkpoint import CheckpointManager
     from salnet.train.loop import Trainer
 

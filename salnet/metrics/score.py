@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from salnet.baselines import center_bias
 from salnet.metrics import METRICS, check_names, other_fixations, score_batch
 from salnet.metrics.files import (
     FIX_EXTS,
@@ -28,6 +27,7 @@ from salnet.metrics.files import (
     read_fixations,
     read_map,
 )
+from salnet.models.baselines import center_bias
 
 
 @dataclass
@@ -162,7 +162,7 @@ def score_folders(
     without a partner is an error, or with ``only_matched`` left out and counted in ``left_out``.
 
     Without ``metrics``, every metric the given folders allow is computed. IG uses ``baseline`` (a map
-    file) or, by default, :func:`salnet.baselines.center_bias` at each image's size.
+    file) or, by default, :func:`salnet.models.baselines.center_bias` at each image's size.
     """
     preds = index_dir(pred_dir, MAP_EXTS, "--pred")
     fixf = index_dir(fixations_dir, FIX_EXTS, "--fixations")

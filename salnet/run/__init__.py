@@ -10,7 +10,7 @@
     salnet.run.evaluate, status, cancel, train, pack, demo      the other scripts' work
 
 The scripts in jobs/ parse their arguments and call these. The sweep folder's files are read and written by
-:class:`salnet.sweep_folder.SweepFolder` (pure, shared with salnet.summary). Importing this package imports
+:class:`salnet.sweeps.folder.SweepFolder` (pure, shared with salnet.sweeps.summary). Importing this package imports
 nothing: Ray's environment (no usage stats, loopback, no auth token) is set where Ray is started
 (:class:`salnet.run.ray_head.RayHead`), not at import.
 """

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from salnet.logs import get_logger
 from salnet.run.submission import cancel_record
-from salnet.sweep_folder import OPEN_TRIAL_STATES, SweepFolder
+from salnet.sweeps.folder import OPEN_TRIAL_STATES, SweepFolder
 
 log = get_logger(__name__)
 

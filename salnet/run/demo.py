@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from salnet.baselines import write_center_bias
 from salnet.logs import get_logger
 from salnet.metrics.files import read_map
 from salnet.metrics.score import score_folders
+from salnet.recipes.baselines import write_center_bias
 
 log = get_logger(__name__)
 
@@ -85,7 +85,7 @@ DEMO_COMPARED = ["cc", "nss", "auc_judd"]
 def comparison_note(result: dict) -> str:
     """The demo's comparison: each point's CC, NSS and AUC-J difference to the control (BCE/4) with its 95 % paired
     bootstrap interval and mark (summarize_sweep's ``result``), and what the intervals cover."""
-    from salnet.summary_tables import comparison_table
+    from salnet.sweeps.tables import comparison_table
 
     control = (result.get("control") or {}).get("point")
     table = comparison_table(result, DEMO_COMPARED)

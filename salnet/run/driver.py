@@ -19,7 +19,7 @@ from salnet.run.evaluate import submit_evaluation
 from salnet.run.ray_head import RayHead, use_ray_env
 from salnet.run.stages import run_stages
 from salnet.run.submission import error_line
-from salnet.sweep_folder import SweepFolder, SweepPlan
+from salnet.sweeps.folder import SweepFolder, SweepPlan
 
 log = get_logger(__name__)
 

@@ -1,4 +1,4 @@
-"""A sweep's final evaluation (:func:`salnet.summary.summarize_sweep`) here or as a job: what the driver runs
+"""A sweep's final evaluation (:func:`salnet.sweeps.summary.summarize_sweep`) here or as a job: what the driver runs
 when the search ends and what ``jobs/evaluate.py`` reruns by hand; and one run scored on a packed split with
 the centre bias as a row (``jobs/evaluate.py --run``)."""
 
@@ -13,7 +13,7 @@ from salnet.logs import get_logger
 from salnet.run.jobs import EvaluateJob
 from salnet.run.slurm import check_partition, slurm_partitions
 from salnet.run.submission import job_record, make_executor, submit
-from salnet.sweep_folder import JobResources, SweepFolder
+from salnet.sweeps.folder import JobResources, SweepFolder
 
 log = get_logger(__name__)
 
@@ -36,7 +36,7 @@ def evaluate_sweep(folder: SweepFolder, split: str = "test", backend: str = "deb
     waited for)."""
     folder = SweepFolder(folder.path.resolve())
     if backend in IN_PROCESS:
-        from salnet.summary import summarize_sweep
+        from salnet.sweeps.summary import summarize_sweep
 
         return summarize_sweep(folder.path, split=split)
     if backend == "slurm":
@@ -58,11 +58,11 @@ def evaluate_one_run(run_dir: str | Path, shards: str | Path | None = None, spli
     import torch
 
     from salnet.atomic import atomic_write
-    from salnet.baselines import CenterBiasModel
     from salnet.config import load_config
     from salnet.data.shards import lacking, read_manifest
-    from salnet.evaluate import evaluate_model, evaluate_run
-    from salnet.summary_tables import per_image_csv
+    from salnet.inference.evaluate import evaluate_model, evaluate_run
+    from salnet.models.baselines import CenterBiasModel
+    from salnet.sweeps.tables import per_image_csv
     from salnet.train.checkpoint import load_checkpoint, resolve_checkpoint
 
     run_dir = Path(run_dir)
@@ -104,7 +104,7 @@ def run_table(name: str, summary: dict) -> str:
     """summary.md of one run: a title, the nine metrics of the run and of the centre bias in the papers' column
     order ("–" where undefined on every image), and lines on images, checkpoint and what the split lacks."""
     from salnet.metrics import METRICS, PAPER_COLUMNS
-    from salnet.summary_tables import MISSING
+    from salnet.sweeps.tables import MISSING
 
     heads = [f"{PAPER_COLUMNS[m]} {'↑' if METRICS[m].higher_is_better else '↓'}" for m in PAPER_COLUMNS]
 

@@ -97,7 +97,7 @@ def write_as_array(out: Path, names: list[str], opts: FeatureOptions) -> None:
     """The cache tars ``names`` written by an array job of at most ``opts.array_tasks`` tasks; waits for it and
     raises with a failed task's traceback."""
     from salnet.run.submission import make_executor
-    from salnet.sweep_folder import JobResources
+    from salnet.sweeps.folder import JobResources
 
     folder = opts.log_dir or out / features.STATE_DIR / "submitit"
     res = JobResources(backend=opts.backend, partition=opts.partition, gpus_per_node=opts.gpus_per_task,

@@ -76,10 +76,10 @@ def place_key() -> str:
 
 
 class EvaluateJob:
-    """``EvaluateJob()(sweep_dir, split)``: the final evaluation of a sweep (salnet.summary) as a job."""
+    """``EvaluateJob()(sweep_dir, split)``: the final evaluation of a sweep (salnet.sweeps.summary) as a job."""
 
     def __call__(self, sweep_dir: str, split: str = "test") -> dict:
-        from salnet.summary import summarize_sweep
+        from salnet.sweeps.summary import summarize_sweep
 
         setup_logging()
         return summarize_sweep(Path(sweep_dir), split=split)

@@ -32,8 +32,8 @@ from salnet.run.plan import describe_job, describe_sweep, inputs
 from salnet.run.slurm import ACTIVE, check_partition, slurm_partitions, slurm_states
 from salnet.run.submission import job_record, make_executor, submit
 from salnet.run.train import check_inputs, ensure_debug_data, override_values, run_config
-from salnet.sweep import Resources, load_sweep, trial_config, with_budget, with_points, with_seeds
-from salnet.sweep_folder import JobRecord, JobResources, SweepFolder, SweepPlan
+from salnet.sweeps.folder import JobRecord, JobResources, SweepFolder, SweepPlan
+from salnet.sweeps.load import Resources, load_sweep, trial_config, with_budget, with_points, with_seeds
 
 log = get_logger(__name__)
 

@@ -1,13 +1,13 @@
 """Bruckert et al.'s loss study on OSIE's real eye tracking, from the feature cache, with the centre bias and the
 readout baseline as rows.
 
-1. OSIE's seeded 480/120 split packed (:func:`salnet.osie_recipe.pack_osie`; or ``shards``), 2. the cache of the
+1. OSIE's seeded 480/120 split packed (:func:`salnet.recipes.osie.pack_osie`; or ``shards``), 2. the cache of the
 encoder's taps at 300×400 next to the shards (:mod:`salnet.data.features`; kept when written already), 3. the
-readout baseline at 304×400 (:func:`salnet.baselines.fit_readout`; its sides must be multiples of 16), 4. each
+readout baseline at 304×400 (:func:`salnet.recipes.baselines.fit_readout`; its sides must be multiples of 16), 4. each
 chosen point of sweeps/loss_study.yaml with each seed: the ``loss_study`` preset (plain SGD lr 1e-3, batch 60, no
 augmentation, the validation CC's patience) reading the cache, 5. the sweep summary on the validation split
-(:func:`salnet.summary.summarize_sweep`): every point against the control MSE with paired bootstrap intervals over
-the 120 images (and over seeds), the centre bias and the readout as rows: ``OUT/sweep/summary.md``. Reruns resume:
+(:func:`salnet.sweeps.summary.summarize_sweep`): every point against the control MSE with paired bootstrap intervals
+over the 120 images (and over seeds), the centre bias and the readout as rows: ``OUT/sweep/summary.md``. Reruns resume:
 finished runs are kept, a run stopped midway continues.
 """
 
@@ -20,7 +20,7 @@ import yaml
 
 from salnet.config import PRESETS, Config, apply_overrides
 from salnet.logs import get_logger
-from salnet.sweep_spec import SWEEPS_DIR
+from salnet.sweeps.spec import SWEEPS_DIR
 
 log = get_logger(__name__)
 
@@ -65,11 +65,11 @@ def osie_loss_study(out: str | Path, *, shards: str | Path | None = None, data: 
     (H, W) of the network, the cache and the readout (the paper's 300×400; smaller for a smoke run).
     ``overrides``: dotted keys for every run (e.g. ``data.workers=1``). ``device``: of the final scoring."""
     from salnet.atomic import atomic_write
-    from salnet.baselines import fit_readout
     from salnet.data.features import default_folder
-    from salnet.osie_recipe import DEFAULT_DATA, DEFAULT_WEIGHTS, pack_osie, run
+    from salnet.recipes.baselines import fit_readout
+    from salnet.recipes.osie import DEFAULT_DATA, DEFAULT_WEIGHTS, pack_osie, run
     from salnet.run.features import FeatureOptions, write_cache
-    from salnet.summary import summarize_sweep
+    from salnet.sweeps.summary import summarize_sweep
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ from salnet.data.shards import finalize, lacking, pack, pack_named, pending, pre
 from salnet.data.synthetic import write_synthetic
 from salnet.logs import get_logger
 from salnet.run.submission import make_executor
-from salnet.sweep_folder import JobResources
+from salnet.sweeps.folder import JobResources
 
 log = get_logger(__name__)
 BACKENDS = ("debug", "inprocess", "local", "slurm")  # inprocess: the old name of debug

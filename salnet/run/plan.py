@@ -2,7 +2,7 @@
 
 One line per trial (its label and only what differs from the base config), the shared first stages, the inputs
 resolved (shards and VGG-16 weights: a path, or MISSING with what makes them), the jobs and their resources, and
-the compute: epochs and GPU-hours from the FLOP count (:func:`salnet.models.flops.training_flops`) at a stated
+the compute: epochs and GPU-hours from the FLOP count (:func:`salnet.train.flops.training_flops`) at a stated
 rate. ``--verbose`` adds every trial's full config.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 import yaml
 
 from salnet.config import Config, to_dict
-from salnet.sweep import POINT, shared_stages, trial_run_config
-from salnet.sweep_folder import JobResources, SweepFolder, SweepPlan
+from salnet.sweeps.folder import JobResources, SweepFolder, SweepPlan
+from salnet.sweeps.load import POINT, shared_stages, trial_run_config
 
 # The training step's target on one H100/H200 (docs/benchmarks.md): SalGAN's adversarial step at 2,000 img/s,
 # 411 TFLOP/s. No GPU has measured a rate yet (benchmarks/gpu_check.sh will).
@@ -72,8 +72,8 @@ def run_flops(cfg: Config, first_epoch: int, flops: dict[str, float]) -> tuple[f
 
 def inputs(cfg: Config) -> list[str]:
     """The plan's inputs: the shards and the VGG-16 weights, each a path or MISSING with what makes it."""
-    from salnet.config_checks import uses_vgg_weights
     from salnet.models.weights import WeightsError, canonical, resolve_weights
+    from salnet.train.checks import uses_vgg_weights
 
     shards = Path(cfg.data.shards)
     lines = [f"  shards   {shards}" if (shards / "manifest.json").is_file() else
@@ -120,7 +120,7 @@ def describe_sweep(folder: SweepFolder, plan: SweepPlan, trials: list[dict], ver
              f"search: {spec.search.algorithm}, {len(trials)} trial(s), {spec.metric} {spec.mode}, "
              f"{spec.scheduler.name} scheduler, {spec.budget.max_concurrent} at once, {spec.budget.retries} retries",
              "inputs:", *inputs(base)]
-    from salnet.models.flops import training_flops
+    from salnet.train.flops import training_flops
 
     cache = feature_cache(base)
     lines += inputs_cache(base, cache)

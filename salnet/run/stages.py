@@ -17,8 +17,8 @@ from salnet.logs import get_logger
 from salnet.run import LaunchError
 from salnet.run.jobs import TrainJob
 from salnet.run.submission import error_line, make_executor, submit
-from salnet.sweep import shared_stages
-from salnet.sweep_folder import SweepFolder, SweepPlan
+from salnet.sweeps.folder import SweepFolder, SweepPlan
+from salnet.sweeps.load import shared_stages
 
 log = get_logger(__name__)
 POLL_S = 2.0

@@ -9,7 +9,7 @@ from typing import Any
 
 from salnet.run.slurm import slurm_runs
 from salnet.run.submission import local_state
-from salnet.sweep_folder import JobRecord, SweepFolder
+from salnet.sweeps.folder import JobRecord, SweepFolder
 
 
 def sweep_status(folder: SweepFolder) -> dict:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import submitit
 
-from salnet.sweep_folder import JobRecord, JobResources
+from salnet.sweeps.folder import JobRecord, JobResources
 
 BACKENDS = ("slurm", "local", "debug")
 

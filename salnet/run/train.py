@@ -8,9 +8,9 @@ import time
 from pathlib import Path
 
 from salnet.config import DEBUG_OVERRIDES, PRESETS, Config, load_config, parse_overrides, set_values
-from salnet.config_checks import check_config, check_weights
 from salnet.logs import get_logger
 from salnet.run import LaunchError
+from salnet.train.checks import check_config, check_weights
 
 log = get_logger(__name__)
 DEBUG_DATA = Path("runs/debug-data/synthetic")  # generated on first use by --debug / --tiny
@@ -49,8 +49,8 @@ _announced: set[str] = set()
 
 def announce_random(cfg: Config) -> None:
     """One console line per process when a run starts from a random VGG-16 (debug mode, the demo, the tests)."""
-    from salnet.config_checks import uses_vgg_weights
     from salnet.models.weights import is_random
+    from salnet.train.checks import uses_vgg_weights
 
     if uses_vgg_weights(cfg) and is_random(cfg.model.weights) and "random" not in _announced:
         _announced.add("random")
@@ -98,7 +98,7 @@ def train_run(cfg: Config, run_dir: Path | None = None, resume: bool = True,
             log.info(f"run folder: {trainer.run_dir}  (tensorboard --logdir {trainer.run_dir / 'tb'})")
         result = trainer.fit()
     if compare_center_bias and result["status"] == "done":
-        from salnet.baselines import CenterBiasModel
+        from salnet.models.baselines import CenterBiasModel
         from salnet.train.validate import validate
 
         base, _ = validate(CenterBiasModel(), trainer.val_loader, trainer.device, shuffle_pool=trainer.pool,

@@ -32,8 +32,8 @@ from salnet.metrics import METRICS
 from salnet.run.jobs import TrainJob
 from salnet.run.slurm import ACTIVE, slurm_alive, slurm_runs, slurm_states
 from salnet.run.submission import attach, cancel_record, error_line, job_record, make_executor, submit
-from salnet.sweep import grid_size, samples, search_space, trial_run_config
-from salnet.sweep_folder import OPEN_TRIAL_STATES, SweepFolder, SweepPlan
+from salnet.sweeps.folder import OPEN_TRIAL_STATES, SweepFolder, SweepPlan
+from salnet.sweeps.load import grid_size, samples, search_space, trial_run_config
 
 log = get_logger(__name__)
 POLL_S = 1.0  # metrics.jsonl polling
@@ -249,7 +249,7 @@ def first_epoch(cfg) -> int:
 
 
 def tune_space(spec) -> dict:
-    """The spec's distributions (:func:`salnet.sweep.search_space`) as Tune's search space."""
+    """The spec's distributions (:func:`salnet.sweeps.load.search_space`) as Tune's search space."""
     make = {"uniform": tune.uniform, "loguniform": tune.loguniform, "randint": lambda lo, hi: tune.randint(lo, hi + 1),
             "choice": lambda *v: tune.choice(list(v)), "grid": lambda *v: tune.grid_search(list(v))}
     return {key: make[kind](*args) for key, dist in search_space(spec).items() for kind, args in dist.items()}

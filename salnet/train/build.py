@@ -86,8 +86,8 @@ def build_generator(cfg: Config) -> nn.Module:
         from salnet.models.aspp import ASPPNet
 
         return ASPPNet(width=m.width, weights=weights, output=output)
-    if m.arch == "readout":  # the baseline of salnet.baselines.fit_readout
-        from salnet.baselines import ReadoutNet
+    if m.arch == "readout":  # the baseline of salnet.recipes.baselines.fit_readout
+        from salnet.models.baselines import ReadoutNet
 
         return ReadoutNet(weights=weights, input_convention=m.input_convention, width=m.width)
     raise ValueError(f"unknown model.arch {m.arch!r}; choose one of {', '.join(ARCHS)}")

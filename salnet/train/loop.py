@@ -23,7 +23,6 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from salnet.config import Config, config_hash, save_config, to_dict
-from salnet.config_checks import check_config
 from salnet.data.features import run_features
 from salnet.data.loader import LoaderConfig, TrainLoader, ValLoader
 from salnet.data.shards import lacking, read_manifest
@@ -38,6 +37,7 @@ from salnet.train.build import (
     with_init_from_convention,
 )
 from salnet.train.checkpoint import BEST, CheckpointManager, rng_state, set_rng_state
+from salnet.train.checks import check_config
 from salnet.train.distributed import (
     DistEnv,
     all_reduce_sum,

@@ -14,9 +14,10 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from salnet.baselines import center_bias
 from salnet.data.features import model_input
 from salnet.metrics import METRICS, check_names, other_fixations, score_batch
+from salnet.models.baselines import center_bias
+from salnet.models.postprocess import postprocess as released_postprocess
 from salnet.models.salgan import SaliencyOutput
 from salnet.train.distributed import all_reduce_sum
 
@@ -25,7 +26,7 @@ DEFAULT_METRICS = tuple(METRICS)
 
 class SaliencyModel(Protocol):
     """What validation calls: the saliency networks (nn.Modules) and model-free ones such as
-    :class:`salnet.baselines.CenterBiasModel`."""
+    :class:`salnet.models.baselines.CenterBiasModel`."""
 
     training: bool
 
@@ -89,10 +90,8 @@ def score_images(G: SaliencyModel, loader, device: torch.device, *, shuffle_pool
     resolution. sAUC is left out when ``shuffle_pool`` is None; ``max_images`` stops early; the first
     ``keep`` (image, prediction, ground truth) triples are appended to ``kept`` (TensorBoard panel).
     ``postprocess``: "none" scores the network's prediction (resized by the metrics, MATLAB bicubic); "released"
-    first turns it into the released SalGAN's output map (:func:`salnet.predict.postprocess`: bicubic resize
+    first turns it into the released SalGAN's output map (:func:`salnet.models.postprocess.postprocess`: bicubic resize
     to the image size, 5×5 Gaussian blur, clip), which is what the papers' benchmark scores were computed on."""
-    from salnet.predict import postprocess as released_postprocess
-
     if postprocess not in POSTPROCESS:
         raise ValueError(f"unknown postprocess {postprocess!r}; choose one of {', '.join(POSTPROCESS)}")
     names = [m for m in check_names(metrics) if m != "sauc" or shuffle_pool is not None]

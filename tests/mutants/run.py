@@ -96,7 +96,8 @@ MUTANTS = [
            "sums, counts = all_reduce_sum(sums.to(device)).cpu(), all_reduce_sum(counts.to(device)).cpu()",
            "sums, counts = sums.cpu(), counts.cpu()", ("tests/test_train_ddp.py::test_two_ranks_equal_one",)),
     Mutant("upload-maps-bilinear", "predicted maps resized to the stimulus bilinearly, not with MATLAB's bicubic",
-           "salnet/predict.py", 'blur5(imresize(prob, size, "bicubic"))', 'blur5(imresize(prob, size, "bilinear"))',
+           "salnet/models/postprocess.py", 'blur5(imresize(prob, size, "bicubic"))',
+           'blur5(imresize(prob, size, "bilinear"))',
            ("tests/test_benchmark_formats.py::test_uploaded_maps_are_the_known_maps_resized_independently",)),
 ]
 

@@ -44,8 +44,8 @@ from sweep_helpers import (
 from salnet.config import to_dict
 from salnet.run.slurm import slurm_runs
 from salnet.run.submission import make_executor
-from salnet.sweep import trial_config
-from salnet.sweep_folder import SweepFolder
+from salnet.sweeps.folder import SweepFolder
+from salnet.sweeps.load import trial_config
 from salnet.train.checkpoint import load_checkpoint
 from salnet.train.distributed import job_port
 

@@ -34,7 +34,7 @@ from submitit.helpers import CommandFunction
 from salnet.config import DEBUG_OVERRIDES, Config, apply_overrides, to_dict
 from salnet.run.jobs import TrainJob
 from salnet.run.submission import make_executor
-from salnet.sweep_folder import JobResources
+from salnet.sweeps.folder import JobResources
 from salnet.train.checkpoint import load_checkpoint
 
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(900),

@@ -1,6 +1,6 @@
 """A sweep file's schema: the typed dataclasses a ``sweeps/*.yaml`` file is read into (:class:`SweepSpec`), its
-constants, and the base config a sweep starts from. Reading and checking the file: :mod:`salnet.sweep` and
-:mod:`salnet.sweep_checks`; both import this module, which imports neither.
+constants, and the base config a sweep starts from. Reading and checking the file: :mod:`salnet.sweeps.load` and
+:mod:`salnet.sweeps.checks`; both import this module, which imports neither.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Any
 
 from salnet.config import PRESETS, Config, ConfigError, load_config
 
-SWEEPS_DIR = Path(__file__).resolve().parents[1] / "sweeps"
+SWEEPS_DIR = Path(__file__).resolve().parents[2] / "sweeps"  # the repository's sweeps/, not this package
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice", "grid")
 ALGORITHMS = ("random", "grid", "points")
 POINT = "point"  # the one parameter of a points sweep's trials: the point's label

@@ -26,9 +26,8 @@ from typing import Any
 import yaml
 
 from salnet.config import Config, ConfigError, config_hash, from_dict, set_values, to_dict
-from salnet.config_checks import check_config
-from salnet.sweep_checks import check_spec
-from salnet.sweep_spec import (  # noqa: F401 — the schema's names, imported from here by the rest of salnet
+from salnet.sweeps.checks import check_spec
+from salnet.sweeps.spec import (  # noqa: F401 — the schema's names, imported from here by the rest of salnet
     ALGORITHMS,
     DISTRIBUTIONS,
     POINT,
@@ -43,6 +42,7 @@ from salnet.sweep_spec import (  # noqa: F401 — the schema's names, imported f
     base_config,
     point_values,
 )
+from salnet.train.checks import check_config
 from salnet.train.stages import first_stage
 
 # ---------------------------------------------------------------------------- YAML with line numbers

@@ -8,13 +8,8 @@ Post-processing as released (imatge-upc/salgan ``utils.predict``; docs/design.md
 to the network input with INTER_AREA, the prediction is resized back to the image size bicubically,
 blurred with ``cv2.GaussianBlur(m, (5, 5), 0)`` and clipped. Two deliberate differences: the resize back
 is MATLAB ``imresize`` bicubic (the metrics' convention, :mod:`salnet.imresize`) rather than OpenCV's
-INTER_CUBIC, and the map stays float until it is written (the released code rounds to uint8 first).
-
-The blur: for an odd ``ksize`` <= 7 and ``sigma <= 0`` OpenCV does NOT use its σ formula
-(0.3·((ksize−1)·0.5 − 1) + 0.8 = 1.1 for ksize 5); ``getGaussianKernel`` returns a fixed table, for
-ksize 5 the binomial kernel [1, 4, 6, 4, 1] / 16 (smooth.dispatch.cpp, ``getGaussianKernelBitExact``).
-That is a discrete Gaussian of variance 1 (σ = 1), applied separably with OpenCV's default border,
-BORDER_REFLECT_101 (``dcb|abcd|cba``). This module implements that exact kernel.
+INTER_CUBIC, and the map stays float until it is written (the released code rounds to uint8 first). The
+post-processing itself, with OpenCV's exact blur kernel: :mod:`salnet.models.postprocess`.
 """
 
 from __future__ import annotations
@@ -27,17 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from salnet.config import Config, ConfigError, config_hash, load_config
 from salnet.imresize import imresize, spatial_size
+from salnet.models.postprocess import postprocess
 from salnet.models.vgg import VGG16Features
 from salnet.train.checkpoint import load_checkpoint, resolve_checkpoint
-
-# cv2.GaussianBlur(img, (5, 5), 0): OpenCV's fixed 5-tap table, C(4, k) / 16
-BLUR_KERNEL = (0.0625, 0.25, 0.375, 0.25, 0.0625)
-
 
 # ---------------------------------------------------------------- loading
 
@@ -84,40 +75,6 @@ def load_model(path: str | Path, which: str = "best",
     return model.to(device).eval(), cfg
 
 
-# ---------------------------------------------------------------- post-processing
-
-
-def reflect101_index(n: int, pad: int, device=None) -> Tensor:
-    """Indices of a length-``n`` axis padded by ``pad`` on both sides with OpenCV's BORDER_REFLECT_101
-    (``dcb|abcd|cba``, reflected again as often as needed; length 1 repeats its one pixel)."""
-    i = torch.arange(-pad, n + pad, device=device)
-    if n == 1:
-        return torch.zeros_like(i)
-    period = 2 * (n - 1)
-    i = torch.remainder(i, period)
-    return torch.where(i >= n, period - i, i)
-
-
-def blur5(m: Tensor) -> Tensor:
-    """``cv2.GaussianBlur(m, (5, 5), 0)`` on float maps: separable [1, 4, 6, 4, 1] / 16, BORDER_REFLECT_101.
-
-    m: (..., H, W) float; returns the same shape and dtype."""
-    shape = m.shape
-    x = m.reshape(-1, 1, *shape[-2:])
-    k = torch.tensor(BLUR_KERNEL, dtype=x.dtype, device=x.device)
-    x = x.index_select(-2, reflect101_index(shape[-2], 2, x.device))
-    x = x.index_select(-1, reflect101_index(shape[-1], 2, x.device))
-    x = F.conv2d(x, k.view(1, 1, 5, 1))
-    x = F.conv2d(x, k.view(1, 1, 1, 5))
-    return x.reshape(shape)
-
-
-def postprocess(prob: Tensor, size: tuple[int, int]) -> Tensor:
-    """Network output (..., h, w) in [0, 1] → map at the image size (..., H, W): MATLAB-bicubic resize,
-    the 5×5 blur, clip to [0, 1] (the released SalGAN inference, docs/design.md "SalGAN")."""
-    return blur5(imresize(prob, size, "bicubic")).clamp_(0, 1)
-
-
 def as_image_tensor(image: np.ndarray, name: str = "image", device=None) -> Tensor:
     """uint8 RGB (H, W, 3) → float (3, H, W) in [0, 1] on ``device`` (moved as bytes); anything else is a
     ValueError naming ``name``."""
@@ -137,8 +94,8 @@ def predict_maps(model: nn.Module, images: Sequence[np.ndarray], input_size: tup
     images: uint8 RGB arrays (H, W, 3) of any (mixed) sizes. Each is resized to ``input_size`` (H, W)
     with INTER_AREA from [0, 1] floats (as the training loader does), run through ``model`` in batches
     of ``batch_size`` on ``device`` (default: the model's device; resizing and blurring run there too),
-    then post-processed (:func:`postprocess`). Returns one float32 CPU tensor (1, H, W) in [0, 1] per
-    image, in order.
+    then post-processed (:func:`salnet.models.postprocess.postprocess`). Returns one float32 CPU tensor
+    (1, H, W) in [0, 1] per image, in order.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")

@@ -79,7 +79,7 @@ def predict_files(model, cfg, paths: list[Path], out: Path, *, overlays: bool = 
     ``out/<stem>_overlay.png`` for every path. Returns (maps written, unreadable paths skipped)."""
     from PIL.Image import DecompressionBombError
 
-    from salnet.predict import map_png, overlay_png, predict_maps
+    from salnet.inference.predict import map_png, overlay_png, predict_maps
 
     stems = output_names(paths, overlays)
     out.mkdir(parents=True, exist_ok=True)
@@ -106,10 +106,10 @@ def predict_benchmark(model, cfg, checkpoint: Path, stimuli: Path, benchmark: st
                       dataset: str | None = None, name: str | None = None, partial: bool = False,
                       batch_size: int = 8, device=None) -> str:
     """One stimulus folder → ``out/NAME/`` (a map per stimulus as ``benchmark`` asks), ``out/NAME.zip`` and
-    ``out/manifest.json`` (:func:`salnet.benchmark_formats.write_benchmark`); returns a line saying what was
+    ``out/manifest.json`` (:func:`salnet.inference.benchmark_formats.write_benchmark`); returns a line saying what was
     written. NAME: ``name``, else the run's folder name (or the checkpoint file's stem)."""
-    from salnet.benchmark_formats import benchmark_format, run_record, write_benchmark
-    from salnet.predict import predict_maps, resolve_checkpoint
+    from salnet.inference.benchmark_formats import benchmark_format, run_record, write_benchmark
+    from salnet.inference.predict import predict_maps, resolve_checkpoint
 
     ckpt, config = resolve_checkpoint(checkpoint)
     name = name or (checkpoint.stem if checkpoint.is_file() else checkpoint.resolve().name)

@@ -1,4 +1,4 @@
-"""The checks of a sweep file (:func:`salnet.sweep.load_sweep` runs them): each problem as (dotted key, message),
+"""The checks of a sweep file (:func:`salnet.sweeps.load.load_sweep` runs them): each problem as (dotted key, message),
 the key locating the line the error names.
 
 The space's keys and values are checked against the base config's fields by building the config at the space's
@@ -12,8 +12,7 @@ from typing import Any
 
 from salnet.config import ConfigError, set_values
 from salnet.metrics import METRICS
-from salnet.stats import point_label
-from salnet.sweep_spec import (
+from salnet.sweeps.spec import (
     ALGORITHMS,
     DISTRIBUTIONS,
     SCHEDULERS,
@@ -22,6 +21,7 @@ from salnet.sweep_spec import (
     base_config,
     point_values,
 )
+from salnet.sweeps.stats import point_label
 
 
 def _check_dist(key: str, dist: Any) -> str | None:

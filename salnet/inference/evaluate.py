@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
+from salnet.inference.predict import load_model, resolve_checkpoint
 from salnet.metrics import check_names
-from salnet.predict import load_model, resolve_checkpoint
 from salnet.train.validate import DEFAULT_METRICS, fixation_pool, score_images
 
 

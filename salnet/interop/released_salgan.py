@@ -1,7 +1,7 @@
 """The authors' released SalGAN weights (imatge-upc/salgan, Lasagne ``.npz``) as a salnet checkpoint.
 
     convert_released(["gen_modelWeights0090.npz", "discrim_modelWeights0090.npz"], "salgan_released.pt")
-    model, cfg = salnet.predict.load_model("salgan_released.pt")
+    model, cfg = salnet.inference.predict.load_model("salgan_released.pt")
 
 The released training script saves ``np.savez(path, *lasagne.layers.get_all_param_values(net))``: arrays
 ``arr_0 … arr_N`` in the order of ``get_all_layers`` (input first), each layer's parameters in the order it
@@ -175,7 +175,7 @@ def released_config(width: float = 1.0) -> Config:
 
 def convert_released(files: list[str | Path], out: str | Path) -> Path:
     """Convert the released generator (and optionally discriminator) ``.npz`` files into a checkpoint that
-    :func:`salnet.predict.load_model` and :func:`salnet.evaluate.evaluate_run` load.
+    :func:`salnet.inference.predict.load_model` and :func:`salnet.inference.evaluate.evaluate_run` load.
 
     files: one or two paths, told apart by their contents (54 arrays: generator, 20: discriminator); the
     generator is required. out: ``NAME.pt`` writes that checkpoint and its config as ``NAME.yaml`` beside it;

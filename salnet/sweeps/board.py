@@ -1,6 +1,6 @@
 """A sweep's final evaluation in TensorBoard (``SWEEP/tb/<trial>/``): every trial's validation curves, an hparams
 row per scored trial, the best trial's prediction panel, and a text page with the trial's point against the
-sweep's control (:mod:`salnet.stats`). Written by :func:`salnet.summary.summarize_sweep`."""
+sweep's control (:mod:`salnet.sweeps.stats`). Written by :func:`salnet.sweeps.summary.summarize_sweep`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from salnet.summary_tables import comparison_text, param_text
-from salnet.sweep_folder import read_metrics
+from salnet.sweeps.folder import read_metrics
+from salnet.sweeps.tables import comparison_text, param_text
 
 PANEL_TAG = "best/{} (image | prediction | ground truth)"
 COMPARISON_TAG = "comparison to the control"
@@ -19,7 +19,7 @@ COMPARISON_TAG = "comparison to the control"
 
 def read_epochs(run_dir: Path) -> list[dict]:
     """The records of a run's ``metrics.jsonl``, one per epoch in epoch order, read as everywhere else
-    (:func:`salnet.sweep_folder.read_metrics`: the last line of an epoch wins, a torn last line is ignored)."""
+    (:func:`salnet.sweeps.folder.read_metrics`: the last line of an epoch wins, a torn last line is ignored)."""
     return list(read_metrics(run_dir).values())
 
 
@@ -29,7 +29,7 @@ def predictions_panel(run_dir: Path, shards: str, split: str, n: int, device,
     size (:func:`salnet.train.tensorboard.panel`), as the training loop's validation panel; None when the split
     has no readable image."""
     from salnet.data.loader import LoaderConfig, ValLoader
-    from salnet.predict import load_model
+    from salnet.inference.predict import load_model
     from salnet.train.tensorboard import panel
 
     G, cfg = load_model(run_dir, device=device)

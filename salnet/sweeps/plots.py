@@ -9,7 +9,7 @@ parameter on its own axis (logarithmic when its values are positive and span mor
 else (a points sweep's labels, a choice of strings, a loss spec) as categories in first-seen order. A reference
 row ``{label, source, <metric>: value}`` of the sweep becomes a dashed line on that metric's plot; the control
 point's mean a solid line, and every other point carries the 95 % interval of its difference to the control as an
-error bar (salnet.stats).
+error bar (salnet.sweeps.stats).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from salnet.atomic import umask_mode
-from salnet.stats import SEED_KEY
+from salnet.sweeps.stats import SEED_KEY
 
 BEST_COLOUR, TRIAL_COLOUR, CONTROL_COLOUR = "#d62728", "#1f77b4", "0.15"
 REFERENCE_COLOURS = ("#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f")

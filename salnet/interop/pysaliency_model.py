@@ -1,12 +1,12 @@
 """A salnet run as a pysaliency ``SaliencyMapModel``, so pysaliency's metrics and tools work on it.
 
     import pysaliency
-    from salnet.pysaliency_model import saliency_map_model
+    from salnet.interop.pysaliency_model import saliency_map_model
     model = saliency_map_model("runs/salgan-1a2b3c4d5e6f")          # or the converted salgan_released.pt
     model.AUC(stimuli, fixations), model.NSS(stimuli, fixations), model.CC(stimuli, gold_standard)
 
-Each stimulus (pysaliency's uint8 array, grey or RGB) goes through :func:`salnet.predict.predict_maps`, the same
-inference as jobs/predict.py (INTER_AREA to the network input, SalGAN's released post-processing back at the
+Each stimulus (pysaliency's uint8 array, grey or RGB) goes through :func:`salnet.inference.predict.predict_maps`, the
+same inference as jobs/predict.py (INTER_AREA to the network input, SalGAN's released post-processing back at the
 image's size), so the map pysaliency scores is the map salnet writes, before its 8-bit rounding. pysaliency
 (a dev dependency, pinned 0.2.22) is imported only here.
 """
@@ -49,10 +49,10 @@ def as_rgb(stimulus: np.ndarray) -> np.ndarray:
 def saliency_map_model(run: str | Path, which: str = "best", device: str | torch.device | None = None,
                        caching: bool = True):
     """A ``pysaliency.SaliencyMapModel`` predicting with the generator of ``run`` (a run folder or checkpoint,
-    :func:`salnet.predict.load_model`) on ``device`` (default: cuda when available). Its ``saliency_map(s)`` is a
-    float64 (H, W) map in [0, 1] at the stimulus's size; ``caching`` keeps maps by stimulus id (pysaliency's
+    :func:`salnet.inference.predict.load_model`) on ``device`` (default: cuda when available). Its ``saliency_map(s)``
+    is a float64 (H, W) map in [0, 1] at the stimulus's size; ``caching`` keeps maps by stimulus id (pysaliency's
     default), so each metric after the first reuses them."""
-    from salnet.predict import load_model
+    from salnet.inference.predict import load_model
 
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, cfg = load_model(run, which=which, device=device)
@@ -61,7 +61,7 @@ def saliency_map_model(run: str | Path, which: str = "best", device: str | torch
 
 def make_model(model: torch.nn.Module, input_size: tuple[int, int], caching: bool = True):
     """The ``SaliencyMapModel`` of an in-memory salnet network (see :func:`saliency_map_model`)."""
-    from salnet.predict import predict_maps
+    from salnet.inference.predict import predict_maps
 
     base: Any = _pysaliency().SaliencyMapModel
 

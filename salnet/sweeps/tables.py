@@ -1,5 +1,5 @@
 """summary.md and summary.csv of a sweep's final evaluation, and per_image.csv beside them: text only, from
-:func:`salnet.summary.summarize_sweep`'s result (its trials, baselines, paper rows, points and control)."""
+:func:`salnet.sweeps.summary.summarize_sweep`'s result (its trials, baselines, paper rows, points and control)."""
 
 from __future__ import annotations
 

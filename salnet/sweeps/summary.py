@@ -6,10 +6,10 @@ tables like the papers', TensorBoard views that compare the trials.
 
 Reads ``SWEEP/sweep.yaml`` (metric, mode, control) and ``SWEEP/trials/<name>/`` (run folders as
 :class:`salnet.train.loop.Trainer` writes them, each with a ``trial.json``); writes ``SWEEP/summary.csv``,
-``SWEEP/summary.md`` (salnet.summary_tables), ``SWEEP/per_image.csv`` (every scored trial's per-image values),
-``SWEEP/evaluation.json`` and ``SWEEP/tb/<trial name>/`` (salnet.summary_board: hparams rows, the ``val/<metric>``
+``SWEEP/summary.md`` (salnet.sweeps.tables), ``SWEEP/per_image.csv`` (every scored trial's per-image values),
+``SWEEP/evaluation.json`` and ``SWEEP/tb/<trial name>/`` (salnet.sweeps.board: hparams rows, the ``val/<metric>``
 curves of every trial, the best trial's predictions, the comparison with the control). The statistics are
-salnet.stats. Pure library: no Ray, no Slurm.
+salnet.sweeps.stats. Pure library: no Ray, no Slurm.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from pathlib import Path
 
 import torch
 
-from salnet import stats
 from salnet.atomic import atomic_write
 from salnet.metrics import METRICS, PAPER_COLUMNS, check_names
-from salnet.summary_board import PANEL_TAG, hparam_values, predictions_panel, read_epochs, write_board
-from salnet.summary_tables import MISSING, per_image_csv, to_csv, to_markdown
-from salnet.sweep_folder import SweepFolder
+from salnet.sweeps import stats
+from salnet.sweeps.board import PANEL_TAG, hparam_values, predictions_panel, read_epochs, write_board
+from salnet.sweeps.folder import SweepFolder
+from salnet.sweeps.tables import MISSING, per_image_csv, to_csv, to_markdown
 from salnet.train.validate import DEFAULT_METRICS
 
 __all__ = ["MISSING", "PANEL_TAG", "PAPER_COLUMNS", "best_trial", "hparam_values", "predictions_panel", "read_epochs",
@@ -100,9 +100,9 @@ def score_baselines(rows: list[dict], runs: dict[str, str | Path] | None, split:
     """The centre bias (always) and the baseline runs ``runs`` (name → run folder, e.g. the readout baseline),
     scored on the shards, split and input size of the first scored trial, as the trials are. [] when no trial
     was scored. ``per_image``, when given, receives each baseline's per-image rows under its name."""
-    from salnet.baselines import CenterBiasModel
     from salnet.config import load_config
-    from salnet.evaluate import evaluate_model, evaluate_run
+    from salnet.inference.evaluate import evaluate_model, evaluate_run
+    from salnet.models.baselines import CenterBiasModel
 
     first = next((r for r in rows if r["means"] is not None), None)
     if first is None:
@@ -130,8 +130,8 @@ def read_control(sweep_dir: Path) -> str | None:
 
 def compare_to_control(rows: list[dict], per_image: dict[str, list[dict]], control: str | None, metric: str,
                        mode: str, metrics: list[str], n_boot: int = stats.N_BOOT, seed: int = 0) -> tuple[list, dict]:
-    """The trials grouped into points (:func:`salnet.stats.group_points`) and each scored point compared with the
-    control (:func:`salnet.stats.resolve_control`, :func:`salnet.stats.compare_points`).
+    """The trials grouped into points (:func:`salnet.sweeps.stats.group_points`) and each scored point compared with the
+    control (:func:`salnet.sweeps.stats.resolve_control`, :func:`salnet.sweeps.stats.compare_points`).
 
     rows: the trial rows (``means`` None where unscored); per_image: trial → its per-image rows. Returns (points,
     control): points ``[{"point", "params", "trials", "scored", "seeds", "mean": {metric: mean over seeds}, "sd":
@@ -160,8 +160,8 @@ def summarize_sweep(sweep_dir: str | Path, split: str = "test", metrics=DEFAULT_
 
     sweep_dir: a folder with ``trials/<name>/trial.json`` (and ``sweep.yaml`` for the metric and mode that pick
     the best trial; default cc, max). Trials with ``best.pt`` (else ``latest.pt``) are scored with
-    :func:`salnet.evaluate.evaluate_run` (``metrics``, ``device``, ``batch_size``); the others stay in the tables
-    with their status. ``images``: rows of the best trial's prediction panel (0: none). The centre bias and the
+    :func:`salnet.inference.evaluate.evaluate_run` (``metrics``, ``device``, ``batch_size``); the others stay in the
+    tables with their status. ``images``: rows of the best trial's prediction panel (0: none). The centre bias and the
     ``baselines`` runs (name → run folder, e.g. ``{"readout": ...}``) are scored the same way and shown under the
     trials, with the paper's rows of the sweep file (``reference``) and each trial's Δ to its paper row. Trials that
     differ only in ``train.seed`` form a point; every point is compared with the sweep file's ``control`` (a point
@@ -177,7 +177,7 @@ def summarize_sweep(sweep_dir: str | Path, split: str = "test", metrics=DEFAULT_
     A split missing from a trial's
     shards is a ValueError naming the shards folder and the splits they have.
     """
-    from salnet.evaluate import evaluate_run
+    from salnet.inference.evaluate import evaluate_run
     from salnet.train.checkpoint import resolve_checkpoint
 
     sweep_dir = Path(sweep_dir)
@@ -236,7 +236,7 @@ def summarize_sweep(sweep_dir: str | Path, split: str = "test", metrics=DEFAULT_
              for name in per_image if name not in label]
     atomic_write(sweep_dir / "per_image.csv", per_image_csv(kept, names))
     atomic_write(sweep_dir / "summary.md", to_markdown(result, params, names))
-    from salnet.plots import write_sweep_plots  # summary.png and predictions.png beside summary.md
+    from salnet.sweeps.plots import write_sweep_plots  # summary.png and predictions.png beside summary.md
 
     write_sweep_plots(sweep_dir, result, best_panel)
     atomic_write(sweep_dir / "evaluation.json", json.dumps(result, indent=2))

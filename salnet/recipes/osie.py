@@ -5,7 +5,7 @@
 
 1. OSIE (``../shared/data/osie``: 600 of its 700 images, 15 observers) packed into shards: a seeded 480/120
    train/val partition (:mod:`salnet.data.osie`);
-2. the readout baseline (:func:`salnet.baselines.fit_readout`): the frozen encoder's conv4_3 + conv5_3 and a
+2. the readout baseline (:func:`salnet.recipes.baselines.fit_readout`): the frozen encoder's conv4_3 + conv5_3 and a
    two-layer 1×1-conv head trained with BCE;
 3. the ``salgan`` preset's bootstrap (BCE/4, Nesterov momentum 0.5, lr 1e-3, no weight decay, no flip) from the
    VGG-16 encoder weights, ``bootstrap_epochs`` epochs of ``passes`` passes over the training images (default
@@ -36,7 +36,7 @@ from salnet.train.loop import StopFlag
 
 log = get_logger(__name__)
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = Path(__file__).resolve().parents[3] / "shared"
 DEFAULT_DATA = SHARED / "data" / "osie"
 DEFAULT_WEIGHTS = SHARED / "weights" / "vgg16_features_hed_bsds500_fp16.pth"
 # OSIE's 480 training images 21 times per epoch ≈ SALICON's 10,000: the released 15-epoch bootstrap is then its
@@ -122,7 +122,7 @@ def osie_recipe(out: str | Path, *, data: str | Path = DEFAULT_DATA, shards: str
                 passes: int = PASSES, readout_epochs: int = 40, overrides: list[str] | None = None,
                 device: str | None = None) -> dict:
     """Run the five steps of the module docstring into ``out``; returns the sweep summary (evaluation.json's dict),
-    whose table is ``out/sweep/summary.md``. Progress goes to the ``salnet.osie_recipe`` logger.
+    whose table is ``out/sweep/summary.md``. Progress goes to the ``salnet.recipes.osie`` logger.
 
     ``passes``: passes over the train split per epoch (``data.train_passes``; the default makes an epoch as
     long as SALICON's, for which the recipe's epochs were chosen; 1: OSIE's own epochs).
@@ -154,8 +154,8 @@ def _stages(out: Path, shards: Path, base: Config, weights: str | None, bootstra
             readout_epochs: int, device: str | None, stop: StopFlag) -> dict:
     """Steps 2–5 of the module docstring (see :func:`osie_recipe`)."""
     from salnet.atomic import atomic_write
-    from salnet.baselines import fit_readout, readout_config
-    from salnet.summary import summarize_sweep
+    from salnet.recipes.baselines import fit_readout, readout_config
+    from salnet.sweeps.summary import summarize_sweep
 
     readout = out / "readout"
     readout_args: dict[str, Any] = dict(weights=weights, input_size=base.data.input_size, epochs=readout_epochs,

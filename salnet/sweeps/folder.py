@@ -33,7 +33,7 @@ import yaml
 
 from salnet.atomic import atomic_write
 from salnet.config import ConfigError, from_dict, to_dict
-from salnet.sweep import SweepSpec, sweep_id
+from salnet.sweeps.load import SweepSpec, sweep_id
 
 TRIAL_STATES = ("pending", "running", "done", "stopped", "failed", "cancelled")
 OPEN_TRIAL_STATES = ("pending", "running")  # a trial in one of these may still have a job to cancel

@@ -222,8 +222,8 @@ def write_benchmark(predict: Callable[[list[np.ndarray]], list[np.ndarray]], roo
     """Predict a map for every stimulus under ``root`` and lay them out for ``fmt``'s benchmark.
 
     predict: uint8 RGB images (H, W, 3) → maps (H, W) float in [0, 1] at each image's size (e.g.
-    :func:`salnet.predict.predict_maps` bound to a model). Writes ``out/<name>/<stimulus name>.<ext>`` (replacing
-    a previous folder of that name only once every new map is written and checked), ``out/<name>.zip`` and
+    :func:`salnet.inference.predict.predict_maps` bound to a model). Writes ``out/<name>/<stimulus name>.<ext>``
+    (replacing a previous folder of that name only once every new map is written and checked), ``out/<name>.zip`` and
     ``out/manifest.json``; returns the manifest (benchmark, dataset, format, the run ``run`` describes, the zip's
     name, size and sha256, one row per map: stimulus, map name, size, sha256). ``partial``: accept fewer stimuli
     than the benchmark's test set (a check of the pipeline, not an upload).
