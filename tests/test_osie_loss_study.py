@@ -7,6 +7,7 @@ import json
 
 import pytest
 from helpers import shared_path, synthetic_shards
+from PIL import Image
 
 HED_SHA256 = "ce8d8159e7c93cd228cc32819676d6e5c46df8c970063b7ca06e2fa8c92087e7"  # ../shared/weights/README.md
 
@@ -41,3 +42,5 @@ def test_smoke_run_trains_each_point_from_the_cache_and_compares_it_with_mse(tmp
     assert cc["low"] <= cc["delta"] <= cc["high"] and cc["pairs"] == 4
     assert {b["name"] for b in summary["baselines"]} >= {"centre bias", "readout"}
     assert pytest.approx(points["KLD"]["means"]["cc"] - points["MSE"]["means"]["cc"], abs=1e-9) == cc["delta"]
+    with Image.open(out / "sweep" / "cc_by_epoch.png") as im:  # each point's curve, the baselines as lines
+        assert im.format == "PNG" and im.width >= 600

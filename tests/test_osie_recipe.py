@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from helpers import synthetic_shards
+from PIL import Image
 
 from salnet.config import Config, apply_overrides, save_config
 from salnet.inference.evaluate import evaluate_run
@@ -36,6 +37,8 @@ def test_recipe_on_synthetic_shards(tmp_path):
     assert result["split"] == "val" and all(set(t["means"]) == set(METRICS) for t in result["trials"])
     readout = evaluate_run(tmp_path / "osie" / "readout", split="val", device="cpu")
     assert result["baselines"][1]["means"] == readout["means"]
+    with Image.open(sweep / "cc_by_epoch.png") as im:  # both trials' CC by epoch, the baselines as lines
+        assert im.format == "PNG" and im.width >= 600
     text = (sweep / "summary.md").read_text().splitlines()
     first = next(i for i, ln in enumerate(text) if ln.startswith("| "))
     table = []  # the first table: the trials and the baselines (the comparison with the control comes later)

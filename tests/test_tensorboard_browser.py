@@ -224,8 +224,10 @@ def test_images_page_shows_the_best_trials_panel(sweep, board, browser):
     assert shown is not None, "no panel image loaded on the Images page"
     width, height, rgba, title, _ = shown
     assert title == PANEL_TAG.format(best)
-    with Image.open(folder / "predictions.png") as im:  # the same panel, as summarize_sweep saved it
-        want = np.asarray(im.convert("RGB")).astype(int)
+    from salnet.sweeps.board import predictions_panel
+
+    panel = predictions_panel(folder / "trials" / best, result["trials"][0]["shards"], SPLIT, 2, "cpu", None)
+    want = np.rint(panel.permute(1, 2, 0).numpy().astype(np.float64) * 255).astype(int)  # the best trial's panel
     assert (height, width) == want.shape[:2]
     got = np.asarray(rgba, dtype=int).reshape(height, width, 4)
     assert (got[..., 3] == 255).all()
@@ -294,5 +296,5 @@ def test_summary_pictures_beside_summary_md(sweep):
     assert (folder / "summary.md").is_file()
     with Image.open(folder / "summary.png") as im:
         assert im.format == "PNG" and im.width > 600
-    with Image.open(folder / "predictions.png") as im:
-        assert im.size == (3 * 48, 2 * 32)  # [image | prediction | ground truth] × 2 rows at the input size
+    with Image.open(folder / "predictions.png") as im:  # image | both trials | ground truth, titled, 2 rows
+        assert im.format == "PNG" and im.width >= 4 * 200 and im.height >= 2 * 120

@@ -13,7 +13,8 @@
 4. from that checkpoint (as the released code loads its bootstrap generator), for ``epochs`` more epochs:
    BCE/4 alone (the bootstrap optimiser) and the adversarial stage (Lasagne's AdaGrad lr 3e-4, α = 0.05);
 5. both, the centre bias and the readout scored on the validation split with the nine metrics (MIT
-   conventions, the released post-processing): ``OUT/sweep/summary.md`` (also .csv, evaluation.json, tb/).
+   conventions, the released post-processing): ``OUT/sweep/summary.md`` (also .csv, evaluation.json, tb/), and
+   ``OUT/sweep/cc_by_epoch.png``: both trials' validation CC by epoch, the centre bias and the readout as lines.
 
 Every stage resumes when the command is run again with the same arguments (the runs' own checkpoints); a larger
 ``--epochs`` continues BCE/4 alone and the adversarial stage from where they are, finished or not (their learning
@@ -155,6 +156,7 @@ def _stages(out: Path, shards: Path, base: Config, weights: str | None, bootstra
     """Steps 2–5 of the module docstring (see :func:`osie_recipe`)."""
     from salnet.atomic import atomic_write
     from salnet.recipes.baselines import fit_readout, readout_config
+    from salnet.sweeps.plots import baseline_values, write_curves
     from salnet.sweeps.summary import summarize_sweep
 
     readout = out / "readout"
@@ -184,4 +186,8 @@ def _stages(out: Path, shards: Path, base: Config, weights: str | None, bootstra
                                      *extra])
         run(cfg, sweep / "trials" / name, can_grow=True, stop=stop)
         write_trial(sweep / "trials" / name, name, label)
-    return summarize_sweep(sweep, split="val", device=device, baselines={"readout": readout})
+    result = summarize_sweep(sweep, split="val", device=device, baselines={"readout": readout})
+    write_curves(sweep / "cc_by_epoch.png", {label: sweep / "trials" / name for name, (label, _) in TRIALS.items()},
+                 baseline_values(result, "cc"),
+                 title=f"OSIE validation CC by epoch after the {bootstrap_epochs}-epoch BCE/4 bootstrap")
+    return result

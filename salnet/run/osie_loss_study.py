@@ -69,6 +69,7 @@ def osie_loss_study(out: str | Path, *, shards: str | Path | None = None, data: 
     from salnet.recipes.baselines import fit_readout
     from salnet.recipes.osie import DEFAULT_DATA, DEFAULT_WEIGHTS, pack_osie, run
     from salnet.run.features import FeatureOptions, write_cache
+    from salnet.sweeps.plots import baseline_values, write_curves
     from salnet.sweeps.summary import summarize_sweep
 
     out = Path(out)
@@ -100,4 +101,8 @@ def osie_loss_study(out: str | Path, *, shards: str | Path | None = None, data: 
             atomic_write(sweep / "trials" / name / "trial.json", json.dumps(
                 {"trial": name, "params": {"point": label, "train.seed": seed}, "status": "done", "attempts": 1,
                  "error": None, "jobs": []}, indent=1, ensure_ascii=False))
-    return summarize_sweep(sweep, split="val", device=device, baselines={"readout": readout})
+    result = summarize_sweep(sweep, split="val", device=device, baselines={"readout": readout})
+    write_curves(sweep / "cc_by_epoch.png", {label: sweep / "trials" / f"p{n:02d}-s0" for n, (label, _) in
+                                             enumerate(chosen)}, baseline_values(result, "cc"),
+                 title="OSIE validation CC by epoch of each loss (seed 0), from the feature cache")
+    return result

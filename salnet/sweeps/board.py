@@ -28,21 +28,30 @@ def predictions_panel(run_dir: Path, shards: str, split: str, n: int, device,
     """[image | prediction | ground truth] rows of the first ``n`` images of ``split`` at the network input
     size (:func:`salnet.train.tensorboard.panel`), as the training loop's validation panel; None when the split
     has no readable image."""
+    from salnet.train.tensorboard import panel
+
+    kept = trial_predictions(run_dir, shards, split, n, device, batch_size)
+    return panel(kept) if kept else None
+
+
+def trial_predictions(run_dir: Path, shards: str, split: str, n: int, device,
+                      batch_size: int | None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """(image (3, H, W), prediction (1, H, W), ground-truth map (1, H, W)) of the first ``n`` images of ``split``
+    at the run's network input size, on the CPU; [] when the split has no readable image."""
     from salnet.data.loader import LoaderConfig, ValLoader
     from salnet.inference.predict import load_model
-    from salnet.train.tensorboard import panel
 
     G, cfg = load_model(run_dir, device=device)
     lcfg = LoaderConfig(size=cfg.data.input_size, batch_size=batch_size or cfg.data.batch_size, workers=0,
                         flip=False, max_bad_fraction=cfg.data.max_bad_fraction)
-    kept = []
+    kept: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
     with torch.no_grad():
         for batch in ValLoader(shards, split, lcfg, rank=0, world_size=1):
             pred = G(batch["image"].to(device)).prediction().float().cpu()
             kept += [(batch["image"][i], pred[i], batch["map"][i]) for i in range(len(pred))]
             if len(kept) >= n:
                 break
-    return panel(kept[:n]) if kept else None
+    return kept[:n]
 
 
 

@@ -1,8 +1,10 @@
 """Pictures of a sweep's final evaluation, next to its summary.md: ``summary.png`` (every scored trial's searched
-value(s) against each metric, the papers' reported values as horizontal lines) and ``predictions.png`` (the best
-trial's [image | prediction | ground truth] panel).
+value(s) against each metric, the papers' reported values as horizontal lines) and ``predictions.png`` (a few
+images with each shown trial's prediction and the ground truth, every column titled); and a run's validation curve
+by epoch (:func:`write_curves`, from ``metrics.jsonl``).
 
-    write_sweep_plots(sweep_dir, result, panel)      # result: summarize_sweep's dict; panel (3, H, W) in [0, 1]
+    write_sweep_plots(sweep_dir, result, predictions)   # result: summarize_sweep's dict
+    write_curves(out_png, {"BCE/4 alone": run_a, "GAN/4": run_b}, {"centre bias": 0.29})
 
 matplotlib draws with its Agg backend (files only, no display). Trials are placed by their parameters: a numeric
 parameter on its own axis (logarithmic when its values are positive and span more than a factor 20), anything
@@ -182,22 +184,46 @@ def figure_png(fig) -> bytes:
     return buf.getvalue()
 
 
-def panel_png(panel) -> bytes:
-    """A (3, H, W) float panel in [0, 1] (torch tensor or array) as RGB PNG bytes."""
-    from PIL import Image
+def predictions_figure(images: list, truth: list, columns: list[tuple[str, list]], title: str = ""):
+    """A matplotlib Figure with one row per image: the image, each column's prediction ``columns`` = [(label,
+    [map (1, H, W) or (H, W)])], the ground-truth map; each column titled (image, the labels, ground truth), each
+    map shown on its own range (black = its minimum). ``images``: (3, H, W) in [0, 1]."""
+    import matplotlib
 
-    a = np.asarray(panel.detach().cpu().numpy() if hasattr(panel, "detach") else panel, dtype=np.float64)
-    rgb = np.rint(np.clip(a, 0, 1).transpose(1, 2, 0) * 255).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG")
-    return buf.getvalue()
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    def array(t) -> np.ndarray:
+        return np.asarray(t.detach().cpu().numpy() if hasattr(t, "detach") else t, dtype=np.float64)
+
+    heads = ["image", *(label for label, _ in columns), "ground truth"]
+    h, w = array(images[0]).shape[-2:]
+    cell = 2.4  # inches per column: a 100-dpi picture of about 240 pixels a column
+    fig, axes = plt.subplots(len(images), len(heads), squeeze=False,
+                             figsize=(cell * len(heads), cell * h / w * len(images) + 0.7))
+    for i, img in enumerate(images):
+        cells = [np.clip(array(img).transpose(1, 2, 0), 0, 1), *(array(maps[i]).reshape(array(maps[i]).shape[-2:])
+                                                                 for _, maps in columns),
+                 array(truth[i]).reshape(array(truth[i]).shape[-2:])]
+        for j, (ax, a) in enumerate(zip(axes[i], cells)):
+            ax.imshow(a, cmap=None if a.ndim == 3 else "gray", interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(heads[j] if len(heads[j]) <= 24 else heads[j][:23] + "…", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
 
 
-def write_sweep_plots(sweep_dir: str | Path, result: dict, panel=None,
+def write_sweep_plots(sweep_dir: str | Path, result: dict, predictions: dict | None = None,
                       references: list[dict] | None = None) -> list[Path]:
-    """Write ``SWEEP/summary.png`` (:func:`sweep_figure` of ``result``, summarize_sweep's dict) and, given the best
-    trial's ``panel``, ``SWEEP/predictions.png``. references: the papers' rows (default ``result["reference"]``);
-    ``result["baselines"]`` ({name, means}), where present, are drawn as dotted lines. Returns the paths written."""
+    """Write ``SWEEP/summary.png`` (:func:`sweep_figure` of ``result``, summarize_sweep's dict) and, given
+    ``predictions`` ({"images", "truth", "columns"}: :func:`salnet.sweeps.summary.shown_predictions`),
+    ``SWEEP/predictions.png`` (:func:`predictions_figure`). references: the papers' rows (default
+    ``result["reference"]``); ``result["baselines"]`` ({name, means}), where present, are drawn as dotted lines.
+    Returns the paths written."""
     sweep_dir = Path(sweep_dir)
     if references is None:
         references = result.get("reference") or []
@@ -207,7 +233,61 @@ def write_sweep_plots(sweep_dir: str | Path, result: dict, panel=None,
                        result.get("baselines") or [], result.get("points"), (result.get("control") or {}).get("point"))
     written = [sweep_dir / "summary.png"]
     atomic_bytes(written[0], figure_png(fig))
-    if panel is not None:
+    if predictions:
         written.append(sweep_dir / "predictions.png")
-        atomic_bytes(written[1], panel_png(panel))
+        fig = predictions_figure(predictions["images"], predictions["truth"], predictions["columns"],
+                                 f"Sweep {result.get('sweep', sweep_dir.name)}: {result.get('split', '')} split "
+                                 "(★ best trial)")
+        atomic_bytes(written[1], figure_png(fig))
     return written
+
+
+def curves_figure(series: dict[str, dict[int, float]], lines: dict[str, float], metric: str = "cc",
+                  title: str = ""):
+    """A matplotlib Figure: ``metric`` by epoch, one curve per ``series`` ({label: {epoch: value}}, epochs counted
+    from 1), each of ``lines`` ({label: value}, e.g. the centre bias and the readout) a dotted horizontal line."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from salnet.metrics import METRICS, PAPER_COLUMNS
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for i, (label, values) in enumerate(series.items()):
+        epochs = sorted(values)
+        ax.plot(epochs, [values[e] for e in epochs], marker="o", ms=2.5, lw=1.4, label=label,
+                color=f"C{i % 10}")
+    for label, v in lines.items():
+        if _is_number(v):
+            ax.axhline(float(v), ls=":", lw=1.3, color="0.35")
+            ax.annotate(f"{label}: {float(v):.3g}", (0.01, float(v)), xycoords=("axes fraction", "data"),
+                        textcoords="offset points", xytext=(0, 3), fontsize=8, color="0.25")
+    arrow = "↑" if metric in METRICS and METRICS[metric].higher_is_better else "↓"
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"validation {PAPER_COLUMNS.get(metric, metric)} {arrow}")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    if series:
+        ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def write_curves(out: str | Path, runs: dict[str, str | Path], lines: dict[str, float] | None = None,
+                 metric: str = "cc", title: str = "") -> Path:
+    """``out`` (PNG): :func:`curves_figure` of each run folder's ``metrics.jsonl`` ({label: run_dir}, read with
+    :func:`salnet.sweeps.folder.read_metrics`; epochs without ``metric`` left out) and ``lines``. Returns ``out``."""
+    from salnet.sweeps.folder import read_metrics
+
+    series = {label: {e: float(r["val"][metric]) for e, r in read_metrics(run).items()
+                      if _is_number((r.get("val") or {}).get(metric))} for label, run in runs.items()}
+    out = Path(out)
+    atomic_bytes(out, figure_png(curves_figure(series, lines or {}, metric, title)))
+    return out
+
+
+def baseline_values(result: dict, metric: str = "cc") -> dict[str, float]:
+    """{name: mean ``metric``} of summarize_sweep's ``result["baselines"]`` (the centre bias, the readout, …)."""
+    return {b["name"]: float(b["means"][metric]) for b in result.get("baselines") or []
+            if _is_number((b.get("means") or {}).get(metric))}

@@ -27,7 +27,10 @@ from salnet.sweeps import stats
 from salnet.sweeps.board import PANEL_TAG, hparam_values, predictions_panel, read_epochs, write_board
 from salnet.sweeps.folder import SweepFolder
 from salnet.sweeps.tables import MISSING, per_image_csv, to_csv, to_markdown
+from salnet.train.tensorboard import panel
 from salnet.train.validate import DEFAULT_METRICS
+
+PREDICTION_COLUMNS = 6  # trials shown in predictions.png: the best, then the others in trial order
 
 __all__ = ["MISSING", "PANEL_TAG", "PAPER_COLUMNS", "best_trial", "hparam_values", "predictions_panel", "read_epochs",
            "read_spec", "references_for", "summarize_sweep", "to_markdown", "write_board"]
@@ -153,6 +156,34 @@ def compare_to_control(rows: list[dict], per_image: dict[str, list[dict]], contr
     return points, {"point": label, "how": how, "rule": control}
 
 
+def shown_predictions(sweep_dir: Path, rows: list[dict], top: dict, split: str, n: int, device,
+                      batch_size: int | None) -> dict | None:
+    """predictions.png's content: the first ``n`` images of ``split`` (as the best trial's loader gives them), their
+    ground-truth maps, and the predictions of the best trial and then of the other scored trials, at most
+    :data:`PREDICTION_COLUMNS` in all: ``{"images", "truth", "columns": [(label, [map])]}``; None without images."""
+    import torch.nn.functional as F
+
+    from salnet.sweeps.board import trial_predictions
+    from salnet.sweeps.plots import trial_label
+
+    kept = trial_predictions(sweep_dir / "trials" / top["trial"], top["shards"], split, n, device, batch_size)
+    if not kept:
+        return None
+    def at_image_size(preds: list[torch.Tensor]) -> list[torch.Tensor]:
+        # a network whose output is smaller than its input (the loss study's), or a trial at another input size
+        return [p if p.shape[-2:] == img.shape[-2:] else
+                F.interpolate(p.reshape(1, 1, *p.shape[-2:]).float(), size=img.shape[-2:], mode="bilinear",
+                              align_corners=False)[0] for p, (img, _, _) in zip(preds, kept)]
+
+    others = [r for r in rows if r["means"] is not None and r["trial"] != top["trial"]]
+    columns = [(f"{trial_label(top)} ★", at_image_size([p for _, p, _ in kept]))]
+    for r in others[:PREDICTION_COLUMNS - 1]:
+        preds = [p for _, p, _ in trial_predictions(sweep_dir / "trials" / r["trial"], r["shards"], split, n,
+                                                    device, batch_size)]
+        columns.append((trial_label(r), at_image_size(preds)))
+    return {"images": [img for img, _, _ in kept], "truth": [gt for _, _, gt in kept], "columns": columns}
+
+
 def summarize_sweep(sweep_dir: str | Path, split: str = "test", metrics=DEFAULT_METRICS,
                     device: str | torch.device | None = None, batch_size: int | None = None, images: int = 4,
                     baselines: dict[str, str | Path] | None = None) -> dict:
@@ -161,11 +192,12 @@ def summarize_sweep(sweep_dir: str | Path, split: str = "test", metrics=DEFAULT_
     sweep_dir: a folder with ``trials/<name>/trial.json`` (and ``sweep.yaml`` for the metric and mode that pick
     the best trial; default cc, max). Trials with ``best.pt`` (else ``latest.pt``) are scored with
     :func:`salnet.inference.evaluate.evaluate_run` (``metrics``, ``device``, ``batch_size``); the others stay in the
-    tables with their status. ``images``: rows of the best trial's prediction panel (0: none). The centre bias and the
-    ``baselines`` runs (name → run folder, e.g. ``{"readout": ...}``) are scored the same way and shown under the
-    trials, with the paper's rows of the sweep file (``reference``) and each trial's Δ to its paper row. Trials that
-    differ only in ``train.seed`` form a point; every point is compared with the sweep file's ``control`` (a point
-    label; "best" or none: the best point) by :func:`compare_to_control`.
+    tables with their status. ``images``: rows of predictions.png and of the best trial's TensorBoard panel (0:
+    none). The centre bias and the ``baselines`` runs (name → run folder, e.g. ``{"readout": ...}``) are scored
+    the same way and shown under the trials, with the paper's rows of the sweep file (``reference``) and each
+    trial's Δ to its paper row. Trials that differ only in ``train.seed`` form a point; every point is compared
+    with the sweep file's ``control`` (a point label; "best" or none: the best point) by
+    :func:`compare_to_control`.
     Writes summary.csv, summary.md, per_image.csv (every scored trial's and baseline's per-image values),
     evaluation.json (atomically) and tb/; returns evaluation.json's dict:
     ``{"sweep", "sweep_dir", "split", "metric", "mode", "metrics", "best": {"trial", "value"} | None,
@@ -221,11 +253,13 @@ def summarize_sweep(sweep_dir: str | Path, split: str = "test", metrics=DEFAULT_
     points, control = compare_to_control(rows, per_image, read_control(sweep_dir), metric, mode, names)
     result.update(points=points, control=control)
     result["reference"], result["reference_elsewhere"] = references_for(rows, read_reference(sweep_dir))
-    best_panel = None
+    best_panel, shown = None, None
     if top and images > 0:
         dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        best_panel = predictions_panel(sweep_dir / "trials" / top["trial"], top["shards"], split, images, dev,
-                                       batch_size)
+        shown = shown_predictions(sweep_dir, rows, top, split, images, dev, batch_size)
+        if shown:
+            best_panel = panel([(img, shown["columns"][0][1][i], gt)  # as the training loop's panel
+                                for i, (img, gt) in enumerate(zip(shown["images"], shown["truth"]))])
     write_board(sweep_dir, rows, names, split, best, best_panel, result)
     params = list(dict.fromkeys(k for r in rows for k in r["params"]))
     atomic_write(sweep_dir / "summary.csv", to_csv(rows, params, names, result))
@@ -238,6 +272,6 @@ def summarize_sweep(sweep_dir: str | Path, split: str = "test", metrics=DEFAULT_
     atomic_write(sweep_dir / "summary.md", to_markdown(result, params, names))
     from salnet.sweeps.plots import write_sweep_plots  # summary.png and predictions.png beside summary.md
 
-    write_sweep_plots(sweep_dir, result, best_panel)
+    write_sweep_plots(sweep_dir, result, shown)
     atomic_write(sweep_dir / "evaluation.json", json.dumps(result, indent=2))
     return result
