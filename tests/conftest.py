@@ -46,7 +46,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         item.add_marker(pytest.mark.xdist_group(group_of(item)))
     result = yield
-    if os.environ.get("PYTEST_XDIST_WORKER") and config.getvalue("loadgroup"):
+    # a pytest-xdist worker of a --dist loadgroup run (not a pytest that a test starts, which inherits the
+    # worker's environment but has no such option)
+    if hasattr(config, "workerinput") and getattr(config.option, "loadgroup", False):
         ungrouped = [item.nodeid for item in items if not item.nodeid.endswith("@" + group_of(item))]
         if ungrouped:
             message = (f"pytest-xdist did not group {len(ungrouped)} tests (first: {ungrouped[0]}): with pytest "
