@@ -7,7 +7,9 @@ readout baseline at 304×400 (:func:`salnet.recipes.baselines.fit_readout`; its 
 chosen point of sweeps/loss_study.yaml with each seed: the ``loss_study`` preset (plain SGD lr 1e-3, batch 60, no
 augmentation, the validation CC's patience) reading the cache, 5. the sweep summary on the validation split
 (:func:`salnet.sweeps.summary.summarize_sweep`): every point against the control MSE with paired bootstrap intervals
-over the 120 images (and over seeds), the centre bias and the readout as rows: ``OUT/sweep/summary.md``. Reruns resume:
+over the 120 images (and over seeds), the centre bias and the readout as rows: ``OUT/sweep/summary.md``; each point's
+validation CC by epoch: ``OUT/sweep/cc_by_epoch.png``; the paper's Table 2 orderings of these points checked pair by
+pair on OSIE's images (:mod:`salnet.sweeps.orderings`): ``OUT/sweep/orderings.md``. Reruns resume:
 finished runs are kept, a run stopped midway continues.
 """
 
@@ -69,6 +71,7 @@ def osie_loss_study(out: str | Path, *, shards: str | Path | None = None, data: 
     from salnet.recipes.baselines import fit_readout
     from salnet.recipes.osie import DEFAULT_DATA, DEFAULT_WEIGHTS, pack_osie, run
     from salnet.run.features import FeatureOptions, write_cache
+    from salnet.sweeps.orderings import write_orderings
     from salnet.sweeps.plots import baseline_values, write_curves
     from salnet.sweeps.summary import summarize_sweep
 
@@ -105,4 +108,6 @@ def osie_loss_study(out: str | Path, *, shards: str | Path | None = None, data: 
     write_curves(sweep / "cc_by_epoch.png", {label: sweep / "trials" / f"p{n:02d}-s0" for n, (label, _) in
                                              enumerate(chosen)}, baseline_values(result, "cc"),
                  title="OSIE validation CC by epoch of each loss (seed 0), from the feature cache")
+    reference = yaml.safe_load(SWEEP_FILE.read_text()).get("reference") or []
+    write_orderings(sweep, reference, where="OSIE's 120 validation images")
     return result
