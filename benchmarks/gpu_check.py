@@ -2,6 +2,7 @@
 
     python -m benchmarks.gpu_check --out OUT [--budget 470] [--dry] [--osie-recipe jobs/osie_recipe.py] [--shared DIR]
     python -m benchmarks.gpu_check --plan --budget 480 --setup-worst 230   # the budget plan only (gpu_check.sh)
+    GPU_CHECK_STEPS=pytest_gpu,osie benchmarks/gpu_check.sh                # only those steps (--steps)
 
 Steps, in order (cheap and essential first; torch.compile and the OSIE recipe last, the recipe getting what
 is left of the budget): environment; adversarial step (bf16, channels_last, eager); loss-study step; real
@@ -266,6 +267,8 @@ def main(argv=None) -> int:
     p.add_argument("--plan", action="store_true", help="print the budget plan (with --setup-worst) and exit: 1 "
                    "when it does not fit")
     p.add_argument("--setup-worst", type=float, default=0.0, help="gpu_check.sh's setup at worst, seconds")
+    p.add_argument("--steps", help="only these steps, comma-separated ids (env,adversarial,...,osie): a rerun of "
+                   "the ones that failed in what is left of a device session")
     p.add_argument("--probe", type=Path, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.probe:
@@ -281,6 +284,11 @@ def main(argv=None) -> int:
     deadline = time.perf_counter() + args.budget
     (out / "steps").mkdir(parents=True, exist_ok=True)
     plan_steps, rows = steps(args.dry, out, osie, args.shared), []
+    if args.steps:
+        wanted, known = args.steps.split(","), [s.id for s in plan_steps]
+        if unknown := [w for w in wanted if w not in known]:
+            p.error(f"--steps {args.steps}: no step {', '.join(unknown)} (the steps: {','.join(known)})")
+        plan_steps = [s for s in plan_steps if s.id in wanted]
     for i, step in enumerate(plan_steps):
         later = sum(1 for s in plan_steps[i + 1:] if not s.skip)
         left = deadline - time.perf_counter()

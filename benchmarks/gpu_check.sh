@@ -4,6 +4,7 @@
 #   benchmarks/gpu_check.sh --fetch-wheels   # on a machine with PyPI: wheels of what a GPU image may lack -> .whl/
 #   benchmarks/gpu_check.sh                  # on the GPU machine; OUT=folder (default outputs/gpu_check)
 #   benchmarks/gpu_check.sh --dry            # on any CPU: every step at tiny sizes, in about two minutes (CI tests it)
+#   GPU_CHECK_STEPS=metrics,osie benchmarks/gpu_check.sh   # only those steps (ids: benchmarks/gpu_check.py)
 #
 # It picks a Python whose torch sees CUDA ($PYTHON, .venv/bin/python, python3; GPU images ship one), else tries
 # ./setup.sh with the CUDA index; installs what salnet needs and that Python lacks (webdataset, POT, ...) into a
@@ -75,6 +76,7 @@ LEFT=$(( BUDGET - ($(date +%s) - START) - 10 ))
 ARGS=(--out "$OUT" --budget "$LEFT" "${SHARED_ARGS[@]}")
 [ $DRY = 1 ] && ARGS+=(--dry)
 [ -n "${OSIE_RECIPE:-}" ] && ARGS+=(--osie-recipe "$OSIE_RECIPE")
+[ -n "${GPU_CHECK_STEPS:-}" ] && ARGS+=(--steps "$GPU_CHECK_STEPS")  # e.g. pytest_gpu,osie: only those
 "$PY" -m benchmarks.gpu_check "${ARGS[@]}"
 rc=$?
 # few files back from a device machine: the step logs and figures as one archive (summary.json has the figures)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,6 +59,32 @@ def pytest_collection_modifyitems(config, items):
             print(f"\nERROR {message}", file=sys.__stderr__, flush=True)
             raise pytest.UsageError(message)
     return result
+
+
+@pytest.fixture
+def launch_here(monkeypatch, capsys):
+    """``launch_here(*args, cwd=, env=)``: jobs/launch.py's main() in this process, as the command runs it (its
+    working folder ``cwd``, its environment ``env``); returns (returncode, stdout, stderr) as a CompletedProcess."""
+    import importlib.util
+    import subprocess
+
+    script_file = Path(__file__).resolve().parents[1] / "jobs" / "launch.py"
+    spec = importlib.util.spec_from_file_location("launch_script", script_file)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+
+    def run(*args, cwd, env):
+        capsys.readouterr()
+        with monkeypatch.context() as m:
+            m.chdir(cwd)
+            for k in [k for k in os.environ if k not in env]:
+                m.delenv(k)
+            for k, v in env.items():
+                m.setenv(k, v)
+            rc = script.main(list(args))
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(args, rc, out.out, out.err)
+    return run
 
 
 @pytest.fixture(autouse=True)

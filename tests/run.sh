@@ -21,5 +21,8 @@ if [ "${SALNET_NO_SLURM:-0}" != 1 ] && out=$(tests/slurm/cluster.sh start); then
 else
   echo "[tests/run.sh] no local Slurm: the slurm-marked tests will skip" >&2
 fi
+# One OpenMP thread per process: two workers (and the jobs they start) share two cores, and torch's default of a
+# thread per core had each spin-waiting on the other (twice the CPU time for the same tests). Slurm passes it on.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 # the 15 slowest tests listed at the end
 .venv/bin/python -m pytest -q --durations=15 -n "${SALNET_TEST_WORKERS:-2}" --dist loadgroup "$@"

@@ -11,6 +11,7 @@ import torch
 
 from salnet import metrics as M
 from salnet.models.baselines import center_bias
+from salnet.sweeps.load import load_sweep
 
 DEMO = Path(__file__).resolve().parents[1] / "jobs" / "demo.py"
 
@@ -34,7 +35,8 @@ def test_demo_trains_models_that_beat_the_centre_bias(tmp_path):
     """The README's main command as it is: synthetic shards → the BCE/4 bootstrap (one local run) → the salgan_gan
     sweep from it (BCE/4 alone and the adversarial stage at three α; Ray Tune, local processes) → the final
     evaluation on the test split. Every trial beats the centre bias, printed as a row of the same table, on CC,
-    NSS and AUC-Judd."""
+    NSS and AUC-Judd; summary.md lists SalGAN's rows (tests/test_paper_sweeps.py leaves its tiny salgan_gan sweep
+    to this test)."""
     import csv
     import subprocess
 
@@ -60,6 +62,10 @@ def test_demo_trains_models_that_beat_the_centre_bias(tmp_path):
         assert list((sweep / "tb" / t["trial"]).glob("events.out.tfevents.*"))  # TensorBoard: curves, hparams
     table = [ln for ln in out.stdout.splitlines() if ln.startswith("| centre bias | – | baseline |")]
     assert len(table) == 1 and f"tensorboard --logdir {sweep / 'tb'}" in out.stdout
+    text = (sweep / "summary.md").read_text()  # SalGAN's rows listed, with no Δ against them (synthetic data)
+    for ref in load_sweep("salgan_gan").reference:
+        assert f"| paper: {ref['label']} ({ref['source']}, {ref['dataset']}) |" in text, ref["label"]
+    assert "| centre bias | – | baseline |" in text and "no Δ is computed" in text
     # each GAN point against BCE/4: CC, NSS, AUC-J with their intervals, over the 40 test images (one seed)
     assert evaluation["control"]["point"] == "BCE/4" and "one seed per point: each interval is over the 40 test " \
         "images only" in out.stdout

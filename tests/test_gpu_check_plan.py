@@ -1,5 +1,6 @@
-"""The GPU check on a lent machine (no ../shared, no package index): the OSIE step skipped and not counted, the
-budget plan at worst inside the 8 minutes, only the missing packages installed, from the carried wheels."""
+"""The GPU check on a lent machine (no ../shared, no package index): the OSIE step skipped and not counted, a
+failing recipe reported, the budget plan at worst inside the 8 minutes, only the missing packages installed, from
+the carried wheels."""
 
 from __future__ import annotations
 
@@ -93,17 +94,26 @@ def test_only_missing_packages_are_installed_from_their_wheels(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_dry_run_without_shared_ends_with_the_gpu_steps_status(tmp_path):
-    """gpu_check.sh --dry where ../shared is absent (GPU_CHECK_SHARED points nowhere), as on a lent machine: the
-    plan fits, the OSIE row says why it did not run, every other step is ok, and the exit status is 0."""
+def test_a_failing_recipe_is_reported_and_fails_the_check(tmp_path):
+    """GPU_CHECK_STEPS=metrics,osie gpu_check.sh --dry with a recipe that exits 3: only those two steps run, the
+    recipe's row is FAILED with the end of its output (the arguments it was given: OSIE's own epochs, the device,
+    OUT/osie), the metrics step is ok regardless, and the exit status is 1. An unknown step id is refused, naming
+    the steps."""
+    recipe = tmp_path / "recipe.py"
+    recipe.write_text("import sys\nprint('recipe args', sys.argv[1:])\nsys.exit(3)\n")
     out = tmp_path / "out"
-    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable, "GPU_CHECK_SHARED": str(tmp_path / "nowhere")}
-    env.pop("OSIE_RECIPE", None)
+    env = {**os.environ, "OUT": str(out), "OSIE_RECIPE": str(recipe), "PYTHON": sys.executable,
+           "GPU_CHECK_STEPS": "metrics,osie"}
     proc = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_check.sh"), "--dry"], env=env, capture_output=True,
                           text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]  # the recipe failed, nothing else
     rows = {r["id"]: r for r in json.loads((out / "summary.json").read_text())["rows"]}
-    assert rows.pop("osie")["summary"].startswith("skipped: no ../shared")
-    assert {k: r["status"] for k, r in rows.items()} == dict.fromkeys(rows, "ok")
-    log = (out / "gpu_check.log").read_text()
-    assert "fits, every step gets at least its minimum" in log and "gpu_check: done in" in log and "exit 0" in log
+    assert list(rows) == ["metrics", "osie"] and rows["metrics"]["status"] == "ok"
+    assert rows["osie"]["status"] == "FAILED" and rows["osie"]["summary"].startswith("exit 3: recipe args")
+    assert "--device" in rows["osie"]["summary"] and str(out / "osie") in rows["osie"]["summary"]
+    assert "'--passes', '1'" in rows["osie"]["summary"]  # OSIE's own epochs: what fits the check's budget
+    table = (out / "summary.txt").read_text().splitlines()
+    assert len(table) == 3 and "FAILED" in table[-1] and "exit 1" in (out / "gpu_check.log").read_text()
+    with pytest.raises(SystemExit) as refused:
+        gpu_check.main(["--dry", "--out", str(tmp_path / "o2"), "--steps", "metrics,gpu"])
+    assert refused.value.code == 2

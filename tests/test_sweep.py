@@ -103,7 +103,7 @@ def launch(*args, cwd=REPO):
                           text=True, timeout=120)
 
 
-def test_launch_errors_before_submitting_anything(tmp_path):
+def test_launch_errors_before_submitting_anything(tmp_path, launch_here):
     out = tmp_path / "runs"
     cases = [
         (["--sweep", "nosuch", "--backend", "local"], "unknown sweep 'nosuch'"),
@@ -114,16 +114,16 @@ def test_launch_errors_before_submitting_anything(tmp_path):
         (["--sweep", "alpha", "--backend", "local", "--time", "soon", "--tiny"], "--time 'soon'"),
     ]
     for args, message in cases:
-        res = launch(*args, "--out", str(out), cwd=tmp_path)
+        res = launch_here(*args, "--out", str(out), cwd=tmp_path, env=dict(os.environ))
         assert res.returncode == 2 and message in res.stderr, (args, res.stderr)
     assert not (out / "sweeps").exists() and not (out / "jobs").exists()
 
 
-def test_dry_run_prints_the_trials_tune_will_run(tmp_path):
+def test_dry_run_prints_the_trials_tune_will_run(tmp_path, launch_here):
     from salnet.run.tuner import planned_trials
 
-    res = launch("--sweep", "alpha", "--backend", "local", "--tiny", "--trials", "3", "--dry-run", "--verbose",
-                 "--out", str(tmp_path / "runs"), cwd=tmp_path)
+    res = launch_here("--sweep", "alpha", "--backend", "local", "--tiny", "--trials", "3", "--dry-run", "--verbose",
+                      "--out", str(tmp_path / "runs"), cwd=tmp_path, env=dict(os.environ))
     assert res.returncode == 0, res.stderr
     trials = [ln for ln in res.stdout.splitlines() if ln.startswith("--- trial")]
     planned = planned_trials(with_budget(load_sweep("alpha"), trials=3))
@@ -133,15 +133,18 @@ def test_dry_run_prints_the_trials_tune_will_run(tmp_path):
     assert not (tmp_path / "runs" / "sweeps").exists()
 
 
-def plan_of(*args, cwd):
-    """A dry run on a machine without Slurm (no SLURM_CONF, no Slurm commands on PATH)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM")}
-    env["PATH"] = os.path.dirname(sys.executable) + ":/usr/bin:/bin"
-    return subprocess.run([sys.executable, str(REPO / "jobs" / "launch.py"), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=120, env={**env, "SALNET_OFFLINE": "1", "TORCH_HOME": str(cwd / "th")})
+@pytest.fixture
+def plan_of(launch_here):
+    """``plan_of(*args, cwd=)``: jobs/launch.py on a machine without Slurm (no SLURM_CONF, no Slurm commands on
+    PATH), no VGG-16 weights in the cache (TORCH_HOME: cwd/th) and downloads off."""
+    def run(*args, cwd):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM")}
+        env["PATH"] = os.path.dirname(sys.executable) + ":/usr/bin:/bin"
+        return launch_here(*args, cwd=cwd, env={**env, "SALNET_OFFLINE": "1", "TORCH_HOME": str(cwd / "th")})
+    return run
 
 
-def test_the_readme_cluster_commands_plan_without_slurm(tmp_path):
+def test_the_readme_cluster_commands_plan_without_slurm(tmp_path, plan_of, launch_here):
     """`--dry-run` asks Slurm nothing: salgan_gan's plan in about 15 lines — the ImageNet encoder (MISSING here,
     with how to provide it), one shared bootstrap that every trial starts from, a line per trial with only what
     differs from the base config, the jobs and the GPU-hours."""
@@ -163,9 +166,8 @@ def test_the_readme_cluster_commands_plan_without_slurm(tmp_path):
     # with the weights in place (the one setting an offline cluster uses), the plan names the file
     weights = tmp_path / "vgg16.pth"
     weights.write_bytes(b"")
-    env_res = subprocess.run([sys.executable, str(REPO / "jobs" / "launch.py"), "--partition", "gpu", "--sweep",
-                              "alpha", "--dry-run"], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                             env={**os.environ, "SALNET_VGG16_WEIGHTS": str(weights), "SLURM_CONF": "/nonexistent"})
+    env_res = launch_here("--partition", "gpu", "--sweep", "alpha", "--dry-run", cwd=tmp_path,
+                          env={**os.environ, "SALNET_VGG16_WEIGHTS": str(weights), "SLURM_CONF": "/nonexistent"})
     assert env_res.returncode == 0, env_res.stderr
     assert f"weights  imagenet: {weights}" in env_res.stdout + env_res.stderr
     assert "13 trial(s)" in env_res.stdout + env_res.stderr  # 12 samples and the paper's α
@@ -210,12 +212,12 @@ def test_impossible_values_are_one_line_errors_before_anything_is_written(tmp_pa
     assert not (tmp_path / "runs").exists()
 
 
-def test_a_gpu_less_slurm_job_of_the_full_network_is_refused(tmp_path):
+def test_a_gpu_less_slurm_job_of_the_full_network_is_refused(tmp_path, plan_of):
     res = plan_of("--partition", "gpu", "--sweep", "salgan_gan", "--gpus-per-node", "0", "--dry-run", cwd=tmp_path)
     assert res.returncode == 2 and "--gpus-per-node 0: the full-size network needs at least one GPU" in res.stderr
 
 
-def test_missing_weights_stop_a_launch_before_any_folder_or_job(tmp_path):
+def test_missing_weights_stop_a_launch_before_any_folder_or_job(tmp_path, plan_of):
     """A real launch resolves model.weights first: with no file (and downloads off) it stops with one error naming
     the file it looked for and the ways to provide it; nothing is written."""
     from helpers import synthetic_shards
@@ -391,7 +393,7 @@ def test_a_random_search_runs_its_fixed_trials_first_and_besides_its_samples():
     assert grid_size(load_sweep("salgan_gan")) == 4
 
 
-def test_the_plan_of_a_loss_study_counts_the_feature_cache(tmp_path):
+def test_the_plan_of_a_loss_study_counts_the_feature_cache(tmp_path, plan_of):
     """With the cache that data.features=auto finds, the plan names it and the compute is the head's alone."""
     import re
 
