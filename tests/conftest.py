@@ -14,6 +14,7 @@ import pytest
 # No test downloads VGG-16 weights (salnet.models.weights): "imagenet" is found in $SALNET_VGG16_WEIGHTS or
 # torchvision's cache, or refused. Set here so that every job a test starts inherits it.
 os.environ.setdefault("SALNET_OFFLINE", "1")
+REPO = Path(__file__).resolve().parents[1]
 
 
 def pytest_report_header(config):
@@ -62,29 +63,39 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture
-def launch_here(monkeypatch, capsys):
-    """``launch_here(*args, cwd=, env=)``: jobs/launch.py's main() in this process, as the command runs it (its
-    working folder ``cwd``, its environment ``env``); returns (returncode, stdout, stderr) as a CompletedProcess."""
+def script_here(monkeypatch, capsys):
+    """``script_here(name, *args, cwd=None, env=None)``: jobs/<name>.py's main() in this process, as the command
+    runs it (in folder ``cwd``, with exactly the environment ``env``; default: this one); an exit through
+    SystemExit (argparse) gives its code. Returns (returncode, stdout, stderr) as a CompletedProcess."""
     import importlib.util
     import subprocess
 
-    script_file = Path(__file__).resolve().parents[1] / "jobs" / "launch.py"
-    spec = importlib.util.spec_from_file_location("launch_script", script_file)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-
-    def run(*args, cwd, env):
+    def run(name, *args, cwd=None, env=None):
+        spec = importlib.util.spec_from_file_location(f"{name}_script", REPO / "jobs" / f"{name}.py")
+        script = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(script)
         capsys.readouterr()
         with monkeypatch.context() as m:
-            m.chdir(cwd)
-            for k in [k for k in os.environ if k not in env]:
-                m.delenv(k)
-            for k, v in env.items():
-                m.setenv(k, v)
-            rc = script.main(list(args))
+            if cwd is not None:
+                m.chdir(cwd)
+            if env is not None:
+                for k in [k for k in os.environ if k not in env]:
+                    m.delenv(k)
+                for k, v in env.items():
+                    m.setenv(k, v)
+            try:
+                rc = script.main(list(args))
+            except SystemExit as exit_:
+                rc = exit_.code if isinstance(exit_.code, int) else 1
         out = capsys.readouterr()
         return subprocess.CompletedProcess(args, rc, out.out, out.err)
     return run
+
+
+@pytest.fixture
+def launch_here(script_here):
+    """``launch_here(*args, cwd=, env=)``: jobs/launch.py in this process (:func:`script_here`)."""
+    return lambda *args, cwd, env: script_here("launch", *args, cwd=cwd, env=env)
 
 
 @pytest.fixture(autouse=True)

@@ -92,9 +92,8 @@ def test_a_stage_started_with_other_arguments_is_an_error(tmp_path):
     (["--shards", "{tmp}", "--weights", "none", "--passes", "0"],
      "--passes 0: passes over the training images per epoch must be 1 to 100"),
 ])
-def test_bad_input_is_a_clear_error_before_any_training(tmp_path, args, named):
-    out = subprocess.run([sys.executable, str(RECIPE), "--out", str(tmp_path / "out"),
-                          *[a.format(tmp=tmp_path) for a in args]], capture_output=True, text=True, timeout=120)
+def test_bad_input_is_a_clear_error_before_any_training(tmp_path, args, named, script_here):
+    out = script_here("osie_recipe", "--out", str(tmp_path / "out"), *[a.format(tmp=tmp_path) for a in args])
     assert out.returncode == 2 and out.stderr.startswith("error: ") and named in out.stderr, out.stderr[-2000:]
     assert not (tmp_path / "out" / "readout").exists()  # stopped before the first step
 

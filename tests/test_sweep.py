@@ -289,10 +289,9 @@ def test_each_sweep_gets_its_own_ray_ports_and_temp_dir():
 
 
 @pytest.mark.parametrize("script", ["status.py", "cancel.py", "evaluate.py"])
-def test_sweep_commands_name_a_missing_sweep(tmp_path, script):
+def test_sweep_commands_name_a_missing_sweep(tmp_path, script, script_here):
     for target in ("nosuch", str(tmp_path / "no" / "folder")):
-        res = subprocess.run([sys.executable, str(REPO / "jobs" / script), target, "--out", str(tmp_path)],
-                             capture_output=True, text=True, timeout=60)
+        res = script_here(script.removesuffix(".py"), target, "--out", str(tmp_path))
         assert res.returncode == 2 and f"no sweep folder {target!r}" in res.stderr, res.stderr
 
 

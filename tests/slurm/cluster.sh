@@ -55,9 +55,10 @@ start(){
   fi
   stop >/dev/null 2>&1 || true
   local node cpus mem first
-  # at least 4 CPUs declared (config_overrides: slurmd does not drain a node that has fewer) so that a sweep's
-  # driver and a 2-task DDP trial fit together on a 2-core CI machine
-  node=$(hostname -s); cpus=$(( $(nproc) < 4 ? 4 : $(nproc) ))
+  # at least 8 CPUs declared (config_overrides: slurmd does not drain a node that has fewer) so that a sweep's
+  # driver and a 2-task DDP trial fit together on a 2-core CI machine, and the three sweeps that
+  # tests/slurm/test_sweep_slurm.py runs side by side (a driver and up to 3 trials each) do not queue
+  node=$(hostname -s); cpus=$(( $(nproc) < 8 ? 8 : $(nproc) ))
   mem=$(( $(awk '/MemTotal/{print $2}' /proc/meminfo) / 1024 - 1024 ))
   first=$(( ($(date +%s) % 600000) * 100 + 1 ))
   getent hosts "$node" >/dev/null || echo "127.0.0.1 $node" >> /etc/hosts

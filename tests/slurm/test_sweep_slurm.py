@@ -6,6 +6,9 @@ driver as a job, every trial is its own Slurm job, ``jobs/status.py`` / ``jobs/c
   on; the final evaluation job scores the trials with a checkpoint (summary.csv, TensorBoard).
 - the driver job is killed half-way; relaunching the same sweep restores it (Tuner.restore) without
   rerunning the finished trial and re-attaches to the running trial's job.
+- ``jobs/cancel.py`` cancels a running sweep's every job.
+- the README's ``--partition gpu --sweep alpha``, and a sweep whose trials share one bootstrap job, both launched
+  before the first test and running beside the others (each job waits in Slurm's queue for the node's CPUs).
 """
 
 import csv
@@ -15,10 +18,46 @@ import sys
 import time
 
 import pytest
+import torch
+import yaml
 from helpers import synthetic_shards
 from sweep_helpers import REPO, SLURM, TINY, launch, sacct_state, state, sweep_dir_of, sweep_file, trial, wait_for
 
+from salnet.config import Config, from_dict
+from salnet.train.loop import Trainer
+
 pytestmark = [pytest.mark.slurm, pytest.mark.timeout(900)]
+
+SWEEP = """name: stg
+base: salgan
+overrides: {train.epochs: 3, train.bootstrap_epochs: 2}
+search: {algorithm: points}
+points:
+  - {label: BCE/4, train.adversarial: false}
+  - {label: "GAN/4 α=0.05", train.alpha: 0.05}
+  - {label: "GAN/4 α=0.5", train.alpha: 0.5}
+metric: cc
+mode: max
+scheduler: {name: fifo}
+budget: {trials: 1, max_concurrent: 3, retries: 0}
+resources: {gpus_per_trial: 0, cpus_per_task: 1, time_min: 15}
+"""
+
+
+def job_names(sweep) -> list[str]:
+    """The Slurm job names of every job this sweep submitted (its submitit folder holds one log per job)."""
+    ids = sorted({p.name.split("_")[0] for p in (sweep / "jobs").glob("*_log.out")})
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", ",".join(ids), "-o", "JobName"], capture_output=True,
+                         text=True, timeout=60)
+    return out.stdout.split()
+
+
+def job_threads() -> int:
+    """torch's thread count inside a 1-CPU job on the cpu partition (what the trial jobs trained with)."""
+    out = subprocess.run(["srun", "-p", "cpu", "-c", "1", "-t", "2", sys.executable, "-c",
+                          "import torch; print(torch.get_num_threads())"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    return int(out.stdout.split()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +139,6 @@ def test_killed_driver_resumes_without_rerunning_finished_trials(slurm, shards, 
 
 
 def test_cancel_stops_every_job(slurm, shards, tmp_path):
-    # one trial at a time: the node has 2 CPUs, the driver holds one
     spec = sweep_file(tmp_path, "cancel", "[0.003, 0.001]", "{name: fifo}",
                       "{trials: 1, max_concurrent: 1, retries: 0}")
     args = ["--sweep", str(spec), "--out", str(tmp_path / "runs"), "--no-evaluate", *SLURM, *TINY,
@@ -118,12 +156,13 @@ def test_cancel_stops_every_job(slurm, shards, tmp_path):
     assert (sweep / "trials" / "t00000" / "latest.pt").exists()  # the run folder stays: relaunching resumes
 
 
-def test_alpha_sweep_on_the_gpu_partition_as_documented(slurm, shards, tmp_path):
-    """`jobs/launch.py --partition gpu --sweep alpha` (tiny, 2 samples and the fixed α = 0.05): --dry-run prints and
-    submits nothing; an unknown partition is refused before anything is submitted; the real launch returns at once,
-    the shared bootstrap and the trials run on the gpu partition with one (fake) GPU each, then the final
-    evaluation."""
-    out_dir = tmp_path / "runs"
+@pytest.fixture(scope="module", autouse=True)
+def alpha_sweep(slurm, shards, tmp_path_factory):
+    """`jobs/launch.py --partition gpu --sweep alpha` (tiny, 2 samples and the fixed α = 0.05), launched before this
+    module's first test so that it runs on the gpu partition beside the other sweeps here (each waits in Slurm's
+    queue for the node's CPUs, as on a shared cluster): --dry-run prints and submits nothing; an unknown partition
+    is refused before anything is submitted; the real launch returns at once. Returns the sweep folder."""
+    out_dir = tmp_path_factory.mktemp("alpha") / "runs"
     common = ["--sweep", "alpha", "--out", str(out_dir), "--tiny", "--trials", "2", "--driver-cpus", "1",
               "--cpus-per-task", "1", "--mem", "2", f"data.shards={shards}", "data.input_size=[32, 48]",
               "train.epochs=2", "train.bootstrap_epochs=1"]
@@ -140,7 +179,26 @@ def test_alpha_sweep_on_the_gpu_partition_as_documented(slurm, shards, tmp_path)
     t0 = time.time()
     out = launch("--partition", "gpu", *common).stdout
     assert time.time() - t0 < 60  # it submits and returns
-    sweep = sweep_dir_of(out)
+    return sweep_dir_of(out)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def stages_sweep(slurm, tmp_path_factory):
+    """The shared-bootstrap sweep (SWEEP), launched before this module's first test (it runs beside the others).
+    Returns the sweep folder."""
+    tmp = tmp_path_factory.mktemp("stages")
+    shards = synthetic_shards(tmp / "data", {"train": 16, "val": 6}, (32, 48), 0.05)
+    spec = tmp / "stg.yaml"
+    spec.write_text(SWEEP)
+    out = launch("--sweep", str(spec), "--out", str(tmp / "runs"), "--no-evaluate", *SLURM, *TINY,
+                 f"data.shards={shards}").stdout
+    return sweep_dir_of(out)
+
+
+def test_alpha_sweep_on_the_gpu_partition_as_documented(alpha_sweep):
+    """The alpha sweep (:func:`alpha_sweep`): the shared bootstrap and the trials ran on the gpu partition with one
+    (fake) GPU each, then the final evaluation."""
+    sweep = alpha_sweep
     wait_for(lambda: state(sweep).get("status") == "done", 600, "the alpha sweep", sweep)
     for t in ("t00000", "t00001", "t00002"):
         rec = trial(sweep, t)
@@ -149,3 +207,42 @@ def test_alpha_sweep_on_the_gpu_partition_as_documented(slurm, shards, tmp_path)
                               capture_output=True, text=True, timeout=60).stdout
         assert acct.startswith("gpu|") and "gres/gpu=1" in acct, acct
     assert (sweep / "summary.md").read_text().count("| done |") == 3
+
+
+def test_the_trials_share_one_bootstrap_job_and_equal_trials_with_their_own(stages_sweep, tmp_path):
+    """One bootstrap per sweep: salgan_gan's shape (BCE/4 alone and GAN/4 at two α) at tiny scale. The driver
+    trained the shared bootstrap once, as one Slurm job in one run folder; every trial started from its checkpoint
+    and ends equal (to float32 rounding across processes) to the same trial trained with a bootstrap of its own
+    (same seed ⇒ same bootstrap)."""
+    sweep = stages_sweep
+    wait_for(lambda: state(sweep).get("status") in ("done", "failed"), 600, "the sweep", sweep)
+    assert state(sweep)["status"] == "done", state(sweep)
+
+    (stage,) = sorted((sweep / "stages").iterdir())  # one bootstrap run folder
+    assert state(sweep)["stages"] == {stage.name: "done"}
+    names = job_names(sweep)
+    assert names.count("stg-salgan-bootstrap") == 1 and len(names) == 5, names  # driver, 1 bootstrap, 3 trials
+    assert [json.loads(r)["epoch"] for r in (stage / "metrics.jsonl").read_text().splitlines()] == [1, 2]
+    for name in ("t00000", "t00001", "t00002"):
+        assert trial(sweep, name)["status"] == "done"
+        run = sweep / "trials" / name
+        doc = yaml.safe_load((run / "config.yaml").read_text())
+        assert doc["config"]["train"]["init_from"] == str(stage)  # every trial starts from the bootstrap
+        assert len((run / "metrics.jsonl").read_text().splitlines()) == 3  # the stage's 2 epochs, then its own
+        cfg = from_dict(Config, doc["config"])
+        own = from_dict(Config, {**doc["config"], "train": {**doc["config"]["train"], "init_from": None}})
+        threads = torch.get_num_threads()
+        torch.set_num_threads(job_threads())  # as in the jobs: a float sum's order depends on the thread count
+        try:
+            alone = Trainer(own, run_dir=tmp_path / "alone" / name)  # the same trial, bootstrap included
+            assert alone.fit()["status"] == "done"
+        finally:
+            torch.set_num_threads(threads)
+        shared = torch.load(run / "latest.pt", weights_only=True)  # each run's last step (fit() ends on the best)
+        mine = torch.load(tmp_path / "alone" / name / "latest.pt", weights_only=True)
+        assert shared["step"] == mine["step"] == alone.step and cfg.train.epochs == 3
+        for net in ("G", "D"):  # equal up to float32 rounding: another process may take other CPU kernel paths,
+            # and 12 steps grow a last-bit difference to ~5e-6 (in one process the two are bit-equal:
+            # tests/test_stages.py); another α's trial from the same bootstrap differs by ~3e-3
+            worst = max((shared[net][k] - mine[net][k]).abs().max().item() for k in mine[net])
+            assert worst <= 1e-4, (name, net, worst)
