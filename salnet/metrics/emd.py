@@ -18,7 +18,6 @@ instead of FastEMD's integer-rounded one (×10⁶), so our values are exact wher
 from __future__ import annotations
 
 import numpy as np
-import ot
 import torch
 
 from salnet.imresize import imresize, spatial_size
@@ -43,6 +42,8 @@ def transport_cost(p: np.ndarray, q: np.ndarray, dist: np.ndarray) -> float:
     a, b = d[src], -d[dst]
     b = b * (a.sum() / b.sum())  # equal totals up to float rounding; the simplex needs them exact
     m = np.ascontiguousarray(dist[np.ix_(src, dst)])
+    import ot  # here, not at the top: importing POT costs every process that imports salnet a second of CPU
+
     flow = ot.emd(a, b, m, numItermax=10_000_000)
     return float((flow * m).sum())
 
