@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from salnet.metric_names import PAPER_COLUMNS, higher_is_better
 from salnet.metrics.auc import auc_borji, auc_borji_of, auc_judd, auc_judd_of, sauc, sauc_of
 from salnet.metrics.common import EPS, VARIANTS, as_batch, check_finite
 from salnet.metrics.distribution import cc, cc_of, info_gain, info_gain_of, kld, kld_of, nss, nss_of, sim, sim_of
@@ -28,9 +29,12 @@ class Metric:
     fn: Callable[..., torch.Tensor]
     of: Callable[..., torch.Tensor]
     needs: str  # "fixations" | "gt_map" | "fixations+other" | "fixations+baseline"
-    higher_is_better: bool = True
     random: bool = False
     has_variant: bool = False
+
+    @property
+    def higher_is_better(self) -> bool:
+        return higher_is_better(self.name)  # salnet.metric_names: the sweep layer reads it without torch
 
 
 METRICS: dict[str, Metric] = {
@@ -42,15 +46,11 @@ METRICS: dict[str, Metric] = {
         Metric("nss", nss, nss_of, "fixations", has_variant=True),
         Metric("cc", cc, cc_of, "gt_map"),
         Metric("sim", sim, sim_of, "gt_map", has_variant=True),
-        Metric("kld", kld, kld_of, "gt_map", higher_is_better=False),
-        Metric("emd", emd, emd_of, "gt_map", higher_is_better=False),
+        Metric("kld", kld, kld_of, "gt_map"),
+        Metric("emd", emd, emd_of, "gt_map"),
         Metric("ig", info_gain, info_gain_of, "fixations+baseline", has_variant=True),
     )
 }
-
-# the metrics' labels and column order in the papers' tables (SalGAN table 2, Bruckert et al. table 3)
-PAPER_COLUMNS = {"auc_judd": "AUC-J", "sauc": "sAUC", "auc_borji": "AUC-B", "nss": "NSS", "cc": "CC",
-                 "sim": "SIM", "kld": "KLD", "emd": "EMD", "ig": "IG"}
 
 
 def check_names(names) -> list[str]:
@@ -131,6 +131,6 @@ def _options(m: Metric, variant, seed, keys, n_splits, step) -> dict:
 
 
 __all__ = [
-    "EPS", "METRICS", "VARIANTS", "Metric", "PreparedMaps", "auc_borji", "auc_judd", "cc", "check_names", "emd",
-    "info_gain", "kld", "nss", "other_fixations", "sauc", "score_batch", "sim",
+    "EPS", "METRICS", "PAPER_COLUMNS", "VARIANTS", "Metric", "PreparedMaps", "auc_borji", "auc_judd", "cc",
+    "check_names", "emd", "info_gain", "kld", "nss", "other_fixations", "sauc", "score_batch", "sim",
 ]

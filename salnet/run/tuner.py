@@ -28,7 +28,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from salnet.config import ConfigError, to_dict
 from salnet.logs import get_logger, setup_logging
-from salnet.metrics import METRICS
+from salnet.metric_names import METRIC_NAMES
 from salnet.run.jobs import TrainJob
 from salnet.run.slurm import ACTIVE, slurm_alive, slurm_runs, slurm_states
 from salnet.run.submission import attach, cancel_record, error_line, job_record, make_executor, submit
@@ -47,7 +47,7 @@ class TrialFailed(RuntimeError):
 def result_of(row: dict, final: bool = False) -> dict:
     """A metrics.jsonl row → a Tune result: every metric (NaN where undefined), the epoch, the stage."""
     val = row.get("val", {})
-    out = {m: float(val.get(m, math.nan)) for m in METRICS}
+    out = {m: float(val.get(m, math.nan)) for m in METRIC_NAMES}
     out.update(epoch=row["epoch"], stage=row.get("stage", ""), images=val.get("images", 0))
     if final:  # "final" marks a trial that ran to its end (Tune also sets "done" on trials it stops)
         out.update(done=True, final=1)
@@ -226,7 +226,7 @@ class TrialJobs(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         log.info(f"[{trial}] epoch {result.get('epoch')} ({result.get('stage')}): "
-                 + " ".join(f"{m}={result[m]:.4f}" for m in METRICS if m in result))
+                 + " ".join(f"{m}={result[m]:.4f}" for m in METRIC_NAMES if m in result))
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         status = "done" if (trial.last_result or {}).get("final") else "stopped"

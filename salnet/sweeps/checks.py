@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from salnet.config import ConfigError, set_values
-from salnet.metrics import METRICS
+from salnet.metric_names import METRIC_NAMES, higher_is_better
 from salnet.sweeps.spec import (
     ALGORITHMS,
     DISTRIBUTIONS,
@@ -54,12 +54,12 @@ def check_spec(spec: SweepSpec, base_dir: Path = SWEEPS_DIR) -> list[tuple[str, 
     """Problems of a parsed spec as (dotted key, message); empty when it is sound. The space's keys and
     values are checked against the base config's fields by building the config at the space's bounds."""
     errs: list[tuple[str, str]] = []
-    if spec.metric not in METRICS:
-        errs.append(("metric", f"metric {spec.metric!r} is not a metric; choose one of {', '.join(METRICS)}"))
+    if spec.metric not in METRIC_NAMES:
+        errs.append(("metric", f"metric {spec.metric!r} is not a metric; choose one of {', '.join(METRIC_NAMES)}"))
     if spec.mode not in ("max", "min"):
         errs.append(("mode", f"mode {spec.mode!r}: choose max or min"))
-    elif spec.metric in METRICS and (spec.mode == "max") != METRICS[spec.metric].higher_is_better:
-        better = "higher" if METRICS[spec.metric].higher_is_better else "lower"
+    elif spec.metric in METRIC_NAMES and (spec.mode == "max") != higher_is_better(spec.metric):
+        better = "higher" if higher_is_better(spec.metric) else "lower"
         errs.append(("mode", f"mode {spec.mode!r} optimises {spec.metric} the wrong way ({better} is better)"))
     if spec.search.algorithm not in ALGORITHMS:
         errs.append(("search.algorithm", f"unknown search algorithm {spec.search.algorithm!r}; choose one of "
@@ -165,9 +165,9 @@ def _check_reference(rows: list) -> list[tuple[str, str]]:
                 if not isinstance(v, str):
                     errs.append(("reference", f"reference[{i}]: {k} must be text, got {v!r}"))
                 continue
-            if k not in METRICS:
+            if k not in METRIC_NAMES:
                 errs.append(("reference", f"reference[{i}] ({row['label']}): {k!r} is not a metric; choose from "
-                                          f"{', '.join(METRICS)}"))
+                                          f"{', '.join(METRIC_NAMES)}"))
             elif isinstance(v, bool) or not isinstance(v, int | float):
                 errs.append(("reference", f"reference[{i}] ({row['label']}): {k} must be a number, got {v!r}"))
     return errs
