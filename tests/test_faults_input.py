@@ -14,8 +14,6 @@ counted where skipping is right; no file is deleted or changed.
 import hashlib
 import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -54,7 +52,7 @@ def test_a_cut_off_metrics_line_is_ignored_and_nothing_changes(tmp_path):
     assert digest(folder.path) == before
 
 
-def test_a_trial_json_that_is_not_json_is_named_and_the_rest_goes_on(tmp_path, capsys, caplog):
+def test_a_trial_json_that_is_not_json_is_named_and_the_rest_goes_on(tmp_path, capsys, caplog, script_here):
     from salnet.run.cancel import cancel_sweep
     from salnet.run.status import sweep_status, table
 
@@ -73,8 +71,7 @@ def test_a_trial_json_that_is_not_json_is_named_and_the_rest_goes_on(tmp_path, c
     said = capsys.readouterr()
     assert f"{bad}: not valid JSON" in said.out + said.err + caplog.text  # printed or logged, said either way
     assert folder.read_trial("t2").status == "cancelled" and bad.read_text() == '{"trial": "t1", "status": "runn'
-    out = subprocess.run([sys.executable, "jobs/status.py", str(folder.path)], cwd=REPO, capture_output=True,
-                         text=True, timeout=120)
+    out = script_here("status", str(folder.path))
     assert out.returncode == 0 and "unreadable" in out.stdout and str(bad) in out.stdout, out.stderr
 
 
@@ -105,21 +102,19 @@ def test_a_shard_that_changed_after_packing_is_named_with_what_to_do(tmp_path, c
     assert "verified 8 samples in" in capsys.readouterr().out
 
 
-def test_a_config_file_with_an_unknown_key_names_the_file(tmp_path):
+def test_a_config_file_with_an_unknown_key_names_the_file(tmp_path, script_here):
     p = tmp_path / "mine.yaml"
     p.write_text("train:\n  epochs: 3\n  alhpa: 0.1\n")
     with pytest.raises(ConfigError, match=rf"{p}: unknown config key 'train.alhpa'; did you mean 'alpha'"):
         load_config(p)
-    out = subprocess.run([sys.executable, "jobs/train.py", "--config", str(p)], cwd=REPO, capture_output=True,
-                         text=True, timeout=120)
+    out = script_here("train", "--config", str(p))
     assert out.returncode == 2 and f"{p}: unknown config key 'train.alhpa'" in out.stderr, out.stderr
 
 
-def test_a_sweep_whose_metric_the_run_does_not_log_fails_before_writing(tmp_path):
+def test_a_sweep_whose_metric_the_run_does_not_log_fails_before_writing(tmp_path, script_here):
     p = tmp_path / "bad.yaml"
     p.write_text("name: bad\nbase: salgan\nspace:\n  train.lr: {grid: [0.001]}\nmetric: auc\nmode: max\n")
-    out = subprocess.run([sys.executable, "jobs/launch.py", "--sweep", str(p), "--backend", "local", "--tiny",
-                          "--out", str(tmp_path / "runs")], cwd=REPO, capture_output=True, text=True, timeout=120)
+    out = script_here("launch", "--sweep", str(p), "--backend", "local", "--tiny", "--out", str(tmp_path / "runs"))
     assert out.returncode == 2, out.stdout + out.stderr
     assert f"{p}:5: metric 'auc' is not a metric; choose one of auc_judd, auc_borji, sauc" in out.stderr
     assert not (tmp_path / "runs").exists()

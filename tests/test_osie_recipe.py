@@ -3,7 +3,6 @@ the adversarial stage from the bootstrap, and a summary with both models, the ce
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,18 +14,21 @@ from salnet.inference.evaluate import evaluate_run
 from salnet.metrics import METRICS
 from salnet.train.checkpoint import load_checkpoint
 
-RECIPE = Path(__file__).resolve().parents[1] / "jobs" / "osie_recipe.py"
 pytestmark = pytest.mark.filterwarnings("ignore:VGG-16 has RANDOM weights")
 
 
-def recipe(out: Path, shards: Path, *extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(RECIPE), "--out", str(out), "--shards", str(shards), "--weights", "none",
+@pytest.fixture
+def recipe(script_here):
+    """``recipe(out, shards, *extra)``: jobs/osie_recipe.py at tiny sizes, in this process (conftest's script_here)."""
+    def run(out: Path, shards: Path, *extra: str) -> subprocess.CompletedProcess:
+        return script_here("osie_recipe", "--out", str(out), "--shards", str(shards), "--weights", "none",
                            "--bootstrap-epochs", "1", "--epochs", "1", "--passes", "2", "--readout-epochs", "2",
                            "--device", "cpu", "model.width=0.0625", "data.input_size=[32, 48]", "data.batch_size=4",
-                           "data.workers=0", "train.bf16=false", *extra], capture_output=True, text=True, timeout=600)
+                           "data.workers=0", "train.bf16=false", *extra)
+    return run
 
 
-def test_recipe_on_synthetic_shards(tmp_path):
+def test_recipe_on_synthetic_shards(tmp_path, recipe):
     shards = synthetic_shards(tmp_path, {"train": 8, "val": 4}, (32, 48), 0.05)
     out = recipe(tmp_path / "osie", shards)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -75,7 +77,7 @@ def test_recipe_on_synthetic_shards(tmp_path):
     assert load_checkpoint(sweep / "trials" / "bce4" / "latest.pt")["step"] == 8
 
 
-def test_a_stage_started_with_other_arguments_is_an_error(tmp_path):
+def test_a_stage_started_with_other_arguments_is_an_error(tmp_path, recipe):
     """A stage folder whose run was made with other arguments is refused, finished or not, naming the folder."""
     shards = synthetic_shards(tmp_path, {"train": 8, "val": 4}, (32, 48), 0.05)
     (tmp_path / "osie" / "bootstrap").mkdir(parents=True)

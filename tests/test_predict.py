@@ -7,8 +7,6 @@ import importlib.util
 import io
 import math
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -283,14 +281,13 @@ def test_job_writes_maps_for_files_folders_and_globs(run, tmp_path, capsys):
         np.testing.assert_array_equal(ov, overlay_rgb(im, m))
 
 
-def test_job_skips_and_counts_unreadable_images(run, tmp_path):
+def test_job_skips_and_counts_unreadable_images(run, tmp_path, script_here):
     save(tmp_path / "in" / "good.png", images((20, 30))[0])
     jpeg = io.BytesIO()
     Image.fromarray(images((64, 64), seed=6)[0]).save(jpeg, format="JPEG")
     (tmp_path / "in" / "truncated.jpg").write_bytes(jpeg.getvalue()[:300])
     (tmp_path / "in" / "text.png").write_text("not an image")
-    proc = subprocess.run([sys.executable, str(REPO / "jobs" / "predict.py"), str(run), str(tmp_path / "in"),
-                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    proc = script_here("predict", str(run), str(tmp_path / "in"), "--out", str(tmp_path / "out"))
     assert proc.returncode == 1, proc.stderr
     assert f"warning: skipping {tmp_path / 'in' / 'truncated.jpg'}: unreadable image" in proc.stderr
     assert f"warning: skipping {tmp_path / 'in' / 'text.png'}: unreadable image" in proc.stderr
