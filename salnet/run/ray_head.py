@@ -27,10 +27,8 @@ import sys
 import time
 from pathlib import Path
 
-# RAY_prestart_worker_first_driver=0: the head starts a worker per trial runner when Tune asks for one, instead of
-# one per CPU when the driver connects (a sweep with one trial at a time left the others idle, 2 s of CPU each)
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
-           "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0", "RAY_prestart_worker_first_driver": "0"}
+           "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
 
 
 def use_ray_env() -> None:
