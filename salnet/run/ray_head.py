@@ -27,8 +27,10 @@ import sys
 import time
 from pathlib import Path
 
+# RAY_enable_metrics_collection=0: with the dashboard off nothing receives Ray's metrics, and its GCS and raylet would
+# log "Failed to establish connection to the metrics exporter" into every sweep's output
 RAY_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_AUTH_MODE": "disabled",
-           "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0"}
+           "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0", "RAY_enable_metrics_collection": "0"}
 
 
 def use_ray_env() -> None:
