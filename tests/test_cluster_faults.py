@@ -3,6 +3,7 @@ by someone other than its parent, srun's CPUs per task, the loss study's targets
 CUDA RNG states resumed where fewer devices are visible, and the host synchronisations of the fixation masks.
 The real-Slurm halves are in tests/slurm/test_preempt_workers_slurm.py."""
 
+import multiprocessing.process
 import os
 import signal
 import subprocess
@@ -16,10 +17,12 @@ from torch import nn
 import salnet.losses.base as loss_base
 from salnet.config import DEBUG_OVERRIDES, apply_overrides, loss_study
 from salnet.data.loader import LoaderConfig, TrainLoader
+from salnet.run.jobs import TrainJob
 from salnet.run.submission import make_executor
 from salnet.sweeps.folder import JobResources
 from salnet.train import checkpoint, steps
 from salnet.train.build import build_content_loss, build_generator
+from salnet.train.loop import StopFlag
 
 pytestmark = pytest.mark.filterwarnings("ignore:VGG-16 has RANDOM weights")
 
@@ -33,7 +36,10 @@ def children(pid: int) -> list[int]:
     """The live child processes of ``pid`` (every thread's /proc children list)."""
     out = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        out += [int(c) for c in (task / "children").read_text().split()]
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except FileNotFoundError:  # a thread that ended since the listing (a finished loader's pin thread)
+            continue
     return out
 
 
@@ -68,6 +74,57 @@ def test_loader_workers_ignore_slurms_stop_signals_and_the_epoch_is_unchanged(sh
     assert [m & bits for m in ignored] == [bits, bits], [hex(m) for m in ignored]
     for (ids_a, img_a), (ids_b, img_b) in zip(got, undisturbed, strict=True):
         assert ids_a == ids_b and torch.equal(img_a, img_b)
+
+
+def test_a_stop_signal_while_the_workers_start_is_ignored_and_the_epochs_are_unchanged(shards, monkeypatch):
+    """A preemption can come while a loader starts its workers (every epoch and every validation): between the fork
+    and the worker_init_fn a worker had the default SIGTERM action, then torch's handler (which kills a worker on a
+    SIGTERM its parent did not send), and the main process raised 'DataLoader worker ... killed by signal'. Each
+    worker here gets SIGTERM and SIGUSR2 the moment it is started, in two epochs; both epochs are undisturbed."""
+    cfg = LoaderConfig(size=(32, 48), batch_size=2, workers=2, pin_memory=False, flip=True)
+    quiet = TrainLoader(shards, cfg=cfg)
+    undisturbed = [(b["id"], b["image"]) for _ in range(2) for b in quiet]  # epochs 0 and 1
+    started = []
+    real_start = multiprocessing.process.BaseProcess.start
+
+    def start_then_signal(process):
+        real_start(process)
+        started.append(process.pid)
+        for sig in (signal.SIGTERM, signal.SIGUSR2):
+            os.kill(process.pid, sig)
+
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", start_then_signal)
+    loader = TrainLoader(shards, cfg=cfg)
+    got = [(b["id"], b["image"]) for _ in range(2) for b in loader]
+    assert len(started) == 4 and len(got) == len(undisturbed) == 24
+    for (ids_a, img_a), (ids_b, img_b) in zip(got, undisturbed, strict=True):
+        assert ids_a == ids_b and torch.equal(img_a, img_b)
+    blocked = 1 << (signal.SIGTERM - 1) | 1 << (signal.SIGUSR2 - 1)
+    assert signal_mask(os.getpid(), "SigBlk") & blocked == 0  # the main process blocks them only while it forks
+
+
+def test_a_requeue_survives_a_repeated_stop_signal():
+    """Once the checkpoint is written the job hands over to submitit's SIGUSR2 handler, which runs ``scontrol
+    requeue``. Slurm signals every process of a step, and a preemption sends SIGTERM and SIGUSR2: one arriving then
+    killed scontrol ('died with <Signals.SIGUSR2: 12>') and the job failed instead of being requeued. The handler's
+    command here signals itself with both, as Slurm would; it lives and the handler gets its output."""
+    ran = []
+
+    def requeue(signum, _frame):  # stands in for submitit's handler: a command in a child process
+        cmd = ["sh", "-c", "kill -USR2 $$; kill -TERM $$; echo requeued"]
+        ran.append((signum, subprocess.run(cmd, capture_output=True, text=True, timeout=30)))
+
+    stop = StopFlag()
+    stop.previous[signal.SIGUSR2] = requeue
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR2)}
+    try:
+        TrainJob._requeue(stop)
+        now = {sig: signal.getsignal(sig) for sig in before}
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+    assert [(s, p.returncode, p.stdout) for s, p in ran] == [(signal.SIGUSR2, 0, "requeued\n")], ran
+    assert now == {signal.SIGTERM: signal.SIG_IGN, signal.SIGUSR2: signal.SIG_IGN}
 
 
 def slurm_job(**kw) -> JobResources:

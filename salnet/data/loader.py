@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import tarfile
 import zlib
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from salnet.data.features import TapTransform, check_cache, read_cache_manifest,
 from salnet.data.shards import read_manifest
 from salnet.data.tario import tar_records
 from salnet.data.transform import BatchPool, Transform, collate
+from salnet.data.worker_signals import ignore_stop_signals, start_workers
 
 # what a corrupt sample raises: PIL (OSError, SyntaxError for broken headers), zlib, numpy/json
 # (ValueError), a missing member (KeyError); anything else is a bug and propagates
@@ -96,15 +96,6 @@ def worker_slot() -> tuple[int, int]:
     """(worker id, number of workers) of the DataLoader worker running this, (0, 1) in the main process."""
     info = get_worker_info()
     return (info.id, info.num_workers) if info else (0, 1)
-
-
-def ignore_stop_signals(worker_id: int = 0) -> None:
-    """DataLoader ``worker_init_fn``: SIGTERM and SIGUSR2 ignored in a worker. Slurm signals every process of a step
-    on preemption or ``scancel``; a worker killed by a signal its parent did not send makes the main process raise
-    ("DataLoader worker ... killed by signal") before it reads its stop flag and checkpoints. The main process
-    owns shutdown: it stops its workers itself, and a worker still exits when its parent dies."""
-    for sig in (signal.SIGTERM, signal.SIGUSR2):
-        signal.signal(sig, signal.SIG_IGN)
 
 
 def shard_list(folder: str | Path, split: str) -> list[tuple[str, int]]:
@@ -359,7 +350,7 @@ class TrainLoader(_Loader):
 
     def __iter__(self):
         self.dataset.epoch = self.epoch
-        it = iter(self._dataloader(self.dataset))
+        it = start_workers(self._dataloader(self.dataset))
         for _ in range(self.batches):
             yield self._account(next(it))
         del it
@@ -404,7 +395,7 @@ class ValLoader(_Loader):
         self.dataset = ValStream(self.shards, self.cfg, self.rank, self.world_size, keep_original=True)
 
     def __iter__(self):
-        for batch in self._dataloader(self.dataset):
+        for batch in start_workers(self._dataloader(self.dataset)):
             batch = self._account(batch)
             if batch["id"]:
                 yield batch
