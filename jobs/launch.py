@@ -17,7 +17,6 @@ from pathlib import Path
 
 from salnet.config import ConfigError
 from salnet.logs import setup_logging
-from salnet.models.weights import WeightsError
 from salnet.run import LaunchError
 from salnet.run.launch import LaunchOptions, launch_sweep, launch_train
 from salnet.sweeps.load import SweepError
@@ -60,7 +59,9 @@ def main(argv=None) -> int:
     opts = LaunchOptions(**{k: v for k, v in args.items() if v is not None})
     try:
         launch_sweep(sweep, overrides, opts) if sweep else launch_train(train, overrides, opts)
-    except (LaunchError, SweepError, ConfigError, WeightsError, FileNotFoundError) as exn:
+    # FileNotFoundError: a missing input, salnet.models.weights.WeightsError (missing VGG-16 weights) among them;
+    # that module is not imported here, so a Slurm launch does not import torch
+    except (LaunchError, SweepError, ConfigError, FileNotFoundError) as exn:
         print(f"error: {exn}", file=sys.stderr)
         return 2
     return 0

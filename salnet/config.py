@@ -16,6 +16,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import subprocess
 import types
 import typing
 from dataclasses import dataclass, field
@@ -34,6 +35,17 @@ class ConfigError(ValueError):
     def __init__(self, message: str, key: str | None = None):
         super().__init__(message)
         self.key = key
+
+
+# The values of the choice keys: salnet.train.checks checks a config against them before anything runs (without
+# torch: sweep drivers and Ray's trial runners check configs too), and the code acting on each key uses them.
+ARCHS = ("salgan", "aspp", "readout")  # model.arch
+OUTPUTS = ("auto", "sigmoid", "linear")  # model.output
+INPUT_CONVENTIONS = ("torchvision", "caffe_bgr")  # model.input_convention
+POSTPROCESS = ("released", "none")  # model.postprocess
+PROCEDURES = ("salgan", "content")  # train.procedure
+RECIPE_WEIGHT_DECAY = {"released": 0.0, "paper": 2e-4}  # train.recipe: its weight decay
+OPTIMIZERS = ("lasagne_adagrad", "adagrad", "sgd", "nesterov", "adam")  # train.optimizer, train.bootstrap_optimizer
 
 
 @dataclass
@@ -338,6 +350,15 @@ def shorter_run(cfg, run_id: str | None) -> int | None:
         if config_hash(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=epochs))) == run_id:
             return epochs
     return None
+
+
+def git_sha() -> str:
+    """The commit of the salnet checkout running this (``git rev-parse HEAD``), "unknown" outside a checkout."""
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def save_config(cfg, path: Path, extra: dict | None = None) -> None:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from helpers import synthetic_shards
+
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER_PACKAGES = ("submitit", "ray", "cloudpickle")
 # the one file that pickles a module by value (no file edits sys.path), with why; not part of the job layer
@@ -201,13 +203,28 @@ print("changed:", changed)
     assert len(modules) > 10 and len(scripts) > 8
 
 
-def test_the_sweep_layer_imports_without_torch():
-    """The sweep driver's Ray trial runners, which only submit and follow jobs, import salnet.run.tuner (and with it
-    the sweep file checks) without torch: two seconds of CPU less for each of them. The metric names they read are
-    salnet.metrics' own."""
-    code = "import sys; sys.modules['torch'] = None; import salnet.run.tuner, salnet.sweeps.load; print('ok')"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
-    assert out.stdout == "ok\n", out.stderr[-3000:]
+# a trial's config as a trial runner makes and checks it, and a launcher's input checks (shards, weights)
+NO_TORCH = """import sys; sys.modules['torch'] = None
+import runpy, salnet.run.tuner
+runpy.run_path('jobs/launch.py')  # the launcher script's imports
+from salnet.run.train import check_inputs
+from salnet.run.tuner import planned_trials
+from salnet.sweeps.load import load_sweep, trial_run_config
+spec = load_sweep('alpha')
+cfg = trial_run_config(spec, planned_trials(spec)[0], {'model.weights': 'random', 'data.shards': sys.argv[1]}, None)
+check_inputs(cfg, 'sweep alpha')
+print('ok', cfg.train.alpha)
+"""
+
+
+def test_the_sweep_layer_imports_and_checks_configs_without_torch(tmp_path):
+    """The sweep driver's Ray trial runners, which only submit and follow jobs, and the Slurm launcher import their
+    modules and check a trial's config and inputs without torch: two seconds of CPU less for each of them. The
+    metric names they read are salnet.metrics' own."""
+    shards = synthetic_shards(tmp_path, {"train": 2, "val": 1}, (32, 48), 0.05)
+    out = subprocess.run([sys.executable, "-c", NO_TORCH, str(shards)],
+                         capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert out.stdout == "ok 0.05\n", out.stderr[-3000:]
     from salnet.metric_names import METRIC_NAMES, PAPER_COLUMNS
     from salnet.metrics import METRICS
 

@@ -20,6 +20,7 @@ from os import PathLike
 import torch
 from torch import Tensor, nn
 
+from salnet.config import INPUT_CONVENTIONS
 from salnet.models.weights import is_random, resolve_weights
 
 # torchvision's configuration "D"; "M" is a 2x2 max-pool.
@@ -30,7 +31,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # Caffe's VGG-16 mean in B, G, R order on the 0–255 scale (the released SalGAN's RGBtoBGRLayer default).
 CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
-INPUT_CONVENTIONS = ("torchvision", "caffe_bgr")
 
 # Layer name -> index in ``features`` of the module whose OUTPUT carries that name. "convB_L" names the
 # ReLU output of that convolution (what feature-based saliency models read), "poolB" the max-pool output.

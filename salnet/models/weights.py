@@ -21,8 +21,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
-
 IMAGENET = "imagenet"
 RANDOM = "random"
 ALIASES = {"torchvision": IMAGENET}  # older spelling of the ImageNet weights
@@ -38,6 +36,8 @@ class WeightsError(FileNotFoundError):
 
 def torchvision_cache_file() -> Path:
     """Where torchvision caches ``vgg16-397923af.pth`` (``$TORCH_HOME/hub/checkpoints``)."""
+    import torch  # here, not at the top: resolving "random" or a path needs no torch
+
     return Path(torch.hub.get_dir()) / "checkpoints" / TORCHVISION_VGG16_FILE
 
 
@@ -84,6 +84,8 @@ def resolve_weights(spec: str | os.PathLike | None, download: bool | None = None
     if download is None:
         download = os.environ.get(ENV_OFFLINE, "0") != "1"
     if download:
+        import torch
+
         try:
             torch.hub.load_state_dict_from_url(TORCHVISION_VGG16_URL, map_location="cpu", progress=False,
                                                check_hash=True, weights_only=True)

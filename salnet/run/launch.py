@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from salnet.config import to_dict
+from salnet.config import git_sha, to_dict
 from salnet.logs import get_logger
 from salnet.run import LaunchError
 from salnet.run.driver import DriverJob, planned_trials, run_sweep
@@ -171,8 +171,6 @@ def launch_sweep(sweep: str, overrides: list[str], opts: LaunchOptions) -> Sweep
     plan = SweepPlan(spec=spec, overrides=values, resources=resources, driver_partition=driver_partition,
                      evaluate=not opts.no_evaluate, split=opts.split)
     refuse_if_running(folder)
-    from salnet.train.loop import git_sha
-
     folder.write_plan(dataclasses.replace(plan, meta={
         "sweep_id": folder.path.name, "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "command": sys.argv,
         "git_sha": git_sha()}))

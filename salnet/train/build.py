@@ -21,14 +21,9 @@ import torch
 from torch import nn
 
 from salnet import losses
-from salnet.config import Config
+from salnet.config import ARCHS, OUTPUTS, PROCEDURES, RECIPE_WEIGHT_DECAY, Config
 from salnet.models.salgan import Discriminator, Generator
 from salnet.train.optim import make_optimizer
-
-ARCHS = ("salgan", "aspp", "readout")
-PROCEDURES = ("salgan", "content")
-RECIPE_WEIGHT_DECAY = {"released": 0.0, "paper": 2e-4}
-OUTPUTS = ("auto", "sigmoid", "linear")
 
 
 def output_activation(cfg: Config) -> str:

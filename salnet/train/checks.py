@@ -12,7 +12,18 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from salnet.config import Config, ConfigError
+from salnet.config import (
+    ARCHS,
+    INPUT_CONVENTIONS,
+    OPTIMIZERS,
+    OUTPUTS,
+    POSTPROCESS,
+    PROCEDURES,
+    RECIPE_WEIGHT_DECAY,
+    Config,
+    ConfigError,
+)
+from salnet.metric_names import METRIC_NAMES
 
 # (dotted key, low, high, low inclusive): numbers; None = unbounded on that side
 RANGES: tuple[tuple[str, float | None, float | None, bool], ...] = (
@@ -71,17 +82,11 @@ def check_config(cfg: Config) -> Config:
 
 
 def _check_choices(cfg: Config) -> None:
-    from salnet.metrics import METRICS
-    from salnet.models.vgg import INPUT_CONVENTIONS
-    from salnet.train.build import ARCHS, OUTPUTS, PROCEDURES, RECIPE_WEIGHT_DECAY
-    from salnet.train.optim import OPTIMIZERS
-    from salnet.train.validate import POSTPROCESS
-
     choices: dict[str, tuple[str, ...]] = {
         "model.arch": ARCHS, "model.output": OUTPUTS, "model.postprocess": POSTPROCESS,
         "model.input_convention": INPUT_CONVENTIONS, "model.decoder_init": ("glorot", "he"),
         "train.procedure": PROCEDURES, "train.recipe": tuple(RECIPE_WEIGHT_DECAY), "train.optimizer": OPTIMIZERS,
-        "train.bootstrap_optimizer": OPTIMIZERS, "train.best_metric": tuple(METRICS),
+        "train.bootstrap_optimizer": OPTIMIZERS, "train.best_metric": METRIC_NAMES,
     }
     for key, allowed in choices.items():
         value = _get(cfg, key)

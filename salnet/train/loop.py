@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from salnet.config import Config, config_hash, save_config, to_dict
+from salnet.config import Config, config_hash, git_sha, save_config, to_dict
 from salnet.data.features import run_features
 from salnet.data.loader import LoaderConfig, TrainLoader, ValLoader
 from salnet.data.shards import lacking, read_manifest
@@ -53,14 +52,6 @@ from salnet.train.validate import fixation_pool, validate
 
 PANEL_SIZE = 4
 log = get_logger(__name__)
-
-
-def git_sha() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def versions() -> dict[str, str]:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 
 import torch
 
-OPTIMIZERS = ("lasagne_adagrad", "adagrad", "sgd", "nesterov", "adam")
+from salnet.config import OPTIMIZERS
 
 
 class LasagneAdagrad(torch.optim.Optimizer):

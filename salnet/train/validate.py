@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from salnet.config import POSTPROCESS
 from salnet.data.features import model_input
 from salnet.metrics import METRICS, check_names, other_fixations, score_batch
 from salnet.models.baselines import center_bias
@@ -79,7 +80,6 @@ def counts_map(points: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     return torch.from_numpy(c)
 
 
-POSTPROCESS = ("released", "none")
 
 
 def score_images(G: SaliencyModel, loader, device: torch.device, *, shuffle_pool=None, metrics=DEFAULT_METRICS,
