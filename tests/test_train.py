@@ -2,14 +2,17 @@
 TensorBoard read-back, metrics.jsonl, config.yaml."""
 
 import json
+import shutil
 import signal
+import warnings
 
 import pytest
 import torch
 import yaml
 from helpers import synthetic_shards
 
-from salnet.config import DEBUG_OVERRIDES, Config, apply_overrides
+from salnet.config import DEBUG_OVERRIDES, Config, apply_overrides, save_config
+from salnet.inference.predict import load_model
 from salnet.logs import captured
 from salnet.train.loop import Trainer, epoch_line
 
@@ -90,6 +93,7 @@ def test_more_epochs_continue_a_finished_run_exactly(shards, tmp_path):
     assert full.fit()["status"] == "done"
     assert Trainer(config(shards), run_dir=tmp_path / "grown").fit()["status"] == "done"
     short_final = json.loads((tmp_path / "grown" / "final.json").read_text())
+    shutil.copy(tmp_path / "grown" / "latest.pt", tmp_path / "short.pt")  # saved by the 2-epoch run
     grown = Trainer(config(shards, "train.epochs=3"), run_dir=tmp_path / "grown")
     assert (grown.epoch, grown.batch_in_epoch, grown.continued_from) == (2, 0, 2)
     assert grown.fit()["status"] == "done"
@@ -108,6 +112,17 @@ def test_more_epochs_continue_a_finished_run_exactly(shards, tmp_path):
     grown_final = json.loads((tmp_path / "grown" / "final.json").read_text())["val"]
     assert [e.value for e in ev.Scalars("hparam/cc")] == pytest.approx([grown_final["cc"]], abs=1e-6)
     assert len(list((tmp_path / "grown" / "tb").glob("events.out.tfevents.*.hparams"))) == 1
+    # the 2-epoch run's checkpoint loads with the continued run's config as that run's own, without a warning;
+    # one whose config was edited otherwise is still named
+    shutil.copy(tmp_path / "short.pt", tmp_path / "grown" / "short.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load_model(tmp_path / "grown" / "short.pt")
+    (tmp_path / "edited").mkdir()
+    save_config(config(shards, "train.epochs=3", "train.alpha=0.5"), tmp_path / "edited" / "config.yaml")
+    shutil.copy(tmp_path / "short.pt", tmp_path / "edited" / "short.pt")
+    with pytest.warns(UserWarning, match="config edited after training"):
+        load_model(tmp_path / "edited" / "short.pt")
     for other in (["train.epochs=2"], ["train.epochs=4", "train.alpha=0.5"]):  # fewer epochs; another change
         with pytest.raises(ValueError, match="only train.epochs may grow"):
             Trainer(config(shards, *other), run_dir=tmp_path / "grown")

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from salnet.config import Config, ConfigError, config_hash, load_config
+from salnet.config import Config, ConfigError, config_hash, load_config, shorter_run
 from salnet.imresize import imresize, spatial_size
 from salnet.models.postprocess import postprocess
 from salnet.models.vgg import VGG16Features
@@ -52,7 +52,8 @@ def load_model(path: str | Path, which: str = "best",
     state = load_checkpoint(ckpt, map_location="cpu")
     if not isinstance(state, dict) or not isinstance(state.get("G"), dict):
         raise ValueError(f"{ckpt}: not a salnet training checkpoint (no generator state 'G')")
-    if state.get("run_id") not in (None, config_hash(cfg)):
+    # a checkpoint of the same run before it was continued to more epochs (shorter_run) is that run's own
+    if state.get("run_id") not in (None, config_hash(cfg)) and shorter_run(cfg, state["run_id"]) is None:
         warnings.warn(f"{ckpt}: saved by run {state['run_id']}, but {config} hashes to {config_hash(cfg)} "
                       "(config edited after training?); loading anyway", UserWarning, stacklevel=2)
     bare = copy.deepcopy(cfg)
