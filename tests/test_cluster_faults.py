@@ -17,7 +17,6 @@ from torch import nn
 import salnet.losses.base as loss_base
 from salnet.config import DEBUG_OVERRIDES, apply_overrides, loss_study
 from salnet.data.loader import LoaderConfig, TrainLoader
-from salnet.run.jobs import TrainJob
 from salnet.run.submission import make_executor
 from salnet.sweeps.folder import JobResources
 from salnet.train import checkpoint, steps
@@ -118,7 +117,7 @@ def test_a_requeue_survives_a_repeated_stop_signal():
     stop.previous[signal.SIGUSR2] = requeue
     before = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR2)}
     try:
-        TrainJob._requeue(stop)
+        stop.hand_over()
         now = {sig: signal.getsignal(sig) for sig in before}
     finally:
         for sig, handler in before.items():

@@ -15,7 +15,6 @@ The requeued job builds the same Trainer on the same run folder and resumes from
 from __future__ import annotations
 
 import os
-import signal
 import time
 from pathlib import Path
 
@@ -42,20 +41,8 @@ class TrainJob(submitit.helpers.Checkpointable):
             trainer = Trainer(from_dict(Config, config), run_dir=Path(run_dir), env=env)
             result = trainer.fit()
         if result["status"] == "preempted" and trainer.env.is_main and self._requeue_asked(trainer.stop):
-            self._requeue(trainer.stop)
+            trainer.stop.hand_over()  # submitit's handler requeues the job (the run folder holds the state)
         return result
-
-    @staticmethod
-    def _requeue(stop) -> None:
-        """Hand over to the SIGUSR2 handler the stop flag replaced (submitit's: ``scontrol requeue``, then exit; the
-        run folder holds the state). The checkpoint is written, so SIGTERM and SIGUSR2 are ignored from here on: a
-        repeated stop signal (Slurm signals every process of a step, and a preemption sends two) must not kill this
-        process or its scontrol, which inherits the ignore, half-way through the requeue."""
-        handler = stop.previous.get(signal.SIGUSR2)
-        for sig in (signal.SIGTERM, signal.SIGUSR2):
-            signal.signal(sig, signal.SIG_IGN)
-        if callable(handler):
-            handler(signal.SIGUSR2, None)
 
     @staticmethod
     def _requeue_asked(stop, wait_s: float = 5.0) -> bool:

@@ -25,6 +25,7 @@ from salnet.config import Config, config_hash, git_sha, save_config, to_dict
 from salnet.data.features import run_features
 from salnet.data.loader import LoaderConfig, TrainLoader, ValLoader
 from salnet.data.shards import lacking, read_manifest
+from salnet.data.worker_signals import STOP_SIGNALS
 from salnet.logs import get_logger
 from salnet.metrics import METRICS
 from salnet.train import steps
@@ -77,9 +78,20 @@ class StopFlag:
 
     def install(self) -> None:
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGUSR2, signal.SIGTERM):
+            for sig in STOP_SIGNALS:
                 self.previous.setdefault(sig, signal.getsignal(sig))
                 signal.signal(sig, lambda s, _f: self.set(signal.Signals(s).name))
+
+    def hand_over(self) -> None:
+        """Call the SIGUSR2 handler this flag replaced (submitit's: ``scontrol requeue``, then exit), once the
+        checkpoint is written. SIGTERM and SIGUSR2 are ignored from here on: a repeated stop signal (Slurm signals
+        every process of a step, and a preemption sends two) must not kill this process or its scontrol, which
+        inherits the ignore, half-way through the requeue."""
+        handler = self.previous.get(signal.SIGUSR2)
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        if callable(handler):
+            handler(signal.SIGUSR2, None)
 
     def set(self, reason: str) -> None:
         self.reason = self.reason or reason
